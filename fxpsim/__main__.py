@@ -1,0 +1,3 @@
+from fxpsim.cli import main
+
+raise SystemExit(main())
