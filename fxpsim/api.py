@@ -1,0 +1,78 @@
+"""The pipeline as plain function calls (usable from notebooks):
+
+>>> from fxpsim.api import simulate_run
+>>> outcome = simulate_run({"hw": "edge_npu", "model": "vgg16", "phase": "infer", "batch": "1"})
+
+``run_from_cli`` is what ``fxpsim run`` calls: resolve inputs, simulate, print, write reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from fxpsim.outcome import RunOutcome
+
+REPORT_FILES = ("summary.json", "layers.csv", "report.md")
+
+
+def run_name(hw_name: str, model_name: str, phase: str, algo: str, batch: int) -> str:
+    """Deterministic default run name (no timestamps: same inputs, same folder)."""
+    algo_part = f"-{algo}" if phase == "train" else ""
+    return f"{hw_name}-{model_name}-{phase}{algo_part}-b{batch}"
+
+
+def simulate_run(options: Mapping[str, str]) -> RunOutcome:
+    """Resolve the options (run keys and dotted hw overrides) and simulate one step."""
+    from fxpsim.config.load import load_hwconfig
+    from fxpsim.config.run import parse_run_options
+    from fxpsim.graph.resolve import load_model
+    from fxpsim.timing.ops import TimingRequest
+    from fxpsim.timing.simulate import simulate
+
+    run, hw_overrides = parse_run_options(options)
+    hw = load_hwconfig(run.hw, hw_overrides)
+    graph = load_model(run.model)
+    req = TimingRequest(
+        phase=run.phase,
+        algo=run.algo,
+        batch=run.batch,
+        w_bits=None if run.w_bits == "float" else run.w_bits,
+        a_bits=None if run.a_bits == "float" else run.a_bits,
+        g_bits=None if run.g_bits == "float" else run.g_bits,
+        rounding_w=run.rounding_w,
+        rounding_a=run.rounding_a,
+        rounding_g=run.rounding_g,
+        timing=run.timing,
+    )
+    timing = simulate(graph, hw.config, req)
+    name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
+    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing)
+
+
+def report_files(outcome: RunOutcome) -> dict[str, str]:
+    from fxpsim.report.csvmd import layers_csv, report_md
+    from fxpsim.report.summary import summary_json
+
+    return {
+        "summary.json": summary_json(outcome),
+        "layers.csv": layers_csv(outcome),
+        "report.md": report_md(outcome),
+    }
+
+
+def write_reports(outcome: RunOutcome) -> Path:
+    from fxpsim.report.write import write_folder_atomically
+
+    target = Path(outcome.run.out) if outcome.run.out else Path("reports") / outcome.name
+    return write_folder_atomically(target, report_files(outcome))
+
+
+def run_from_cli(options: Mapping[str, str]) -> int:
+    from fxpsim.report.terminal import print_run
+
+    outcome = simulate_run(options)
+    print_run(outcome)
+    folder = write_reports(outcome)
+    print(f"reports written to {folder}/ ({', '.join(REPORT_FILES)})")
+    return 0

@@ -1,0 +1,276 @@
+"""The accelerator description (``hwconfigs/*.yaml``) as frozen, validated pydantic models.
+
+Schema version 1, as documented in the README ("Accelerator configs"). Units live in key
+names (``_bits``, ``_kib``, ``_mhz``, ``_gb_s``, ``_ns``, ``_pj``, ``_mw``). Unknown keys are
+errors (``extra="forbid"``); defaults are filled here so no consumer sees a missing key.
+Loading YAML, overrides and error formatting live in :mod:`fxpsim.config.load`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Upper bounds keep a typo (rows: 1600000) from turning into an hour-long schedule or a
+# memory blow-up in the time plane; they are far above any real accelerator.
+_BIG = 2**30
+PosInt = Annotated[int, Field(gt=0, le=_BIG)]
+NonNegInt = Annotated[int, Field(ge=0, le=_BIG)]
+# NaN/inf pass ``gt=0`` checks, so every float forbids them explicitly
+PosFloat = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
+ArrayDim = Annotated[int, Field(gt=0, le=4096)]
+Lanes = Annotated[int, Field(gt=0, le=65536)]
+Fraction01 = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+Dataflow = Literal["weight_stationary", "output_stationary", "input_stationary"]
+TensorKind = Literal["weights", "activations", "psums", "gradients", "optimizer_state"]
+HwRounding = Literal["rne", "rna", "rtz", "floor", "ceil", "stochastic"]
+Pass = Literal["forward", "dgrad", "wgrad"]
+
+
+class KeyedValueError(ValueError):
+    """A cross-field check failure that knows which key (relative to its model) is wrong.
+
+    Raised from model validators; the loader appends ``key`` to the pydantic location so the
+    user sees ``mac_array.requantizer.default_rounding`` rather than just the section.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class _Model(BaseModel):
+    # strict: "16" is not an int and 1.5 is not a bool; frozen: configs are values
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Technology(_Model):
+    node_nm: PosFloat
+    vdd_v: PosFloat
+    energy_reference: str = Field(min_length=1)
+    node_scale_from_45nm: PosFloat = 1.0
+
+
+class Clock(_Model):
+    freq_mhz: Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False)]
+
+
+class PrecisionMode(_Model):
+    name: str = Field(min_length=1)
+    w_bits: Annotated[int, Field(ge=2, le=32)]
+    a_bits: Annotated[int, Field(ge=2, le=32)]
+    macs_per_pe_per_cycle: Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)]
+
+
+class Accumulator(_Model):
+    bits: Annotated[int, Field(ge=2, le=64)]
+    overflow: Literal["saturate", "wrap"]
+    # width of the partial sum travelling down a column (WS/IS); defaults to ``bits``
+    psum_bits: Annotated[int, Field(ge=2, le=64)] | None = None
+
+
+class Requantizer(_Model):
+    scale_format: Literal["int32_mult_shift", "pow2_shift", "fp32_scale"]
+    rounding_modes: list[HwRounding] = Field(min_length=1)
+    default_rounding: HwRounding
+    lanes: Lanes
+
+    @model_validator(mode="after")
+    def _default_is_supported(self) -> Requantizer:
+        if self.default_rounding not in self.rounding_modes:
+            raise KeyedValueError(
+                "default_rounding",
+                f"expected one of rounding_modes ({', '.join(self.rounding_modes)}), "
+                f"got {self.default_rounding!r}",
+            )
+        return self
+
+
+class StochasticRounding(_Model):
+    hardware: bool
+    rng: Literal["lfsr", "xorshift", "philox"] = "lfsr"
+    rng_width_bits: Annotated[int, Field(ge=2, le=64)] = 16
+    rng_polynomial: str | None = None
+    rng_instances: Lanes = 1
+    random_bits_per_rounding: Annotated[int, Field(ge=1, le=32)] = 8
+    seed: Annotated[int, Field(ge=0, le=2**64 - 1)] = 1
+    reseed: Literal["never", "per_layer", "per_step"] = "never"
+
+
+class MacArray(_Model):
+    rows: ArrayDim
+    cols: ArrayDim
+    dataflow: Dataflow
+    # loop dims unrolled on rows / cols, e.g. {rows: C, cols: K}; None = the dataflow's default
+    spatial_map: dict[Literal["rows", "cols"], str] | None = None
+    spatial_map_overrides: dict[Pass, dict[Literal["rows", "cols"], str]] = Field(
+        default_factory=dict
+    )
+    systolic: bool = True
+    # None = ``rows`` cycles (one row of weights per cycle)
+    weight_load_cycles_per_tile: NonNegInt | None = None
+    weight_double_buffered: bool = False
+    precision_modes: list[PrecisionMode] = Field(min_length=1)
+    accumulator: Accumulator
+    requantizer: Requantizer
+    stochastic_rounding: StochasticRounding
+
+    @model_validator(mode="after")
+    def _unique_modes(self) -> MacArray:
+        names = [m.name for m in self.precision_modes]
+        if len(set(names)) != len(names):
+            raise KeyedValueError(
+                "precision_modes", f"expected unique mode names, got {', '.join(names)}"
+            )
+        return self
+
+    def mode(self, name: str) -> PrecisionMode:
+        for m in self.precision_modes:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+class VectorUnit(_Model):
+    lanes: Lanes
+    datapath_bits: Annotated[int, Field(gt=0, le=4096)]
+    precisions: list[str] = Field(min_length=1)
+    ops_cycles: dict[str, PosInt] = Field(min_length=1)
+    supports: list[str] = Field(default_factory=list)
+    stochastic_rounding: str | None = None
+
+
+class Ports(_Model):
+    read: Annotated[int, Field(gt=0, le=64)] = 1
+    write: Annotated[int, Field(gt=0, le=64)] = 1
+
+
+class Memory(_Model):
+    """An on-chip SRAM (size/banks/width/energies) or the PE register file (per_pe_bits)."""
+
+    name: str = Field(min_length=1)
+    size_kib: Annotated[float, Field(gt=0, le=2**30, allow_inf_nan=False)] | None = None
+    banks: Annotated[int, Field(gt=0, le=65536)] = 1
+    width_bits: Annotated[int, Field(gt=0, le=65536)] | None = None
+    ports: Ports = Field(default_factory=Ports)
+    holds: list[TensorKind] = Field(default_factory=list)
+    double_buffered: bool = False
+    read_energy_pj: NonNegFloat | None = None
+    write_energy_pj: NonNegFloat | None = None
+    leakage_mw: NonNegFloat = 0.0
+    per_pe_bits: Annotated[int, Field(gt=0, le=4096)] | None = None
+    energy_pj_per_bit: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Memory:
+        if self.per_pe_bits is not None:
+            if self.energy_pj_per_bit is None:
+                raise KeyedValueError(
+                    "energy_pj_per_bit", "required for a PE register entry (per_pe_bits)"
+                )
+            if self.size_kib is not None:
+                raise KeyedValueError(
+                    "size_kib", "give either per_pe_bits (PE registers) or size_kib (SRAM)"
+                )
+            return self
+        missing = [
+            k
+            for k in ("size_kib", "width_bits", "read_energy_pj", "write_energy_pj")
+            if getattr(self, k) is None
+        ]
+        if missing:
+            raise KeyedValueError(
+                missing[0],
+                f"required for an SRAM (missing: {', '.join(missing)}; "
+                "or give per_pe_bits for PE registers)",
+            )
+        if not self.holds:
+            raise KeyedValueError(
+                "holds", "an SRAM needs holds: [weights, activations, psums, ...], got []"
+            )
+        return self
+
+    @property
+    def is_sram(self) -> bool:
+        return self.per_pe_bits is None
+
+    @property
+    def size_bytes(self) -> int:
+        return int(round((self.size_kib or 0.0) * 1024))
+
+
+class Dram(_Model):
+    type: str = Field(min_length=1)
+    bandwidth_gb_s: PosFloat
+    efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
+    latency_ns: NonNegFloat = 0.0
+    capacity_gib: PosFloat | None = None
+    read_energy_pj_per_byte: NonNegFloat
+    write_energy_pj_per_byte: NonNegFloat
+
+
+class Energy(_Model):
+    """pJ per operation at the configured node and Vdd (see ``technology``)."""
+
+    mac: dict[str, NonNegFloat] = Field(min_length=1)
+    mul: dict[str, NonNegFloat] = Field(default_factory=dict)
+    add: dict[str, NonNegFloat] = Field(default_factory=dict)
+    cmp: dict[str, NonNegFloat] = Field(default_factory=dict)
+    shift: dict[str, NonNegFloat] = Field(default_factory=dict)
+    requant_rne: NonNegFloat
+    requant_stochastic: NonNegFloat
+    rng_per_bit: NonNegFloat = 0.0
+    idle_pe_fraction: Fraction01 = 0.0
+
+
+class Leakage(_Model):
+    logic_mw: NonNegFloat = 0.0
+
+
+class HwConfig(_Model):
+    schema_version: Literal[1]
+    name: str = Field(min_length=1)
+    description: str = ""
+    technology: Technology
+    clock: Clock
+    mac_array: MacArray
+    vector_unit: VectorUnit
+    memory: list[Memory] = Field(min_length=1)
+    dram: Dram
+    energy: Energy
+    leakage: Leakage = Field(default_factory=Leakage)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> HwConfig:
+        names = [m.name for m in self.memory]
+        if len(set(names)) != len(names):
+            raise KeyedValueError("memory", f"expected unique memory names, got {names}")
+        missing = [m.name for m in self.mac_array.precision_modes if m.name not in self.energy.mac]
+        if missing:
+            raise KeyedValueError(
+                "energy.mac",
+                f"expected a price (pJ) for every precision mode, missing {', '.join(missing)}",
+            )
+        if not any(m.is_sram for m in self.memory):
+            raise KeyedValueError("memory", "expected at least one SRAM (an entry with size_kib)")
+        return self
+
+    # ---- derived numbers used by the time plane -------------------------------------------
+    @property
+    def freq_hz(self) -> float:
+        return self.clock.freq_mhz * 1e6
+
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        """Achievable DRAM bytes per core clock cycle (bandwidth x efficiency / f)."""
+        return self.dram.bandwidth_gb_s * 1e9 * self.dram.efficiency / self.freq_hz
+
+    @property
+    def leakage_mw_total(self) -> float:
+        return self.leakage.logic_mw + sum(m.leakage_mw for m in self.memory)
+
+    def memories_holding(self, kind: str) -> list[Memory]:
+        return [m for m in self.memory if m.is_sram and kind in m.holds]

@@ -1,0 +1,44 @@
+"""Plain name lists shared by the config layer and the numeric core (no heavy imports).
+
+``fxpsim.fixedpoint`` defines the same rounding names (``ROUNDING_MODES``); a test checks that
+the two agree, so run options can be validated without importing Numba.
+"""
+
+from __future__ import annotations
+
+# Canonical rounding names accepted by run options (``rounding.w=...``); the same tuple, in
+# the same order, as ``fxpsim.fixedpoint.ROUNDING_MODES`` (semantics documented there).
+ROUNDING_CANONICAL: tuple[str, ...] = (
+    "floor",
+    "ceil",
+    "trunc",
+    "away",
+    "half_up",
+    "half_down",
+    "half_zero",
+    "half_away",
+    "half_even",
+    "half_odd",
+    "jam",
+    "jam_unbiased",
+    "stochastic",
+    "stochastic_equal",
+)
+
+# Hardware-style short names (HWCONFIG ``requantizer.rounding_modes``) -> canonical name.
+ROUNDING_ALIASES: dict[str, str] = {"rne": "half_even", "rna": "half_away", "rtz": "trunc"}
+
+# Every name a user may write: canonical names first, then the aliases.
+ROUNDING_NAMES: tuple[str, ...] = ROUNDING_CANONICAL + tuple(ROUNDING_ALIASES)
+
+
+def canonical_rounding(name: str) -> str:
+    """``"rne"`` -> ``"half_even"``; canonical names map to themselves.
+
+    Raises ``ValueError`` naming the valid choices for an unknown name.
+    """
+    if name in ROUNDING_ALIASES:
+        return ROUNDING_ALIASES[name]
+    if name in ROUNDING_CANONICAL:
+        return name
+    raise ValueError(f"unknown rounding {name!r} (valid: {', '.join(ROUNDING_NAMES)})")

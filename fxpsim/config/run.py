@@ -1,0 +1,225 @@
+"""Run options (what to simulate) and the split of CLI ``key=value`` options.
+
+``fxpsim run hw=edge_npu model=vgg16 batch=8 rounding.g=stochastic mac_array.rows=32``:
+``hw``, ``model``, ``batch`` and ``rounding.g`` are run options (:class:`RunConfig`);
+``mac_array.rows`` starts with a top-level hwconfig section, so it is a hardware override
+(see :mod:`fxpsim.config.overrides`). Anything else is an error listing the valid keys.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fxpsim.config.names import ROUNDING_NAMES, canonical_rounding
+from fxpsim.errors import ConfigError
+
+Phase = Literal["train", "infer"]
+Algo = Literal["sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo"]
+Timing = Literal["native", "scalesim"]
+ReportFormat = Literal["json", "csv", "md"]
+Bits = Annotated[int, Field(ge=2, le=16)] | Literal["float"]
+
+ALGOS: tuple[str, ...] = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
+FORMATS: tuple[str, ...] = ("json", "csv", "md")
+
+# top-level HwConfig sections that may be overridden from the command line
+HW_OVERRIDE_ROOTS: tuple[str, ...] = (
+    "technology", "clock", "mac_array", "vector_unit", "memory", "dram", "energy", "leakage",
+)
+
+
+class RunConfig(BaseModel):
+    """What to simulate. Frozen; built by :func:`parse_run_options` or directly.
+
+    ``w_bits``/``a_bits``/``g_bits``: 2..16 or ``"float"`` (no quantization).
+    ``rounding_*``: a name of :data:`fxpsim.config.names.ROUNDING_NAMES`, stored canonical
+    (``rne`` -> ``half_even``).
+    ``epochs``/``steps``: ``None`` lets the training plane choose.
+    ``fb_*``: forward-backtrack options (``fb.a`` is the step-size fraction in [0, 1]).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    hw: str = Field("edge_npu", min_length=1)
+    model: str = Field("vgg16", min_length=1)
+    phase: Phase = "train"
+    algo: Algo = "sgd"
+    batch: Annotated[int, Field(ge=1, le=1 << 20)] = 32
+    epochs: Annotated[int, Field(ge=0, le=1 << 20)] | None = None
+    steps: Annotated[int, Field(ge=0, le=1 << 40)] | None = None
+    dataset: str = Field("digits", min_length=1)
+    data_dir: str | None = None
+    w_bits: Bits = 8
+    a_bits: Bits = 8
+    g_bits: Bits = 8
+    rounding_w: str = "half_even"
+    rounding_a: str = "half_even"
+    rounding_g: str = "stochastic"
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    out: str | None = None
+    name: str | None = None
+    timing: Timing = "native"
+    fb_a: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.6
+    fb_coef_on: Literal["trial", "current"] = "trial"
+    fb_trial_batch: Literal["same", "next"] = "same"
+    fb_trial_updates_moments: bool = False
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    format: tuple[ReportFormat, ...] = Field(FORMATS, min_length=1)
+
+    @field_validator("rounding_w", "rounding_a", "rounding_g")
+    @classmethod
+    def _known_rounding(cls, v: str) -> str:
+        # aliases (rne, rna, rtz) are stored as their canonical name so reports agree
+        return canonical_rounding(v)
+
+
+# ---- parsing CLI strings -------------------------------------------------------------------
+def _int(lo: int, hi: int, noun: str) -> Callable[[str], Any]:
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?\d{1,19}", text.strip()):
+            raise ValueError(f"expected {noun}, got {text!r}")
+        value = int(text)
+        if not lo <= value <= hi:
+            raise ValueError(f"expected {noun} (at most {hi}), got {text!r}"
+                             if value > hi else f"expected {noun}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def wrapped(text: str) -> Any:
+        return None if text.strip().lower() in ("", "none", "null") else parse(text)
+
+    return wrapped
+
+
+def _float(lo: float, hi: float, lo_open: bool, noun: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected {noun}, got {text!r}") from None
+        if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
+            raise ValueError(f"expected {noun}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _bits(text: str) -> int | str:
+    if text.strip() == "float":
+        return "float"
+    try:
+        return _int(2, 16, "an integer in 2..16")(text)
+    except ValueError:
+        raise ValueError(f"expected an integer in 2..16 or 'float', got {text!r}") from None
+
+
+def _text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("expected a non-empty string, got ''")
+    return text
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"expected a comma list of {', '.join(FORMATS)}, got {text!r}")
+    for t in items:
+        if t not in FORMATS:
+            raise ValueError(f"expected a comma list of {', '.join(FORMATS)}, got {t!r}")
+    return tuple(dict.fromkeys(items))
+
+
+_ROUNDING = _choice(ROUNDING_NAMES)
+
+# CLI key -> (RunConfig field, parser)
+RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "hw": ("hw", _text),
+    "model": ("model", _text),
+    "phase": ("phase", _choice(("train", "infer"))),
+    "algo": ("algo", _choice(ALGOS)),
+    "batch": ("batch", _int(1, 1 << 20, "a positive integer")),
+    "epochs": ("epochs", _optional(_int(0, 1 << 20, "a non-negative integer"))),
+    "steps": ("steps", _optional(_int(0, 1 << 40, "a non-negative integer"))),
+    "dataset": ("dataset", _text),
+    "data_dir": ("data_dir", _optional(_text)),
+    "w_bits": ("w_bits", _bits),
+    "a_bits": ("a_bits", _bits),
+    "g_bits": ("g_bits", _bits),
+    "rounding.w": ("rounding_w", _ROUNDING),
+    "rounding.a": ("rounding_a", _ROUNDING),
+    "rounding.g": ("rounding_g", _ROUNDING),
+    "seed": ("seed", _int(0, 2**63 - 1, "a non-negative integer")),
+    "out": ("out", _optional(_text)),
+    "name": ("name", _optional(_text)),
+    "timing": ("timing", _choice(("native", "scalesim"))),
+    "fb.a": ("fb_a", _float(0.0, 1.0, False, "a number in [0, 1]")),
+    "fb.coef_on": ("fb_coef_on", _choice(("trial", "current"))),
+    "fb.trial_batch": ("fb_trial_batch", _choice(("same", "next"))),
+    "fb.trial_updates_moments": ("fb_trial_updates_moments", _bool),
+    "lr": ("lr", _optional(_float(0.0, 1e6, True, "a positive number"))),
+    "format": ("format", _formats),
+}
+
+
+def is_hw_override(key: str) -> bool:
+    """True when ``key``'s first component (before ``.`` or ``[``) is a hwconfig section."""
+    root = re.split(r"[.\[]", key, maxsplit=1)[0]
+    return root in HW_OVERRIDE_ROOTS
+
+
+def parse_run_options(options: Mapping[str, str]) -> tuple[RunConfig, dict[str, str]]:
+    """Split CLI ``key=value`` options into a :class:`RunConfig` and hwconfig overrides.
+
+    Run keys are those of :data:`RUN_KEYS` (``batch``, ``rounding.w``, ``fb.a``, ...); keys
+    whose first component is one of :data:`HW_OVERRIDE_ROOTS` are returned unparsed, in order,
+    for :func:`fxpsim.config.load.load_hwconfig`. Raises :class:`ConfigError` with source
+    ``"command line"`` naming the key for an unknown key or an unparsable value.
+    """
+    fields: dict[str, Any] = {}
+    hw_overrides: dict[str, str] = {}
+    for key, text in options.items():
+        if key in RUN_KEYS:
+            field, parse = RUN_KEYS[key]
+            try:
+                fields[field] = parse(text)
+            except ValueError as exc:
+                raise ConfigError("command line", key, str(exc)) from None
+        elif is_hw_override(key):
+            hw_overrides[key] = text
+        else:
+            valid = ", ".join(list(RUN_KEYS) + [f"{r}.*" for r in HW_OVERRIDE_ROOTS])
+            raise ConfigError("command line", key, f"unknown option; valid: {valid}")
+    try:
+        run = RunConfig(**fields)
+    except ValidationError as exc:  # parsers above should make this unreachable
+        err = exc.errors(include_url=False)[0]
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        cli_key = next((k for k, (f, _) in RUN_KEYS.items() if f == field), field)
+        raise ConfigError("command line", cli_key, err["msg"]) from None
+    return run, hw_overrides

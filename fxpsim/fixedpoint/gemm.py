@@ -1,0 +1,239 @@
+"""Exact integer GEMM with a hardware accumulator (output-stationary order).
+
+``matmul(a, b, acc_bits, overflow)`` returns, for every output, the value of a signed
+``acc_bits`` register that starts at 0 and adds ``a[m,k]*b[k,n]`` for k = 0..K-1 in that
+order, applying ``overflow`` after every add (one PE of an output-stationary array). The
+result is bit-identical to :func:`fxpsim.fixedpoint.oracle_gemm.matmul_oracle`; three exact
+paths get there:
+
+1. ``static``: if K * max|a| * max|b| fits the register, no prefix can leave its range: the
+   value is the exact sum (``torch._int_mm`` when both operands fit int8, else float64 BLAS
+   on k-chunks short enough that every partial sum is an integer below 2^53), events = 0.
+2. ``bound``: per output and k-chunk j, every prefix inside chunk j lies in
+   [S_<j + N_j, S_<j + P_j] (S = exact chunk sums, P/N = sums of the positive/negative
+   products, themselves GEMMs of the operands' sign parts). Outputs whose bounds stay in
+   range take the exact sum with 0 events; the others go to the sequential kernel.
+3. ``sequential``: the Numba kernel in hardware order (gemm_kernels).
+
+Wrap mode is no exception: its value is the sum mod 2^bits, but its event count depends on
+the order, so it goes through the same bound check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fxpsim.fixedpoint import gemm_kernels as _k
+from fxpsim.fixedpoint.gemm_kernels import MODE_CODES, register_range
+
+OVERFLOW_MODES = tuple(MODE_CODES)
+_PATHS = ("auto", "static", "bound", "sequential")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(frozen=True)
+class GemmResult:
+    """``values``: int64 (M, N) register contents; ``events``: int64 (M, N) number of adds at
+    which the register left its range (the overflow mode acted)."""
+
+    values: np.ndarray
+    events: np.ndarray
+
+    @property
+    def total_events(self) -> int:
+        return int(self.events.sum())
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A validated GEMM operand: the array and the largest absolute value in it."""
+
+    data: np.ndarray
+    max_abs: int
+
+
+def check_operand(x: object, name: str, ndim: int = 2) -> Operand:
+    """Validate integer codes that fit int32; ValueError naming ``name`` otherwise."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected an integer array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        return Operand(arr, 0)
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < _INT32_MIN or hi > _INT32_MAX:
+        raise ValueError(f"{name}: values must fit int32, got range [{lo}, {hi}]")
+    return Operand(arr, max(-lo, hi))
+
+
+def check_acc(bits: object, overflow: object, bits_name: str = "acc_bits",
+              overflow_name: str = "overflow") -> None:
+    """Validate a register width (2..64) and overflow mode."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 64:
+        raise ValueError(f"{bits_name}: expected an integer in [2, 64], got {bits!r}")
+    if overflow not in MODE_CODES:
+        raise ValueError(f"{overflow_name}: expected one of {OVERFLOW_MODES}, got {overflow!r}")
+
+
+def _fits_int8(op: Operand) -> bool:
+    d = op.data
+    return op.max_abs <= 127 or (op.max_abs == 128 and int(d.max(initial=0)) <= 127)
+
+
+def exact_sum(a: Operand, b: Operand) -> np.ndarray:
+    """Sum over k of a[m,k]*b[k,n] modulo 2^64 as int64 (exact whenever it fits int64)."""
+    m_rows, k_len = a.data.shape
+    n_cols = b.data.shape[1]
+    out = np.zeros((m_rows, n_cols), dtype=np.int64)
+    max_prod = a.max_abs * b.max_abs
+    if m_rows == 0 or n_cols == 0 or k_len == 0 or max_prod == 0:
+        return out
+    if _fits_int8(a) and _fits_int8(b):
+        import torch
+
+        ta = torch.from_numpy(np.ascontiguousarray(a.data, np.int8))
+        tb = torch.from_numpy(np.ascontiguousarray(b.data, np.int8))
+        chunk = _INT32_MAX // max_prod  # the int32 inside _int_mm cannot overflow
+        for k0 in range(0, k_len, chunk):
+            part = torch._int_mm(ta[:, k0:k0 + chunk], tb[k0:k0 + chunk]).numpy()
+            if k0 == 0:
+                out = part.astype(np.int64)
+            else:
+                out += part
+        return out
+    if max_prod <= 2**53:
+        chunk = 2**53 // max_prod  # every partial sum of a chunk is an integer < 2^53
+        af = a.data.astype(np.float64)
+        bf = b.data.astype(np.float64)
+        for k0 in range(0, k_len, chunk):
+            out += (af[:, k0:k0 + chunk] @ bf[k0:k0 + chunk]).astype(np.int64)
+        return out
+    return _k.wrapping_matmul(np.ascontiguousarray(a.data, np.int64),
+                              np.ascontiguousarray(b.data, np.int64))
+
+
+def _sign_parts(op: Operand) -> tuple[Operand, Operand]:
+    pos = np.maximum(op.data, 0).astype(op.data.dtype, copy=False)
+    neg = np.minimum(op.data, 0).astype(op.data.dtype, copy=False)
+    return Operand(pos, op.max_abs), Operand(neg, op.max_abs)
+
+
+def chunk_sums(a: Operand, b: Operand, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, N): sums of the positive / negative products a[m,k]*b[k,n] for k in [k0, k1)."""
+    ap, an = _sign_parts(Operand(a.data[:, k0:k1], a.max_abs))
+    bp, bn = _sign_parts(Operand(b.data[k0:k1], b.max_abs))
+    pos = exact_sum(ap, bp) + exact_sum(an, bn)
+    neg = exact_sum(ap, bn) + exact_sum(an, bp)
+    return pos, neg
+
+
+def static_safe(k_len: int, max_prod: int, bits: int, overflow: str) -> bool:
+    """True when no prefix of K products of magnitude <= max_prod can leave the register."""
+    lo, hi = register_range(bits, overflow)
+    return k_len * max_prod <= min(hi, -lo)
+
+
+def default_chunk(k_len: int, align: int = 1) -> int:
+    """k-chunk for the bound check: ~16 chunks, at least 32 k's, a multiple of ``align``."""
+    chunk = max(32, -(-k_len // 16))
+    return -(-chunk // align) * align
+
+
+def bound_flags(a: Operand, b: Operand, bits: int, overflow: str, chunk: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, exact sums): flags[m,n] is True where some prefix MAY leave the register.
+
+    Needs K * max|a*b| < 2^63 so every bound is exact in int64 (the caller checks).
+    """
+    lo, hi = register_range(bits, overflow)
+    k_len = a.data.shape[1]
+    shape = (a.data.shape[0], b.data.shape[1])
+    total = np.zeros(shape, dtype=np.int64)
+    flags = np.zeros(shape, dtype=bool)
+    for k0 in range(0, k_len, chunk):
+        pos, neg = chunk_sums(a, b, k0, min(k0 + chunk, k_len))
+        flags |= (total + neg < lo) | (total + pos > hi)
+        total += pos + neg
+    return flags, total
+
+
+def _fill_flagged(a: Operand, b: Operand, flags: np.ndarray, values: np.ndarray,
+                  events: np.ndarray, run) -> None:
+    """Run ``run(sub_a, sub_b) -> (values, events)`` on the rows x cols holding flags."""
+    rows = np.flatnonzero(flags.any(axis=1))
+    cols = np.flatnonzero(flags.any(axis=0))
+    if rows.size == 0:
+        return
+    sub_a = Operand(np.ascontiguousarray(a.data[rows]), a.max_abs)
+    sub_b = Operand(np.ascontiguousarray(b.data[:, cols]), b.max_abs)
+    sub_v, sub_e = run(sub_a, sub_b)
+    values[np.ix_(rows, cols)] = sub_v
+    events[np.ix_(rows, cols)] = sub_e
+
+
+def _sample_flag_fraction(a: Operand, b: Operand, bits: int, overflow: str, chunk: int) -> float:
+    """Fraction of flagged outputs on <= 32 evenly spaced rows (decides if `bound` pays)."""
+    m_rows = a.data.shape[0]
+    pick = np.unique(np.linspace(0, m_rows - 1, num=min(m_rows, 32)).astype(np.int64))
+    flags, _ = bound_flags(Operand(a.data[pick], a.max_abs), b, bits, overflow, chunk)
+    return float(flags.mean()) if flags.size else 0.0
+
+
+def _matmul_ops(a: Operand, b: Operand, acc_bits: int, overflow: str, path: str,
+                chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
+    k_len = a.data.shape[1]
+    shape = (a.data.shape[0], b.data.shape[1])
+    max_prod = a.max_abs * b.max_abs
+
+    def seq(sa: Operand, sb: Operand) -> tuple[np.ndarray, np.ndarray]:
+        return _k.sequential(sa.data, sb.data, acc_bits, overflow, sa.max_abs, sb.max_abs)
+
+    safe = static_safe(k_len, max_prod, acc_bits, overflow)
+    bound_ok = k_len * max_prod < 2**63
+    if path == "static" and not safe:
+        raise ValueError("path: 'static' needs K*max|a|*max|b| to fit the accumulator")
+    if path == "bound" and not bound_ok:
+        raise ValueError("path: 'bound' needs K*max|a|*max|b| < 2^63")
+    if path == "auto":
+        if safe:
+            path = "static"
+        elif bound_ok and k_len >= 64:
+            chunk = chunk or default_chunk(k_len)
+            frac = _sample_flag_fraction(a, b, acc_bits, overflow, chunk)
+            path = "bound" if frac <= 0.5 else "sequential"
+        else:
+            path = "sequential"
+    if path == "static":
+        return exact_sum(a, b), np.zeros(shape, dtype=np.int64)
+    if path == "sequential":
+        return seq(a, b)
+    flags, total = bound_flags(a, b, acc_bits, overflow, chunk or default_chunk(k_len))
+    values, events = total, np.zeros(shape, dtype=np.int64)
+    _fill_flagged(a, b, flags, values, events, seq)
+    return values, events
+
+
+def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,
+           return_events: bool = False, _path: str = "auto", _chunk: int | None = None
+           ) -> np.ndarray | GemmResult:
+    """Integer GEMM in a signed ``acc_bits`` accumulator with ``overflow`` after every add.
+
+    ``a`` (M, K) and ``b`` (K, N) are integer codes (any int dtype, values within int32).
+    Returns int64 (M, N) values, or a :class:`GemmResult` with per-output event counts when
+    ``return_events``. ``_path``/``_chunk`` force an internal path (tests only).
+    """
+    op_a = check_operand(a, "a")
+    op_b = check_operand(b, "b")
+    if op_a.data.shape[1] != op_b.data.shape[0]:
+        raise ValueError(f"b: shape {op_b.data.shape} does not match a's {op_a.data.shape} "
+                         "(a.shape[1] must equal b.shape[0])")
+    check_acc(acc_bits, overflow)
+    if _path not in _PATHS:
+        raise ValueError(f"_path: expected one of {_PATHS}, got {_path!r}")
+    values, events = _matmul_ops(op_a, op_b, int(acc_bits), overflow, _path, _chunk)
+    if return_events:
+        return GemmResult(values, events)
+    return values

@@ -1,0 +1,222 @@
+"""Bit-exact MAC-array GEMM: where and in which order the hardware adds.
+
+``array_gemm(a, b, model)`` computes C = A (M, K) x B (K, N) as an array of ``rows x cols``
+PEs would, with its registers' widths and overflow modes. ``a`` is the streamed operand
+(activations in the forward pass, precision ``a_bits``), ``b`` the operand mapped on the
+array (weights, precision ``w_bits``); codes must fit those signed widths.
+
+Add order per dataflow:
+
+- ``output_stationary``: each PE owns one output and adds all of K, in k order, into its
+  ``acc_bits`` register (overflow ``acc_overflow`` after every add) -- exactly
+  :func:`fxpsim.fixedpoint.gemm.matmul`. ``psum_*`` are unused; ``events_psum`` is zero.
+- ``weight_stationary`` and ``input_stationary``: the reduction dim K is spatial on the
+  array rows. K is cut into consecutive tiles of ``rows`` k's (the last may be shorter).
+  Within a tile, the partial sum flows down a column in a ``psum_bits`` register that starts
+  at 0 and applies ``psum_overflow`` after every add, in k order. Each tile's column result
+  is then added, tile after tile in k order, into the accumulator-memory entry of the output
+  (``acc_bits``, ``acc_overflow``, starting at 0). WS keeps a rows x cols block of B in the
+  PEs and streams A; IS keeps a block of A (K on rows, M on cols) and streams B. That changes
+  what is reloaded, not the order of the adds, so both give identical values and events.
+  ``psum_bits``/``psum_overflow`` default to ``acc_bits``/``acc_overflow``.
+
+Statistics: ``events_psum``/``events_acc`` are per-output int64 (M, N) counts of adds at
+which that register left its range. ``tile_events`` sums both over output tiles:
+OS: a tile is a ``rows x cols`` block of outputs -> shape (ceil(M/rows), ceil(N/cols));
+WS: a tile is ``cols`` output columns (N) x all M -> shape (1, ceil(N/cols));
+IS: a tile is ``cols`` output rows (M, the columns of the array) x all N -> (ceil(M/cols), 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fxpsim.fixedpoint import gemm_kernels as _k
+from fxpsim.fixedpoint.gemm import (
+    Operand,
+    check_acc,
+    check_operand,
+    chunk_sums,
+    default_chunk,
+    exact_sum,
+    matmul,
+    register_range,
+)
+
+DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
+OPERAND_BITS = (4, 8, 16)
+
+
+@dataclass(frozen=True)
+class ArrayModel:
+    """A MAC array: ``rows x cols`` PEs, its dataflow and its two register levels."""
+
+    rows: int
+    cols: int
+    dataflow: str
+    acc_bits: int = 32
+    acc_overflow: str = "saturate"
+    psum_bits: int | None = None
+    psum_overflow: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if self.dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow: expected one of {DATAFLOWS}, got {self.dataflow!r}")
+        check_acc(self.acc_bits, self.acc_overflow, "acc_bits", "acc_overflow")
+        check_acc(self.psum_bits_eff, self.psum_overflow_eff, "psum_bits", "psum_overflow")
+
+    @property
+    def psum_bits_eff(self) -> int:
+        return self.acc_bits if self.psum_bits is None else self.psum_bits
+
+    @property
+    def psum_overflow_eff(self) -> str:
+        return self.acc_overflow if self.psum_overflow is None else self.psum_overflow
+
+
+@dataclass(frozen=True)
+class ArrayGemmResult:
+    """values (M, N) int64; per-output event counts of the psum and accumulator registers;
+    tile_events: events summed per output tile (see the module docstring for the tiling)."""
+
+    values: np.ndarray
+    events_psum: np.ndarray
+    events_acc: np.ndarray
+    tile_events: np.ndarray
+
+    @property
+    def total_psum_events(self) -> int:
+        return int(self.events_psum.sum())
+
+    @property
+    def total_acc_events(self) -> int:
+        return int(self.events_acc.sum())
+
+    @property
+    def total_events(self) -> int:
+        return self.total_psum_events + self.total_acc_events
+
+
+def _check_bits(op: Operand, bits: object, name: str, arg: str) -> None:
+    if bits not in OPERAND_BITS:
+        raise ValueError(f"{name}: expected one of {OPERAND_BITS}, got {bits!r}")
+    d = op.data
+    if d.size == 0:
+        return
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1  # type: ignore[operator]
+    if int(d.min()) < lo or int(d.max()) > hi:
+        raise ValueError(f"{arg}: codes must fit signed {bits}-bit [{lo}, {hi}] ({name}), "
+                         f"got range [{int(d.min())}, {int(d.max())}]")
+
+
+def tile_sums(events: np.ndarray, tile_m: int, tile_n: int) -> np.ndarray:
+    """Sum an (M, N) array over blocks of tile_m x tile_n (edge blocks may be smaller)."""
+    m_rows, n_cols = events.shape
+    gm, gn = -(-m_rows // tile_m), -(-n_cols // tile_n)
+    padded = np.zeros((gm * tile_m, gn * tile_n), dtype=np.int64)
+    padded[:m_rows, :n_cols] = events
+    return padded.reshape(gm, tile_m, gn, tile_n).sum(axis=(1, 3))
+
+
+def two_level_sequential(a: Operand, b: Operand, tile: int, psum_bits: int, psum_overflow: str,
+                         acc_bits: int, acc_overflow: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, psum events, acc events) in hardware order: per k-tile a sequential psum
+    (gemm kernel), then a register add of the tile's psum into the accumulator."""
+    m_rows, k_len = a.data.shape
+    n_cols = b.data.shape[1]
+    acc = np.zeros((m_rows, n_cols), dtype=np.int64)
+    ev_p = np.zeros((m_rows, n_cols), dtype=np.int64)
+    ev_a = np.zeros((m_rows, n_cols), dtype=np.int64)
+    for k0 in range(0, k_len, tile):
+        psum, ev = _k.sequential(np.ascontiguousarray(a.data[:, k0:k0 + tile]),
+                                 np.ascontiguousarray(b.data[k0:k0 + tile]),
+                                 psum_bits, psum_overflow, a.max_abs, b.max_abs)
+        ev_p += ev
+        _k.accumulate(acc, psum, ev_a, acc_bits, acc_overflow)
+    return acc, ev_p, ev_a
+
+
+def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-level accumulation with the same exact fast paths as matmul.
+
+    Static: a tile's psum prefixes are within rows*max|ab|, accumulator prefixes within
+    K*max|ab|. Bound check on k-chunks aligned to tiles: a psum prefix of a tile inside chunk
+    J lies in [N_J, P_J]; an accumulator value after a tile of chunk J lies in
+    [S_<J + N_J, S_<J + P_J].
+    """
+    tile, k_len = model.rows, a.data.shape[1]
+    shape = (a.data.shape[0], b.data.shape[1])
+    pb, po = model.psum_bits_eff, model.psum_overflow_eff
+    ab, ao = model.acc_bits, model.acc_overflow
+    plo, phi = register_range(pb, po)
+    alo, ahi = register_range(ab, ao)
+    max_prod = a.max_abs * b.max_abs
+    zeros = np.zeros(shape, dtype=np.int64)
+    static_ok = min(tile, k_len) * max_prod <= min(phi, -plo) and k_len * max_prod <= min(
+        ahi, -alo)
+    if path == "auto":
+        bound_ok = k_len * max_prod < 2**63 and k_len >= 64
+        path = "static" if static_ok else ("bound" if bound_ok else "sequential")
+    if path == "static":
+        if not static_ok:
+            raise ValueError("path: 'static' needs the bounds to fit both registers")
+        return exact_sum(a, b), zeros, zeros.copy()
+
+    def seq(sa: Operand, sb: Operand):
+        return two_level_sequential(sa, sb, tile, pb, po, ab, ao)
+
+    if path == "sequential":
+        return seq(a, b)
+    if k_len * max_prod >= 2**63:
+        raise ValueError("path: 'bound' needs K*max|a|*max|b| < 2^63")
+    chunk = default_chunk(k_len, align=tile)
+    total = np.zeros(shape, dtype=np.int64)
+    flags = np.zeros(shape, dtype=bool)
+    for k0 in range(0, k_len, chunk):
+        pos, neg = chunk_sums(a, b, k0, min(k0 + chunk, k_len))
+        flags |= (neg < plo) | (pos > phi) | (total + neg < alo) | (total + pos > ahi)
+        total += pos + neg
+    ev_p, ev_a = zeros, zeros.copy()
+    rows = np.flatnonzero(flags.any(axis=1))
+    if rows.size:
+        cols = np.flatnonzero(flags.any(axis=0))
+        sub = seq(Operand(np.ascontiguousarray(a.data[rows]), a.max_abs),
+                  Operand(np.ascontiguousarray(b.data[:, cols]), b.max_abs))
+        for full, part in zip((total, ev_p, ev_a), sub, strict=True):
+            full[np.ix_(rows, cols)] = part
+    return total, ev_p, ev_a
+
+
+def array_gemm(a: object, b: object, model: ArrayModel, *, w_bits: int = 8, a_bits: int = 8,
+               _path: str = "auto") -> ArrayGemmResult:
+    """A (M, K) x B (K, N) on ``model``; see the module docstring for the exact add order."""
+    if not isinstance(model, ArrayModel):
+        raise ValueError(f"model: expected an ArrayModel, got {type(model).__name__}")
+    op_a, op_b = check_operand(a, "a"), check_operand(b, "b")
+    if op_a.data.shape[1] != op_b.data.shape[0]:
+        raise ValueError(f"b: shape {op_b.data.shape} does not match a's {op_a.data.shape}")
+    _check_bits(op_a, a_bits, "a_bits", "a")
+    _check_bits(op_b, w_bits, "w_bits", "b")
+    if model.dataflow == "output_stationary":
+        res = matmul(op_a.data, op_b.data, model.acc_bits, model.acc_overflow,
+                     return_events=True, _path=_path)
+        values, ev_a = res.values, res.events
+        ev_p = np.zeros_like(ev_a)
+        tiles = tile_sums(ev_a, model.rows, model.cols)
+    else:
+        values, ev_p, ev_a = _two_level(op_a, op_b, model, _path)
+        both = ev_p + ev_a
+        if model.dataflow == "weight_stationary":
+            tiles = tile_sums(both, max(both.shape[0], 1), model.cols)
+        else:
+            tiles = tile_sums(both, model.cols, max(both.shape[1], 1))
+    return ArrayGemmResult(values, ev_p, ev_a, tiles)
+

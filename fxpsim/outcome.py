@@ -1,0 +1,21 @@
+"""What one ``fxpsim run`` produced: the inputs it resolved and the results of both planes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing only: keeps this module import-light
+    from fxpsim.config.load import LoadedHw
+    from fxpsim.config.run import RunConfig
+    from fxpsim.graph.ir import Graph
+    from fxpsim.timing.simulate import TimingResult
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    name: str  # run name, also the report folder's name
+    run: RunConfig
+    hw: LoadedHw
+    graph: Graph
+    timing: TimingResult

@@ -1,0 +1,64 @@
+"""``summary.json``: totals, per-pass totals, config echo and versions; no timestamps.
+
+Contract relied on by scripts: ``totals`` has at least ``cycles``, ``energy_pj``, ``macs``,
+``dram_bytes``; ``per_pass`` is keyed by pass name with the same fields.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+from fxpsim.outcome import RunOutcome
+from fxpsim.report.tables import metrics_dict, ordered_passes
+from fxpsim.results import per_pass, total
+
+SUMMARY_SCHEMA = "fxpsim.summary/1"
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("fxpsim", "numpy", "simpy", "pydantic", "pyyaml"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def summary_dict(outcome: RunOutcome) -> dict[str, object]:
+    hw = outcome.hw.config
+    records = outcome.timing.records
+    passes = per_pass(records)
+    tot = total(records)
+    graph = outcome.graph
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "name": outcome.name,
+        "run": outcome.run.model_dump(mode="json"),
+        "hw": {
+            "name": hw.name,
+            "source": outcome.hw.source,
+            "digest": outcome.hw.digest,
+            "energy_table": outcome.timing.energy_table,
+            "freq_mhz": hw.clock.freq_mhz,
+            "array": f"{hw.mac_array.rows}x{hw.mac_array.cols} {hw.mac_array.dataflow}",
+        },
+        "model": {
+            "name": graph.name,
+            "source": graph.source,
+            "input_shape": list(graph.input_shape),
+            "num_classes": graph.num_classes,
+            "macs_per_sample": graph.macs,
+            "params": graph.params,
+        },
+        "totals": metrics_dict(tot, hw.freq_hz),
+        "per_pass": {p: metrics_dict(passes[p], hw.freq_hz) for p in ordered_passes(passes)},
+        "config": hw.model_dump(mode="json"),
+        "meta": {"versions": _versions(), "config_hash": outcome.hw.digest},
+    }
+
+
+def summary_json(outcome: RunOutcome) -> str:
+    return json.dumps(summary_dict(outcome), indent=2, sort_keys=True) + "\n"

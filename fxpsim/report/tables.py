@@ -1,0 +1,120 @@
+"""Plain rows for reports: one flat table per concern, stable column names (SCALE-Sim style).
+
+Everything here is pure data shaping, shared by the CSV, JSON, Markdown and terminal
+writers so that they can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from fxpsim.results import PASS_ORDER, LayerPassResult, Metrics
+
+#: stall causes always reported as columns (others still appear in summary.json)
+STALL_CAUSES: tuple[str, ...] = ("dram", "buffer", "requant", "vector")
+
+LAYER_COLUMNS: tuple[str, ...] = (
+    "layer",
+    "op",
+    "pass",
+    "m",
+    "k",
+    "n",
+    "precision",
+    "cycles",
+    "compute_cycles",
+    "stall_cycles",
+    *(f"stall_{c}" for c in STALL_CAUSES),
+    "macs",
+    "dram_read_bytes",
+    "dram_write_bytes",
+    "energy_pj",
+    "utilization",
+    "bound_compute_cycles",
+    "bound_dram_cycles",
+    "bound",
+)
+
+
+def energy(value: float) -> float:
+    """Energies in reports are rounded to 1 fJ: enough for any design, stable across runs."""
+    return round(value, 3)
+
+
+def bound_name(m: Metrics) -> str:
+    """Which roofline bound is larger for this work: ``compute`` or ``dram``."""
+    if m.bound_compute_cycles == 0 and m.bound_dram_cycles == 0:
+        return "-"
+    return "dram" if m.bound_dram_cycles > m.bound_compute_cycles else "compute"
+
+
+def layer_row(r: LayerPassResult) -> dict[str, object]:
+    m = r.metrics
+    mm, kk, nn = r.gemm if r.gemm is not None else ("", "", "")
+    row: dict[str, object] = {
+        "layer": r.layer,
+        "op": r.op,
+        "pass": r.pass_name,
+        "m": mm,
+        "k": kk,
+        "n": nn,
+        "precision": r.precision,
+        "cycles": m.cycles,
+        "compute_cycles": m.compute_cycles,
+        "stall_cycles": m.stall_cycles,
+    }
+    for c in STALL_CAUSES:
+        row[f"stall_{c}"] = int(m.stalls.get(c))
+    row.update(
+        macs=m.macs,
+        dram_read_bytes=m.dram_read_bytes,
+        dram_write_bytes=m.dram_write_bytes,
+        energy_pj=energy(m.energy_pj),
+        utilization=round(r.utilization, 6),
+        bound_compute_cycles=m.bound_compute_cycles,
+        bound_dram_cycles=m.bound_dram_cycles,
+        bound=bound_name(m),
+    )
+    return row
+
+
+def metrics_dict(m: Metrics, freq_hz: float) -> dict[str, object]:
+    """The JSON form of a total (``summary.json`` ``totals`` and ``per_pass`` entries)."""
+    return {
+        "cycles": m.cycles,
+        "seconds": m.cycles / freq_hz,
+        "compute_cycles": m.compute_cycles,
+        "stall_cycles": m.stall_cycles,
+        "stalls": {k: int(v) for k, v in m.stalls.items},
+        "macs": m.macs,
+        "macs_by_mode": {k: int(v) for k, v in m.macs_by_mode.items},
+        "dram_bytes": m.dram_bytes,
+        "dram_read_bytes": m.dram_read_bytes,
+        "dram_write_bytes": m.dram_write_bytes,
+        "sram_accesses": {k: int(v) for k, v in m.sram_accesses.items},
+        "vector_ops": m.vector_ops,
+        "requant_events": m.requant_events,
+        "rng_bits": m.rng_bits,
+        "energy_pj": energy(m.energy_pj),
+        "energy_by_component": {k: energy(v) for k, v in m.energy_by_component.items},
+        "bound_compute_cycles": m.bound_compute_cycles,
+        "bound_dram_cycles": m.bound_dram_cycles,
+        "bound": bound_name(m),
+    }
+
+
+def ordered_passes(names: Iterable[str]) -> list[str]:
+    """Canonical passes first (PASS_ORDER), then the algorithm's extra passes as first seen."""
+    seen = list(dict.fromkeys(names))
+    return [p for p in PASS_ORDER if p in seen] + [p for p in seen if p not in PASS_ORDER]
+
+
+def layers_by_pass(records: Sequence[LayerPassResult]) -> tuple[list[str], list[str], dict]:
+    """(layer names in order, pass names in order, {(layer, pass): Metrics})."""
+    layers = list(dict.fromkeys(r.layer for r in records))
+    passes = ordered_passes(r.pass_name for r in records)
+    cell: dict[tuple[str, str], Metrics] = {}
+    for r in records:
+        key = (r.layer, r.pass_name)
+        cell[key] = cell[key] + r.metrics if key in cell else r.metrics
+    return layers, passes, cell

@@ -1,0 +1,114 @@
+"""Summable result records: one per layer x pass; a network total is ``sum()`` of them.
+
+Cycles and counts are ints (asserted exactly in tests); energies are floats in pJ.
+Breakdowns are :class:`Tally` values (sorted name -> number pairs) so records stay frozen,
+hashable and deterministic to serialize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+
+
+@dataclass(frozen=True)
+class Tally:
+    """An immutable name -> number map that adds key-wise; items are kept sorted by name."""
+
+    items: tuple[tuple[str, float], ...] = ()
+
+    @staticmethod
+    def of(mapping: Mapping[str, float]) -> Tally:
+        return Tally(tuple(sorted((k, v) for k, v in mapping.items() if v != 0)))
+
+    def __add__(self, other: Tally) -> Tally:
+        acc: dict[str, float] = dict(self.items)
+        for k, v in other.items:
+            acc[k] = acc.get(k, 0) + v
+        return Tally.of(acc)
+
+    def get(self, key: str, default: float = 0) -> float:
+        return dict(self.items).get(key, default)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.items)
+
+    @property
+    def total(self) -> float:
+        return sum(v for _, v in self.items)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What one piece of work cost. Adding two Metrics adds every field.
+
+    ``stalls`` names cycles the array waited, by cause (``dram``, ``buffer``, ``vector``...);
+    ``stall_cycles`` is their sum. ``bound_compute_cycles``/``bound_dram_cycles`` are the
+    roofline bounds (MACs / peak rate; DRAM bytes / achievable bandwidth) of the same work.
+    """
+
+    cycles: int = 0
+    compute_cycles: int = 0
+    stall_cycles: int = 0
+    macs: int = 0
+    dram_read_bytes: int = 0
+    dram_write_bytes: int = 0
+    vector_ops: int = 0
+    requant_events: int = 0
+    rng_bits: int = 0
+    bound_compute_cycles: int = 0
+    bound_dram_cycles: int = 0
+    energy_pj: float = 0.0
+    stalls: Tally = field(default_factory=Tally)
+    macs_by_mode: Tally = field(default_factory=Tally)
+    sram_accesses: Tally = field(default_factory=Tally)  # "<memory>.read" / "<memory>.write"
+    energy_by_component: Tally = field(default_factory=Tally)
+
+    def __add__(self, other: Metrics) -> Metrics:
+        return Metrics(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_read_bytes + self.dram_write_bytes
+
+
+@dataclass(frozen=True)
+class LayerPassResult:
+    """One layer x pass of the simulated step (``pass_name`` in PASS_ORDER)."""
+
+    layer: str
+    op: str
+    pass_name: str
+    metrics: Metrics
+    gemm: tuple[int, int, int] | None = None  # (M, K, N) when the pass ran on the MAC array
+    precision: str = ""
+    utilization: float = 0.0  # MACs / (cycles x peak MACs per cycle)
+
+
+#: canonical order of passes in reports; algorithms may add their own after these
+PASS_ORDER: tuple[str, ...] = (
+    "forward",
+    "backward_data",
+    "backward_weight",
+    "grad_quant",
+    "update",
+)
+
+
+def total(records: Iterable[LayerPassResult]) -> Metrics:
+    out = Metrics()
+    for r in records:
+        out = out + r.metrics
+    return out
+
+
+def per_pass(records: Iterable[LayerPassResult]) -> dict[str, Metrics]:
+    """Totals keyed by pass name, in first-seen order."""
+    out: dict[str, Metrics] = {}
+    for r in records:
+        out[r.pass_name] = out.get(r.pass_name, Metrics()) + r.metrics
+    return out
+
+
+def with_metrics(record: LayerPassResult, metrics: Metrics) -> LayerPassResult:
+    return replace(record, metrics=metrics)

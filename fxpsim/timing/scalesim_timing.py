@@ -1,0 +1,107 @@
+"""SCALE-Sim-compatible compute cycles (``timing=scalesim``).
+
+Checked against scale-sim-v2, ``scalesim/compute/systolic_compute_{os,ws,is}.py``: each fold
+appends to the demand matrices a block whose row count is the fold's cycle count, and the
+memory system reports (without stalls) one cycle per demand-matrix row. Per fold, for an
+``R x C`` array:
+
+* OS: operand rows ``Sr = ofmap px``, cols ``Sc = filters``, ``T = window``. The ifmap
+  demand block is ``T + (C - 1)`` rows, skewed over ``R`` columns: ``T + R + C - 2`` cycles.
+  (The SCALE-Sim paper's OS formula ``2R + C + T - 2`` is *not* what v2's code counts.)
+* WS: ``Sr = window``, ``Sc = filters``, ``T = ofmap px``. ``R`` rows of weight load +
+  ``T`` + ``C - 1`` drain, skewed over ``R`` columns: ``2R + C + T - 2`` cycles.
+* IS: ``Sr = window``, ``Sc = ofmap px``, ``T = filters``; same block as WS:
+  ``2R + C + T - 2`` cycles.
+
+Partial folds are padded with null requests to the full array, so every fold costs the
+same; folds = ``ceil(Sr / R) * ceil(Sc / C)`` and compute cycles = folds x cycles per fold.
+SCALE-Sim has no batch (its operand matrix uses batch 1) and no precision: fxpsim applies
+the formula per GEMM of the lowered op list (batch folded into the pixel axis, ``groups``
+GEMMs in sequence) with the configured dataflow's default map, ignoring spatial-map
+overrides, precision rates and memory stalls (SCALE-Sim's stall model needs its
+cycle-by-cycle trace). Topology layers use SCALE-Sim's output size
+``ofmap = ceil((H - R + stride) / stride)`` (``scalesim/topology_utils.py``); it equals
+``(H - R) // stride + 1`` unless ``H - R`` is not a multiple of the stride, where SCALE-Sim
+counts one more (partial) window.
+
+fxpsim's own schedule (:mod:`fxpsim.timing.mapping`, :mod:`fxpsim.timing.schedule`) uses
+the same per-fold count when ``weight_load_cycles_per_tile = rows`` and the array is
+systolic, and differs where the hardware description says more: the streamed length is
+divided by the precision mode's MACs per PE per cycle, weight loads can be double-buffered
+or cost a configured number of cycles, long reductions are chunked to fit the psum SRAM,
+and DRAM / SRAM-port / requantizer stalls come from the DMA pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fxpsim.timing.mapping import ceil_div
+
+DATAFLOW_ALIASES: dict[str, str] = {
+    "os": "output_stationary", "ws": "weight_stationary", "is": "input_stationary",
+    "output_stationary": "output_stationary", "weight_stationary": "weight_stationary",
+    "input_stationary": "input_stationary",
+}
+
+
+@dataclass(frozen=True)
+class ScaleSimDims:
+    """SCALE-Sim's operand-matrix view of a layer: rows/cols/temporal extents."""
+
+    sr: int
+    sc: int
+    t: int
+
+
+def _df(dataflow: str) -> str:
+    try:
+        return DATAFLOW_ALIASES[dataflow]
+    except KeyError:
+        raise ValueError(f"dataflow must be os, ws or is, got {dataflow!r}") from None
+
+
+def gemm_dims(dataflow: str, m: int, k: int, n: int) -> ScaleSimDims:
+    """(Sr, Sc, T) of a GEMM with ``m`` output pixels, reduction ``k``, ``n`` filters."""
+    df = _df(dataflow)
+    if df == "output_stationary":
+        return ScaleSimDims(m, n, k)
+    if df == "weight_stationary":
+        return ScaleSimDims(k, n, m)
+    return ScaleSimDims(k, m, n)
+
+
+def conv_dims(dataflow: str, ifmap_h: int, ifmap_w: int, filt_h: int, filt_w: int,
+              channels: int, filters: int, stride: int) -> ScaleSimDims:
+    """A SCALE-Sim topology conv row (ifmap already padded) -> (Sr, Sc, T)."""
+    if min(ifmap_h, ifmap_w, filt_h, filt_w, channels, filters, stride) < 1:
+        raise ValueError("layer dimensions and stride must be positive")
+    if filt_h > ifmap_h or filt_w > ifmap_w:
+        raise ValueError(f"filter {filt_h}x{filt_w} larger than ifmap {ifmap_h}x{ifmap_w}")
+    oh = ceil_div(ifmap_h - filt_h + stride, stride)
+    ow = ceil_div(ifmap_w - filt_w + stride, stride)
+    return gemm_dims(dataflow, oh * ow, filt_h * filt_w * channels, filters)
+
+
+def folds(rows: int, cols: int, dims: ScaleSimDims) -> int:
+    return ceil_div(dims.sr, rows) * ceil_div(dims.sc, cols)
+
+
+def cycles_per_fold(dataflow: str, rows: int, cols: int, t: int) -> int:
+    """Demand-matrix rows of one fold (see the module docstring)."""
+    if _df(dataflow) == "output_stationary":
+        return t + rows + cols - 2
+    return 2 * rows + cols + t - 2
+
+
+def compute_cycles(dataflow: str, rows: int, cols: int, dims: ScaleSimDims) -> int:
+    """SCALE-Sim v2 compute cycles without memory stalls: folds x cycles per fold."""
+    if rows < 1 or cols < 1:
+        raise ValueError(f"array must be at least 1x1, got {rows}x{cols}")
+    return folds(rows, cols, dims) * cycles_per_fold(dataflow, rows, cols, dims.t)
+
+
+def gemm_cycles(dataflow: str, rows: int, cols: int, m: int, k: int, n: int,
+                groups: int = 1) -> int:
+    """Compute cycles of ``groups`` GEMMs of ``m x k x n`` in sequence."""
+    return groups * compute_cycles(dataflow, rows, cols, gemm_dims(dataflow, m, k, n))

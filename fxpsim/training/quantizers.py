@@ -1,0 +1,115 @@
+"""Symmetric restricted-range quantizers (ALGORITHMS.md §0.2) on top of the exact
+:func:`fxpsim.fixedpoint.quantize`.
+
+For ``b`` bits the codes are ``-(2**(b-1)-1) .. 2**(b-1)-1`` (the most negative code is never
+produced) and a code ``q`` stands for ``q·Δ``. The clip value ``c`` is ``factor·max|x|``
+(min-max; ``factor`` is 1, LBT's γ or Octo's PRC 0.95), per tensor or per output channel
+(axis 0). Scale types:
+
+* ``fp32``: Δ = the smallest fp32 >= ``c / (2**(b-1)-1)`` (the scale register is fp32);
+* ``pow2``: ``Δ = 2**ceil(log2(c / (2**(b-1)-1)))``: rounded *up* to a power of two so
+  ``|x| <= c`` never clips (the code range is used at least half).
+
+The scaled value ``x/Δ`` is formed in float64 (exact for ``pow2``; one float64 rounding for
+``fp32``) and rounded to an integer by :func:`~fxpsim.fixedpoint.quantize` with the tensor
+kind's rounding mode (stochastic modes draw from the given hardware RNG, one draw per
+element in C order) and overflow ``saturate_symmetric``; the overflow count is the number of
+clipped (saturated) elements. A tensor (or channel) whose ``c`` is 0 gets ``Δ = 1`` and all
+codes 0. All tensor kinds, post-ReLU activations included, use this signed quantizer (the
+simplest faithful choice: one code format for every GEMM operand).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fxpsim.fixedpoint import QFormat, quantize
+from fxpsim.training.formats import TensorNumerics
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """Codes of one quantized tensor.
+
+    ``codes``: integer tensor shaped like the input (int8 for bits <= 8, else int16).
+    ``scale``: float64 numpy Δ, shape ``()`` (per tensor) or ``(C,)`` (per channel, axis 0).
+    ``n_clipped``: elements that saturated at ±(2**(bits-1)-1).
+    """
+
+    codes: torch.Tensor
+    scale: np.ndarray
+    bits: int
+    n_clipped: int
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    def scale_column(self, ndim: int) -> np.ndarray:
+        """Δ broadcastable against a tensor of ``ndim`` dims with channels on axis 0."""
+        if self.scale.ndim == 0:
+            return self.scale
+        return self.scale.reshape((-1,) + (1,) * (ndim - 1))
+
+    def dequantize(self) -> torch.Tensor:
+        """``codes·Δ`` as float32 (the vector unit's copy of the quantized tensor)."""
+        c = self.codes.numpy().astype(np.float64)
+        return torch.from_numpy((c * self.scale_column(c.ndim)).astype(np.float32))
+
+
+def code_dtype(bits: int) -> np.dtype:
+    """Smallest integer dtype holding ``bits``-bit symmetric codes."""
+    return np.dtype(np.int8) if bits <= 8 else np.dtype(np.int16)
+
+
+def scale_from_clip(c: np.ndarray, bits: int, scale_type: str) -> np.ndarray:
+    """Δ (float64) for clip values ``c`` (zeros give Δ = 1), see the module docstring."""
+    qmax = (1 << (bits - 1)) - 1
+    c = np.asarray(c, dtype=np.float64)
+    delta = c / qmax
+    if scale_type == "pow2":
+        m, e = np.frexp(delta)  # delta = m * 2**e, m in [0.5, 1)
+        delta = np.where(m == 0.5, delta, np.ldexp(1.0, e))
+    else:  # the smallest fp32 >= c/qmax, so |x| <= c does not clip through Δ's rounding
+        d32 = delta.astype(np.float32)
+        d32 = np.where(d32.astype(np.float64) < delta, np.nextafter(d32, np.float32(np.inf)), d32)
+        delta = d32.astype(np.float64)
+    return np.where(c > 0, delta, 1.0)
+
+
+def absmax(x: torch.Tensor, per_channel: bool) -> np.ndarray:
+    """max|x| (float64; exact) over the tensor or per channel (axis 0)."""
+    if per_channel:
+        return x.detach().abs().reshape(x.shape[0], -1).amax(dim=1).double().numpy()
+    return np.asarray(float(x.detach().abs().max()) if x.numel() else 0.0)
+
+
+def quantize_symmetric(
+    x: torch.Tensor,
+    tn: TensorNumerics,
+    *,
+    rng: object = None,
+    random_bits: int = 16,
+    per_channel: bool = False,
+    clip_factor: float = 1.0,
+) -> QTensor:
+    """Quantize a float tensor to ``tn.bits`` symmetric codes (see the module docstring).
+
+    ``per_channel``: one scale per index of axis 0 (weights' output channels).
+    ``clip_factor``: c = clip_factor·max|x| (elements beyond c saturate and are counted).
+    """
+    if tn.bits is None:
+        raise ValueError("tn.bits: a float (None) tensor kind cannot be quantized")
+    bits = tn.bits
+    amax = absmax(x, per_channel)
+    delta = scale_from_clip(amax * clip_factor, bits, tn.scale)
+    xd = x.detach()
+    x64 = xd.numpy() if xd.dtype == torch.float64 else xd.to(torch.float64).numpy()
+    d = delta.reshape((-1,) + (1,) * (x64.ndim - 1)) if per_channel else delta
+    res = quantize(x64 / d, QFormat(bits, 0), tn.rounding, "saturate_symmetric", rng,
+                   random_bits=random_bits, return_stats=True)
+    codes = torch.from_numpy(res.codes.astype(code_dtype(bits)))
+    return QTensor(codes, delta, bits, int(res.n_overflow))
