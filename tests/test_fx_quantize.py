@@ -72,13 +72,28 @@ def test_stochastic_edge_fractions_vs_oracle() -> None:
     """Negative values, tiny fractions (|v| < 2**-1000 after scaling), huge values."""
     vals = [-(2.0**-1070), 2.0**-1070, -0.3, 0.3, -2.5, 2.5, 1e300, -1e300, -0.0, 7.0,
             -(1 - 2.0**-40), 1 - 2.0**-40]
+    vals += [2.0**-1060, -(2.0**-1060), 5e-324, -5e-324, 127.5, -128.5, 128.25, -129.75,
+             -127.999, 2.0**62, -(2.0**70)]
     x = np.array(vals * 4)
-    for frac in (0, -20, 12):
-        fmt = QFormat(8, frac)
-        got = quantize(x, fmt, "stochastic", "wrap", Philox(3), random_bits=32)
-        rand = oracle.philox_draw(3, 0, x.size, 32)
-        codes, _, _ = oracle.quantize(x.tolist(), fmt, "stochastic", "wrap", rand, 32)
-        assert got.tolist() == codes
+    # saturate/saturate_symmetric with frac >= 0 take the branch-free stochastic kernel
+    for overflow in ("wrap", "saturate", "saturate_symmetric"):
+        for frac in (0, -20, 12):
+            for fmt in (QFormat(8, frac), QFormat(8, frac, signed=False)):
+                for r in (1, 5, 32):
+                    got = quantize(x, fmt, "stochastic", overflow, Philox(3), random_bits=r,
+                                   return_stats=True)
+                    rand = oracle.philox_draw(3, 0, x.size, r)
+                    codes, n_ovf, n_inexact = oracle.quantize(x.tolist(), fmt, "stochastic",
+                                                              overflow, rand, r)
+                    assert got.codes.tolist() == codes, (overflow, fmt, r)
+                    assert (got.n_overflow, got.n_inexact) == (n_ovf, n_inexact)
+                    lfsr_got = quantize(x, fmt, "stochastic", overflow, LFSR(8, seed=4),
+                                        random_bits=min(r, 8))
+                    rand = oracle.lfsr_draw(8, (8, 6, 5, 4), "galois", 4, 1, 1, x.size,
+                                            min(r, 8))
+                    codes, _, _ = oracle.quantize(x.tolist(), fmt, "stochastic", overflow,
+                                                  rand, min(r, 8))
+                    assert lfsr_got.tolist() == codes, (overflow, fmt, r)
 
 
 def test_fast_and_generic_paths_agree_with_oracle() -> None:

@@ -3,7 +3,7 @@ quantize/requantize output stages and integer matmul (Numba kernels with Python-
 :mod:`fxpsim.fixedpoint.oracle`). Mode semantics: :mod:`fxpsim.fixedpoint.modes`."""
 
 from .formats import QFormat, QuantResult
-# from .gemm import matmul  (H1: enabled once gemm.py exists)
+from .gemm import matmul
 from .modes import OVERFLOW_MODES, ROUNDING_ALIASES, ROUNDING_MODES
 from .quantize import dequantize, quantize
 from .requantize import quantize_multiplier, requantize, requantize_fp32
@@ -20,7 +20,7 @@ __all__ = [
     "ROUNDING_ALIASES",
     "ROUNDING_MODES",
     "dequantize",
-    # "matmul",
+    "matmul",
     "quantize",
     "quantize_multiplier",
     "requantize",

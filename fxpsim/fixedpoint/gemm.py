@@ -122,12 +122,17 @@ def _sign_parts(op: Operand) -> tuple[Operand, Operand]:
 
 
 def chunk_sums(a: Operand, b: Operand, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
-    """(P, N): sums of the positive / negative products a[m,k]*b[k,n] for k in [k0, k1)."""
+    """(P, N): sums of the positive / negative products a[m,k]*b[k,n] for k in [k0, k1).
+
+    One GEMM: [a+ | a-] (M, 2k) x [[b+, b-], [b-, b+]] (2k, 2N) = [P | N].
+    """
     ap, an = _sign_parts(Operand(a.data[:, k0:k1], a.max_abs))
     bp, bn = _sign_parts(Operand(b.data[k0:k1], b.max_abs))
-    pos = exact_sum(ap, bp) + exact_sum(an, bn)
-    neg = exact_sum(ap, bn) + exact_sum(an, bp)
-    return pos, neg
+    lhs = Operand(np.concatenate([ap.data, an.data], axis=1), a.max_abs)
+    rhs = Operand(np.block([[bp.data, bn.data], [bn.data, bp.data]]), b.max_abs)
+    both = exact_sum(lhs, rhs)
+    n_cols = b.data.shape[1]
+    return both[:, :n_cols], both[:, n_cols:]
 
 
 def static_safe(k_len: int, max_prod: int, bits: int, overflow: str) -> bool:
@@ -210,10 +215,24 @@ def _matmul_ops(a: Operand, b: Operand, acc_bits: int, overflow: str, path: str,
         return exact_sum(a, b), np.zeros(shape, dtype=np.int64)
     if path == "sequential":
         return seq(a, b)
-    flags, total = bound_flags(a, b, acc_bits, overflow, chunk or default_chunk(k_len))
-    values, events = total, np.zeros(shape, dtype=np.int64)
-    _fill_flagged(a, b, flags, values, events, seq)
-    return values, events
+    fine = chunk or default_chunk(k_len)
+    chunks = [k_len, fine] if fine < k_len else [max(k_len, 1)]
+    return _bound_levels(a, b, acc_bits, overflow, chunks, seq)
+
+
+def _bound_levels(a: Operand, b: Operand, bits: int, overflow: str, chunks: list[int], seq
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Bound check with chunks[0]; flagged outputs retry with chunks[1:], then sequential.
+    (A coarse whole-K check first is cheap and clears data that never comes near the rails.)"""
+    flags, total = bound_flags(a, b, bits, overflow, chunks[0])
+    events = np.zeros(total.shape, dtype=np.int64)
+    if len(chunks) > 1:
+        def run(sa: Operand, sb: Operand) -> tuple[np.ndarray, np.ndarray]:
+            return _bound_levels(sa, sb, bits, overflow, chunks[1:], seq)
+    else:
+        run = seq
+    _fill_flagged(a, b, flags, total, events, run)
+    return total, events
 
 
 def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 OVERFLOW_MODES = ("wrap", "saturate", "saturate_symmetric", "numeric_std")
 
 
@@ -52,7 +54,7 @@ def matmul_oracle(a: Sequence, b: Sequence, acc_bits: int,
     """(values, events) as nested lists of Python ints; output-stationary k order."""
     a_l, b_l = _as_lists(a), _as_lists(b)
     m_rows, k_len = len(a_l), len(b_l)
-    n_cols = len(b_l[0]) if b_l else 0
+    n_cols = int(np.shape(b)[1])
     values = [[0] * n_cols for _ in range(m_rows)]
     events = [[0] * n_cols for _ in range(m_rows)]
     for m in range(m_rows):
@@ -72,7 +74,7 @@ def two_level_oracle(a: Sequence, b: Sequence, tile: int, psum_bits: int, psum_o
     """(values, psum events, accumulator events); see the module docstring for the order."""
     a_l, b_l = _as_lists(a), _as_lists(b)
     m_rows, k_len = len(a_l), len(b_l)
-    n_cols = len(b_l[0]) if b_l else 0
+    n_cols = int(np.shape(b)[1])
     values = [[0] * n_cols for _ in range(m_rows)]
     ev_p = [[0] * n_cols for _ in range(m_rows)]
     ev_a = [[0] * n_cols for _ in range(m_rows)]

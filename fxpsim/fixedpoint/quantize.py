@@ -138,6 +138,38 @@ def _quantize_fast(x, out, frac, rmode, lo, hi):
     return n_bad, n_ovf, n_inexact
 
 
+@njit(parallel=True, cache=True)
+def _quantize_stochastic_fast(x, out, frac, lo, hi, r, rand, philox, k0, k1, ctr):
+    """Same results as ``_quantize_kernel`` for ``stochastic`` with a saturating cast (``lo``
+    already ``-hi`` for saturate_symmetric) and frac >= 0. Branch-free float formulation:
+    values beyond the range are first clamped to ``lo - 2`` / ``hi + 2`` (integers that
+    saturate the same way), so every quantity below is a small exact float."""
+    scale = 2.0**frac
+    two_r = 2.0**r
+    lo_f = float(lo)
+    hi_f = float(hi)
+    n_bad = 0
+    n_ovf = 0
+    n_inexact = 0
+    for i in prange(x.size):
+        xi = x[i]
+        v = xi * scale
+        n_bad += np.int64((xi - xi) != 0.0)
+        n_inexact += np.int64(v != np.trunc(v))
+        vc = min(max(v, lo_f - 2.0), hi_f + 2.0)
+        t = np.trunc(vc)
+        rem = vc - t
+        neg = rem < 0.0
+        thr = np.floor(rem * two_r)  # floor(f * 2**r), f = rem + neg
+        rnd = philox_bits(ctr + i, k0, k1, r) if philox else rand[i]
+        q = t - (1.0 if neg else 0.0) + (1.0 if float(rnd) < thr else 0.0)
+        below = q < lo_f
+        above = q > hi_f
+        n_ovf += np.int64(below | above)
+        out[i] = np.int64(lo_f if below else (hi_f if above else q))
+    return n_bad, n_ovf, n_inexact
+
+
 def _as_float64(x: object) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind == "f":
@@ -210,9 +242,14 @@ def quantize(
     flat = arr.reshape(-1)
     rand, philox, k0, k1, ctr, r = random_source(rng, rmode, flat.size, random_bits)
     out = np.empty(flat.size, np.int64)
-    if rmode in _FAST_ROUNDING and omode in _FAST_OVERFLOW and fmt.frac >= 0:
-        lo = -fmt.hi if (fmt.signed and omode == O_SATURATE_SYMMETRIC) else fmt.lo
+    lo = -fmt.hi if (fmt.signed and omode == O_SATURATE_SYMMETRIC) else fmt.lo
+    fast = omode in _FAST_OVERFLOW and fmt.frac >= 0
+    if fast and rmode in _FAST_ROUNDING:
         n_bad, n_ovf, n_inexact = _quantize_fast(flat, out, fmt.frac, rmode, lo, fmt.hi)
+    elif fast and rmode == R_STOCHASTIC:
+        n_bad, n_ovf, n_inexact = _quantize_stochastic_fast(
+            flat, out, fmt.frac, lo, fmt.hi, r, rand, philox, k0, k1, ctr
+        )
     else:
         n_bad, n_ovf, n_inexact = _quantize_kernel(
             flat, out, fmt.frac, rmode, omode, fmt.lo, fmt.hi, fmt.bits, fmt.signed, r, rand,

@@ -117,7 +117,8 @@ def _channel_layout(shape: tuple[int, ...], params: dict[str, np.ndarray], axis:
 
 
 def _broadcast(p: np.ndarray, nch: int) -> np.ndarray:
-    return np.ascontiguousarray(np.broadcast_to(p.reshape(-1), (nch,)), dtype=np.int64)
+    # a writeable copy: read-only views would compile a second kernel specialization
+    return np.array(np.broadcast_to(p.reshape(-1), (nch,)), dtype=np.int64)
 
 
 def requantize(

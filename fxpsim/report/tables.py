@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from fxpsim.results import PASS_ORDER, LayerPassResult, Metrics
+from fxpsim.results import LayerPassResult, Metrics
 
 #: stall causes always reported as columns (others still appear in summary.json)
 STALL_CAUSES: tuple[str, ...] = ("dram", "buffer", "requant", "vector")
@@ -104,9 +104,8 @@ def metrics_dict(m: Metrics, freq_hz: float) -> dict[str, object]:
 
 
 def ordered_passes(names: Iterable[str]) -> list[str]:
-    """Canonical passes first (PASS_ORDER), then the algorithm's extra passes as first seen."""
-    seen = list(dict.fromkeys(names))
-    return [p for p in PASS_ORDER if p in seen] + [p for p in seen if p not in PASS_ORDER]
+    """Passes in the order the step runs them (the records follow the recipe)."""
+    return list(dict.fromkeys(names))
 
 
 def layers_by_pass(records: Sequence[LayerPassResult]) -> tuple[list[str], list[str], dict]:

@@ -14,7 +14,10 @@ Components (``Metrics.energy_by_component`` keys):
   rounding is stochastic);
 * ``rng``          random bits drawn x ``rng_per_bit``;
 * ``vector.<alu>`` vector ALU operations x ``energy.<add|mul|cmp|shift>.int<bits>`` (``sub``
-  is priced as add, ``max``/``min`` as cmp); a missing price is a ConfigError naming the key;
+  is priced as add, ``max``/``min`` as cmp; ``rsqrt`` and ``exp_lut`` have no table of their
+  own and are priced as ``vector_unit.ops_cycles.<op>`` multiplies, i.e. an iterative unit
+  that uses the multiplier every cycle); a missing price is a ConfigError naming the key.
+  The vector ALU op ``requant`` is a rounding and lands in ``requant``;
 * ``leakage``      ``leakage_mw_total`` x cycles / f  (mW x s = 1e9 pJ).
 
 The energy of a record is the sum of its components.
@@ -34,6 +37,8 @@ ALU_PRICE_TABLE: dict[str, str] = {
     "add": "add", "sub": "add", "mul": "mul", "cmp": "cmp", "max": "cmp", "min": "cmp",
     "shift": "shift",
 }
+#: ALU ops priced as ``ops_cycles[op]`` operations of another table
+COMPOSITE_ALU: dict[str, str] = {"rsqrt": "mul", "exp_lut": "mul"}
 
 
 def is_stochastic(rounding: str) -> bool:
@@ -43,6 +48,11 @@ def is_stochastic(rounding: str) -> bool:
 def alu_price(hw: HwConfig, alu: str, bits: int) -> float:
     """pJ of one vector ALU op ``alu`` on ``bits``-bit elements (ConfigError if unpriced)."""
     src = f"hwconfig {hw.name}"
+    if alu in COMPOSITE_ALU:
+        if alu not in hw.vector_unit.ops_cycles:
+            raise ConfigError(src, f"vector_unit.ops_cycles.{alu}",
+                              f"needed to price {alu} (as that many {COMPOSITE_ALU[alu]} ops)")
+        return hw.vector_unit.ops_cycles[alu] * alu_price(hw, COMPOSITE_ALU[alu], bits)
     table = ALU_PRICE_TABLE.get(alu)
     if table is None:
         raise ConfigError(src, f"energy.{alu}",
@@ -67,7 +77,7 @@ def energy_components(
     mode: str | None = None,
     macs: int = 0,
     idle_pe_cycles: Fraction | int = 0,
-    sram_accesses: Tally = Tally(),
+    sram_accesses: Tally | None = None,
     dram_read_bytes: int = 0,
     dram_write_bytes: int = 0,
     requant_events: int = 0,
@@ -85,7 +95,7 @@ def energy_components(
         out[f"mac.{mode}"] = macs * e.mac[mode]
         out["mac_idle"] = float(idle_pe_cycles) * e.idle_pe_fraction * e.mac[mode]
     mems = {m.name: m for m in hw.memory}
-    for key, count in sram_accesses.items:
+    for key, count in (sram_accesses or Tally()).items:
         name, _, rw = key.rpartition(".")
         mem = mems[name]
         price = mem.read_energy_pj if rw == "read" else mem.write_energy_pj

@@ -23,7 +23,8 @@ dgrad      B, OY, OX (IY, IX) K, FY, FX              C
 wgrad      C, FY, FX          B, OY, OX              K
 =========  =================  =====================  =====
 
-(for wgrad, if the op is laid out as ``dW^T`` -- ``m`` equals the K extent -- the m/n roles
+Pixel and filter dims missing from the op's ``loop_dims`` (linear layers) count as extent 1.
+(For wgrad, if the op is laid out as ``dW^T`` -- ``m`` equals the K extent -- the m/n roles
 swap). The pass is recognised from the op's operand kinds (``weight_gradients`` output ->
 wgrad, ``gradients`` x ``weights`` -> dgrad). With a non-default map the configured dataflow
 only supplies the default; the stationary tensor follows from the map. Errors: a dim not in
@@ -80,6 +81,8 @@ _DIM_AXES: dict[str, dict[str, str]] = {
     "wgrad": {"C": "m", "FY": "m", "FX": "m", "B": "k", "OY": "k", "OX": "k", "K": "n"},
 }
 
+_UNIT_DIMS = frozenset({"OY", "OX", "IY", "IX", "FY", "FX"})
+
 _DEFAULT_MAPS: dict[str, tuple[str, str]] = {
     "output_stationary": ("m", "n"),
     "weight_stationary": ("k", "n"),
@@ -116,7 +119,9 @@ def _dim_axes(op: GemmOp, kind: PassKind) -> dict[str, str]:
 
 def _axis_of_entry(op: GemmOp, kind: PassKind, entry: str, key_path: str, src: str) -> str:
     table = _dim_axes(op, kind)
-    known = set(_loop_dims(op)) if op.loop_dims else set(table)
+    # pixel and filter dims a linear layer (or a pass) lacks are extent-1 dims, so one map
+    # such as {rows: B*OY*OX} serves convs and linears alike
+    known = (set(_loop_dims(op)) | _UNIT_DIMS) if op.loop_dims else set(table)
     axes = set()
     for raw in entry.split("*"):
         dim = raw.strip()

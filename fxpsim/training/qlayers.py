@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit, prange
 
 from fxpsim.fixedpoint.gemm import matmul
 from fxpsim.fixedpoint.gemm_kernels import accumulate
@@ -162,36 +163,77 @@ def _record(rt: LayerRuntime, op: str, pass_name: str, m: int, k: int, n: int, g
 
 
 # ---- conv2d --------------------------------------------------------------------------------
+# Data-movement kernels (gathers of integer codes; no arithmetic on values). The layer tests
+# compare the whole layer with a Python-int convolution, which covers them.
 
-def im2col_view(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-                padding: tuple[int, int]) -> torch.Tensor:
-    """A (B, OH, OW, C, kh, kw) strided view of zero-padded ``x`` (B, C, H, W); no copy
-    beyond the padding. Reshaping a slice of it gives the im2col matrix."""
-    ph, pw = padding
-    xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x.contiguous()
-    b, c, hp, wp = xp.shape
-    kh, kw = kernel
-    sh, sw = stride
-    oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-    s0, s1, s2, s3 = xp.stride()
-    return xp.as_strided((b, oh, ow, c, kh, kw), (s0, s2 * sh, s3 * sw, s1, s2, s3))
+@njit(parallel=True, cache=True)
+def _gather_cols(x, c0, c1, rows, cols, out):
+    """out[((c-c0)*kh+i)*kw+j, (b*oh+y)*ow+z] = x[b, c, rows[i, y], cols[j, z]], 0 where
+    either index is -1 (padding, or a zero inserted by the stride); rows (kh, oh), cols
+    (kw, ow) are index tables from :func:`_window_table` / :func:`_dgrad_table`."""
+    nb = x.shape[0]
+    kh, oh = rows.shape
+    kw, ow = cols.shape
+    for q in prange((c1 - c0) * kh * kw):
+        c, i, j = c0 + q // (kh * kw), (q // kw) % kh, q % kw
+        for b in range(nb):
+            for y in range(oh):
+                r = rows[i, y]
+                base = (b * oh + y) * ow
+                if r < 0:
+                    for z in range(ow):
+                        out[q, base + z] = 0
+                    continue
+                for z in range(ow):
+                    u = cols[j, z]
+                    out[q, base + z] = x[b, c, r, u] if u >= 0 else 0
 
 
-def _dilate_pad(g: torch.Tensor, geom: ConvGeom, h: int, w: int) -> torch.Tensor:
-    """dY (B, K, OH, OW) zero-dilated by the stride and padded so that a stride-1
-    correlation with the flipped kernel yields dX of size (h, w)."""
-    b, k, oh, ow = g.shape
-    sh, sw = geom.stride
-    kh, kw = geom.kernel
-    if sh > 1 or sw > 1:
-        d = g.new_zeros((b, k, (oh - 1) * sh + 1, (ow - 1) * sw + 1))
-        d[:, :, ::sh, ::sw] = g
-    else:
-        d = g
-    top, left = kh - 1 - geom.padding[0], kw - 1 - geom.padding[1]
-    bottom = h + kh - 1 - top - d.shape[2]
-    right = w + kw - 1 - left - d.shape[3]
-    return F.pad(d, (left, right, top, bottom))
+def _window_table(size: int, k: int, stride: int, pad: int, out: int) -> np.ndarray:
+    """[i, y] -> input index y*stride+i-pad of a conv window, -1 in the padding."""
+    t = np.arange(out)[None, :] * stride + np.arange(k)[:, None] - pad
+    return np.where((t >= 0) & (t < size), t, -1).astype(np.int64)
+
+
+def _dgrad_table(size: int, k: int, stride: int, pad: int, out: int) -> np.ndarray:
+    """[i, y] -> dY index t/stride with t = y+i-k+1+pad for the stride-1 correlation of the
+    zero-dilated, (k-1-pad)-padded dY with the flipped kernel; -1 where t hits a zero."""
+    t = np.arange(size)[None, :] + np.arange(k)[:, None] - k + 1 + pad
+    ok = (t >= 0) & (t % stride == 0) & (t // stride < out)
+    return np.where(ok, t // stride, -1).astype(np.int64)
+
+
+@njit(parallel=True, cache=True)
+def _nchw_rows(g, out):
+    """out[(b*oh+y)*ow+z, k] = g[b, k, y, z]."""
+    nb, nk, oh, ow = g.shape
+    for r in prange(nb * oh):
+        b, y = r // oh, r % oh
+        for z in range(ow):
+            for k in range(nk):
+                out[r * ow + z, k] = g[b, k, y, z]
+
+
+@njit(parallel=True, cache=True)
+def _cols_to_nchw(vals, scale, k0, out):
+    """out[b, k0+n, p] = fp32(vals[n, b*P+p] * scale[n]) for out of shape (B, K, P)."""
+    nb, _, npix = out.shape
+    nn_ = vals.shape[0]
+    for q in prange(nb * nn_):
+        b, n = q // nn_, q % nn_
+        s = scale[n]
+        for p in range(npix):
+            out[b, k0 + n, p] = np.float32(vals[n, b * npix + p] * s)
+
+
+def _gather(kernel, shape, *args) -> np.ndarray:
+    out = np.empty(shape, dtype=args[0].dtype)
+    kernel(*args, out)
+    return out
+
+
+def _scale_vec(scale: np.ndarray | float, n: int) -> np.ndarray:
+    return np.broadcast_to(np.asarray(scale, dtype=np.float64), (n,)).copy()
 
 
 class QConv2dFn(torch.autograd.Function):
@@ -199,33 +241,36 @@ class QConv2dFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):  # type: ignore[override]
-        b, c, h, wd = x.shape
+        nb, c, h, wd = x.shape
         k, cg, kh, kw = w.shape
-        g = geom.groups
+        (sh, sw), (ph, pw), g = geom.stride, geom.padding, geom.groups
         kg = k // g
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
         xq, wq = quant_act(rt, x), quant_weight(rt, w)
         integer = xq is not None and wq is not None
         events = 0
         if integer:
-            cols = im2col_view(xq.codes, geom.kernel, geom.stride, geom.padding)
-            oh, ow = cols.shape[1], cols.shape[2]
-            m = b * oh * ow
-            out = np.empty((m, k), dtype=np.float32)
+            m = nb * oh * ow
+            xc = xq.codes.numpy()
+            rows_t, cols_t = _window_table(h, kh, sh, ph, oh), _window_table(wd, kw, sw, pw, ow)
+            out = np.empty((nb, k, oh * ow), dtype=np.float32)
             for gi in range(g):
-                a_mat = _np(cols[:, :, :, gi * cg:(gi + 1) * cg].reshape(m, cg * kh * kw))
-                b_mat = _np(wq.codes[gi * kg:(gi + 1) * kg].reshape(kg, -1).t())
-                vals, ev = int_gemm(a_mat, b_mat, rt.numerics)
+                # the GEMM runs as Yᵀ = Wᵀᵀ·colsᵀ: every output adds the same k sequence,
+                # so values and events equal those of Y = cols·W (only the layout differs)
+                cols = _gather(_gather_cols, (cg * kh * kw, m), xc, gi * cg, (gi + 1) * cg,
+                               rows_t, cols_t)
+                w_mat = _np(wq.codes[gi * kg:(gi + 1) * kg].reshape(kg, -1))
+                vals, ev = int_gemm(w_mat, cols, rt.numerics)
                 events += ev
                 ws = wq.scale if wq.scale.ndim == 0 else wq.scale[gi * kg:(gi + 1) * kg]
-                out[:, gi * kg:(gi + 1) * kg] = _scaled(vals, xq.scale * ws).numpy()
-            y = torch.from_numpy(out).view(b, oh, ow, k).permute(0, 3, 1, 2).contiguous()
+                _cols_to_nchw(vals, _scale_vec(xq.scale * ws, kg), gi * kg, out)
+            y = torch.from_numpy(out).view(nb, k, oh, ow)
         else:
             xin = x if xq is None else xq.dequantize()
             win = w if wq is None else wq.dequantize()
             y = F.conv2d(xin, win, None, geom.stride, geom.padding, 1, g)
-            oh, ow = y.shape[2], y.shape[3]
-        _record(rt, "conv2d", "forward", b * oh * ow, cg * kh * kw, kg, g, integer, events)
-        ctx.rt, ctx.geom, ctx.xq, ctx.wq = rt, geom, xq, wq
+        _record(rt, "conv2d", "forward", nb * oh * ow, cg * kh * kw, kg, g, integer, events)
+        ctx.rt, ctx.geom, ctx.xq, ctx.wq, ctx.x_shape = rt, geom, xq, wq, x.shape
         ctx.save_for_backward(x if xq is None else None, w)
         return y
 
@@ -235,67 +280,65 @@ class QConv2dFn(torch.autograd.Function):
         x_f, w = ctx.saved_tensors
         nc = rt.numerics
         gy = gy.contiguous()
-        b, k, oh, ow = gy.shape
+        nb, k, oh, ow = gy.shape
         _, cg, kh, kw = w.shape
-        g = geom.groups
+        (sh, sw), (ph, pw), g = geom.stride, geom.padding, geom.groups
         kg, c = k // g, cg * g
-        h, wd = (xq.codes if xq is not None else x_f).shape[2:]
+        h, wd = ctx.x_shape[2], ctx.x_shape[3]
         gq = quant_grad(rt, gy)
-        g_used = gy if gq is None else None
         dx = dw = None
         if ctx.needs_input_grad[0]:
             wb = wq
             if wq is not None and wq.scale.ndim == 1:
                 wb = quant_weight(rt, w, per_tensor=True, kind="quantize_weight_bwd",
                                   pass_name="backward")
-            if gq is not None and wb is not None:
-                cols = im2col_view(_dilate_pad(gq.codes, geom, h, wd), geom.kernel, (1, 1),
-                                   (0, 0))
-                m = b * h * wd
+            events = 0
+            integer = gq is not None and wb is not None
+            if integer:
+                m = nb * h * wd
+                gc = gq.codes.numpy()
                 wf = wb.codes.flip(2, 3)
-                out = np.empty((m, c), dtype=np.float32)
-                events = 0
+                out = np.empty((nb, c, h * wd), dtype=np.float32)
+                rows_t, cols_t = _dgrad_table(h, kh, sh, ph, oh), _dgrad_table(wd, kw, sw, pw, ow)
                 for gi in range(g):
-                    a_mat = _np(cols[:, :, :, gi * kg:(gi + 1) * kg].reshape(m, kg * kh * kw))
-                    b_mat = _np(wf[gi * kg:(gi + 1) * kg].permute(0, 2, 3, 1)
-                                .reshape(kg * kh * kw, cg))
-                    vals, ev = int_gemm(a_mat, b_mat, nc)
+                    cols = _gather(_gather_cols, (kg * kh * kw, m), gc, gi * kg, (gi + 1) * kg,
+                                   rows_t, cols_t)
+                    w_mat = _np(wf[gi * kg:(gi + 1) * kg].permute(1, 0, 2, 3)
+                                .reshape(cg, kg * kh * kw))
+                    vals, ev = int_gemm(w_mat, cols, nc)  # dXᵀ (C/g, B·H·W), as in forward
                     events += ev
-                    out[:, gi * cg:(gi + 1) * cg] = _scaled(vals, gq.scale * wb.scale).numpy()
-                dx = torch.from_numpy(out).view(b, h, wd, c).permute(0, 3, 1, 2).contiguous()
-                integer = True
+                    _cols_to_nchw(vals, _scale_vec(gq.scale * wb.scale, cg), gi * cg, out)
+                dx = torch.from_numpy(out).view(nb, c, h, wd)
             else:
-                g_in = g_used if gq is None else gq.dequantize()
+                g_in = gy if gq is None else gq.dequantize()
                 w_in = w if wb is None else wb.dequantize()
-                dx = torch.nn.grad.conv2d_input((b, c, h, wd), w_in, g_in, geom.stride,
+                dx = torch.nn.grad.conv2d_input(ctx.x_shape, w_in, g_in, geom.stride,
                                                 geom.padding, 1, g)
-                integer, events = False, 0
-            _record(rt, "conv2d", "backward_data", b * h * wd, kg * kh * kw, cg, g, integer,
+            _record(rt, "conv2d", "backward_data", nb * h * wd, kg * kh * kw, cg, g, integer,
                     events)
         if ctx.needs_input_grad[1]:
-            if gq is not None and xq is not None:
-                cols = im2col_view(xq.codes, geom.kernel, geom.stride, geom.padding)
-                m = b * oh * ow
-                colsT = cols.permute(3, 4, 5, 0, 1, 2)
-                g_mat = gq.codes.permute(0, 2, 3, 1).reshape(m, k)
-                dw_np = np.empty((k, cg, kh, kw), dtype=np.float32)
-                events = 0
+            events = 0
+            integer = gq is not None and xq is not None
+            if integer:
+                m = nb * oh * ow
+                xc = xq.codes.numpy()
+                g_mat = _gather(_nchw_rows, (m, k), gq.codes.numpy())
+                rows_t, cols_t = _window_table(h, kh, sh, ph, oh), _window_table(wd, kw, sw, pw, ow)
+                dw_np = np.empty((k, cg * kh * kw), dtype=np.float32)
                 for gi in range(g):
-                    a_mat = _np(colsT[gi * cg:(gi + 1) * cg].reshape(cg * kh * kw, m))
-                    b_mat = _np(g_mat[:, gi * kg:(gi + 1) * kg])
+                    a_mat = _gather(_gather_cols, (cg * kh * kw, m), xc, gi * cg,
+                                    (gi + 1) * cg, rows_t, cols_t)
+                    b_mat = np.ascontiguousarray(g_mat[:, gi * kg:(gi + 1) * kg])
                     vals, ev = int_gemm(a_mat, b_mat, nc)
                     events += ev
-                    dw_np[gi * kg:(gi + 1) * kg] = (
-                        _scaled(vals, xq.scale * gq.scale).numpy().T.reshape(kg, cg, kh, kw))
-                dw = torch.from_numpy(dw_np)
-                integer = True
+                    dw_np[gi * kg:(gi + 1) * kg] = _scaled(vals, xq.scale * gq.scale).numpy().T
+                dw = torch.from_numpy(dw_np).view(k, cg, kh, kw)
             else:
-                g_in = g_used if gq is None else gq.dequantize()
+                g_in = gy if gq is None else gq.dequantize()
                 x_in = x_f if xq is None else xq.dequantize()
                 dw = torch.nn.grad.conv2d_weight(x_in, w.shape, g_in, geom.stride,
                                                  geom.padding, 1, g)
-                integer, events = False, 0
-            _record(rt, "conv2d", "backward_weight", cg * kh * kw, b * oh * ow, kg, g,
+            _record(rt, "conv2d", "backward_weight", cg * kh * kw, nb * oh * ow, kg, g,
                     integer, events)
         return dx, dw, None, None
 

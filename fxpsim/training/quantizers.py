@@ -84,7 +84,9 @@ def absmax(x: torch.Tensor, per_channel: bool) -> np.ndarray:
     """max|x| (float64; exact) over the tensor or per channel (axis 0)."""
     if per_channel:
         return x.detach().abs().reshape(x.shape[0], -1).amax(dim=1).double().numpy()
-    return np.asarray(float(x.detach().abs().max()) if x.numel() else 0.0)
+    if not x.numel():
+        return np.asarray(0.0)
+    return np.asarray(float(torch.linalg.vector_norm(x.detach(), ord=float("inf"))))
 
 
 def quantize_symmetric(
@@ -106,10 +108,9 @@ def quantize_symmetric(
     bits = tn.bits
     amax = absmax(x, per_channel)
     delta = scale_from_clip(amax * clip_factor, bits, tn.scale)
-    xd = x.detach()
-    x64 = xd.numpy() if xd.dtype == torch.float64 else xd.to(torch.float64).numpy()
-    d = delta.reshape((-1,) + (1,) * (x64.ndim - 1)) if per_channel else delta
-    res = quantize(x64 / d, QFormat(bits, 0), tn.rounding, "saturate_symmetric", rng,
+    xn = x.detach().contiguous().numpy()
+    d = delta.reshape((-1,) + (1,) * (xn.ndim - 1)) if per_channel else delta
+    res = quantize(np.divide(xn, d, dtype=np.float64), QFormat(bits, 0), tn.rounding, "saturate_symmetric", rng,
                    random_bits=random_bits, return_stats=True)
     codes = torch.from_numpy(res.codes.astype(code_dtype(bits)))
     return QTensor(codes, delta, bits, int(res.n_overflow))

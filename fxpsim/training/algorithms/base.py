@@ -1,0 +1,191 @@
+"""The training-algorithm protocol and the shared step machinery.
+
+An algorithm owns the optimizer state of a :class:`~fxpsim.training.qnet.QNet` and executes,
+per :meth:`Algorithm.step`, exactly the passes of its recipe
+(:func:`fxpsim.timing.recipes.recipe_for`): forward / loss / backward_data /
+backward_weight / grad_quant run inside the QNet (torch autograd over the integer GEMMs),
+the algorithm's own passes (update, blend, trial step, LBT interval, BN rectification,
+hypernetwork) run here. Every op is logged in :attr:`Algorithm.log`
+(:class:`~fxpsim.training.algorithms.execlog.ExecLog`) under its recipe pass name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from fxpsim.graph.ir import Graph
+from fxpsim.timing.recipes import Recipe, recipe_for
+from fxpsim.training.algorithms.execlog import ExecLog, PassNames
+from fxpsim.training.algorithms.optim import ParamGroup, SgdMomentum
+from fxpsim.training.algorithms.options import AlgoOptions
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A mini-batch (``x`` float32 NCHW, ``y`` int64); ``next_*`` is the following batch,
+    used by forward-and-backtrack with ``trial_batch = next``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    next_x: torch.Tensor | None = None
+    next_y: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """``loss``: mean cross-entropy of the batch at the weights before the update;
+    ``correct``/``count``: top-1 hits and samples; ``penalty``: the algorithm's regularizer
+    (BN rectification, Octo's L2) — added to the gradients, not to ``loss``."""
+
+    loss: float
+    correct: int
+    count: int
+    penalty: float = 0.0
+
+
+class Algorithm(Protocol):
+    name: str
+    recipe: Recipe
+    log: ExecLog
+
+    def prepare(self, batch: Batch) -> None: ...
+
+    def step(self, batch: Batch) -> StepStats: ...
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def update_grads(self) -> dict[str, torch.Tensor]: ...
+
+    def weight_views(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]: ...
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def param_groups(net: torch.nn.Module, graph: Graph) -> list[ParamGroup]:
+    """One :class:`ParamGroup` per graph node with parameters, in graph order."""
+    groups: list[ParamGroup] = []
+    for node in graph.nodes:
+        if node.params == 0:
+            continue
+        mod = net.layers[_key(node.name)]  # type: ignore[index]
+        if node.is_gemm:
+            ps = [mod.weight] + ([mod.bias] if mod.bias is not None else [])
+        elif node.op == "batchnorm":
+            ps = [mod.bn.weight, mod.bn.bias]
+        else:
+            raise ValueError(f"graph: node {node.name!r} ({node.op}) has parameters the "
+                             "training plane does not know")
+        if sum(p.numel() for p in ps) != node.params:
+            raise AssertionError(f"{node.name}: {node.params} params in the IR, "
+                                 f"{sum(p.numel() for p in ps)} in the QNet")
+        groups.append(ParamGroup(node.name, ps, node.is_gemm))
+    return groups
+
+
+class AlgorithmBase:
+    """Quantized SGD with momentum (recipe ``sgd``); subclasses add passes.
+
+    ``step``: forward, loss, backward (QNet) -> :meth:`after_backward` (extra passes in
+    recipe order) -> :meth:`update`.
+    """
+
+    name = "sgd"
+    weights_from_projection = False
+    prc = False
+
+    def __init__(self, net: torch.nn.Module, graph: Graph, options: AlgoOptions, *,
+                 seed: int) -> None:
+        self.net, self.graph, self.options, self.seed = net, graph, options, int(seed)
+        self.recipe = recipe_for(self.name, "train", projection_rounds=options.laq_rounds,
+                                 hypernet_hidden=options.metagrad_hidden)
+        self.log = ExecLog(graph, weights_from_projection=self.weights_from_projection,
+                           prc=self.prc)
+        self.groups = param_groups(net, graph)
+        self.lr = options.lr_for(self.name)
+        self.step_index = 0
+        self._last_grads: dict[str, torch.Tensor] = {}
+        self._recording = True
+        self.init_optimizer()
+
+    # ---- hooks for subclasses ----------------------------------------------------------
+    def init_optimizer(self) -> None:
+        o = self.options
+        self.sgd = SgdMomentum(self.lr, o.momentum, o.weight_decay)
+
+    def after_backward(self, batch: Batch) -> float:
+        """Passes between grad_quant and update; returns the penalty value (if any)."""
+        return 0.0
+
+    def update(self) -> None:
+        for grp in self.groups:
+            for p in grp.params:
+                self.sgd.step(p, p.grad)
+            self.log.vector(grp.node, "update", "sgd_update", grp.numel)
+
+    def prepare(self, batch: Batch) -> None:
+        """One-time work before the first step (default: nothing)."""
+
+    # ---- shared machinery --------------------------------------------------------------
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor,
+                         names: PassNames = PassNames(), loss_pass: str = "loss",
+                         ) -> tuple[float, int]:
+        """Forward, softmax cross-entropy, backward; leaves ``.grad`` on every parameter
+        and drains the QNet's records into the log under ``names``."""
+        for p in self.net.parameters():
+            p.grad = None
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        last = self.graph.nodes[-1]
+        self.log.vector(last.name, loss_pass, "softmax_xent", x.shape[0] * last.out_elems)
+        loss.backward()
+        for grp in self.groups:  # bias gradients (a batch reduction of dY) ran in autograd
+            if grp.is_gemm and len(grp.params) > 1 and grp.params[1].grad is not None:
+                node = self.graph.node(grp.node)
+                self.log.vector(grp.node, names.backward_weight, "bias_grad",
+                                x.shape[0] * node.out_elems)
+        self.log.drain(self.net.counters, names)  # type: ignore[attr-defined]
+        correct = int((logits.detach().argmax(dim=1) == y).sum())
+        return float(loss.detach()), correct
+
+    def step(self, batch: Batch) -> StepStats:
+        """One training step on ``batch`` following :attr:`recipe`."""
+        self.log.clear()
+        self.net.train()
+        self.net.begin_step(self.step_index)  # type: ignore[attr-defined]
+        loss, correct = self.forward_backward(batch.x, batch.y)
+        penalty = self.after_backward(batch)
+        self._last_grads = {g.node: g.weight.grad.detach().reshape(-1)
+                            for g in self.groups if g.is_gemm}
+        self.update()
+        self.step_index += 1
+        return StepStats(loss, correct, int(batch.x.shape[0]), penalty)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits in eval mode (BN running statistics); nothing is logged."""
+        self.net.eval()
+        self._recording = False
+        try:
+            out = self.net(x)
+        finally:
+            self._recording = True
+            self.net.counters.reset()  # type: ignore[attr-defined]
+            self.net.train()
+        return out
+
+    def update_grads(self) -> dict[str, torch.Tensor]:
+        """Per GEMM layer, the (flattened) weight gradient the last update used."""
+        return self._last_grads
+
+    def weight_views(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per GEMM layer: (master fp32 weights, quantized weights or None if the QNet
+        quantizes them itself), flattened."""
+        return {g.node: (g.weight.detach().reshape(-1), None) for g in self.groups
+                if g.is_gemm}
+

@@ -1,0 +1,95 @@
+"""One-step forward and backtrack LAQ (BLAQ, Ma et al., AAAI 2024; ALGORITHMS.md §2.2).
+
+Step ``t`` (state: master ``w_t``, Adam moments, codes; the recipe ``fb``):
+
+1. forward / loss / backward at ``ŵ_t`` on the batch -> ``g_t`` (every parameter);
+2. ``fb_trial_update``: scratch Adam moments ``m', v'`` from ``g_t``; trial master
+   ``w̃ = clip(w_t − η·m̂'/(√v̂' + ε))``, trial codes by the projection with ``d̃ = √v' + ε``
+   (m rounds, warm-started from the current codes); other parameters take the scratch step;
+3. ``fb_trial_*``: forward / loss / backward at the trial point on the same batch
+   (``trial_batch = next``: the following mini-batch) -> ``g̃``; BN running statistics
+   and all parameters are restored afterwards (the trial is not committed);
+4. ``fb_blend``: ``ḡ = a·g̃ + (1−a)·g_t`` (``coef_on = current``: ``a·g_t + (1−a)·g̃``);
+5. ``update``: Adam from ``w_t`` with ``ḡ`` (the real moments; with
+   ``trial_updates_moments`` the scratch moments are committed first), clip, projection.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fxpsim.training.algorithms.base import Batch, StepStats
+from fxpsim.training.algorithms.execlog import PassNames
+from fxpsim.training.algorithms.laq import LaqAlgorithm, laq_project
+from fxpsim.training.algorithms.optim import AdamMoments
+
+_TRIAL = PassNames.prefixed("fb_trial_")
+
+
+class FbAlgorithm(LaqAlgorithm):
+    name = "fb"
+
+    def _bn_buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(b, b.detach().clone()) for m in self.net.modules()
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
+
+    @torch.no_grad()
+    def _trial_point(self, grads: dict[int, torch.Tensor]) -> dict[int, AdamMoments]:
+        """Move every parameter to the trial point; returns the scratch moments."""
+        b1, b2 = self.adam.beta1, self.adam.beta2
+        scratch: dict[int, AdamMoments] = {}
+        for grp in self.groups:
+            for p in grp.params:
+                mo = self.adam.moments(p).advanced(grads[id(p)], b1, b2)
+                scratch[id(p)] = mo
+                if grp.is_gemm and p is grp.weight:
+                    w_trial = self._weight_step(grp.node, mo)
+                    if grp.node in self.levels:
+                        k = self.levels[grp.node]
+                        alpha, q = laq_project(w_trial, mo.v.sqrt() + 1e-8, k,
+                                               self.options.laq_rounds, self.codes[grp.node])
+                        p.copy_((alpha * (q.double() / k)).to(p.dtype))
+                    else:
+                        p.copy_(w_trial)
+                else:
+                    p.sub_(self.adam.delta(mo))
+            self.log.vector(grp.node, "fb_trial_update", "adam_update", grp.numel)
+            if grp.node in self.levels:
+                self.log.vector(grp.node, "fb_trial_update", "laq_projection",
+                                grp.weight.numel())
+        return scratch
+
+    def step(self, batch: Batch) -> StepStats:
+        o = self.options
+        self.log.clear()
+        self.net.train()
+        self.net.begin_step(self.step_index)  # type: ignore[attr-defined]
+        loss, correct = self.forward_backward(batch.x, batch.y)
+        params = [p for grp in self.groups for p in grp.params]
+        g_cur = {id(p): p.grad.detach().clone() for p in params}
+        saved = {id(p): p.detach().clone() for p in params}
+        bn = self._bn_buffers()
+        scratch = self._trial_point(g_cur)
+        if o.fb_trial_batch == "next" and batch.next_x is not None:
+            tx, ty = batch.next_x, batch.next_y
+        else:
+            tx, ty = batch.x, batch.y
+        self.forward_backward(tx, ty, _TRIAL, loss_pass="fb_trial_loss")
+        g_trial = {id(p): p.grad.detach().clone() for p in params}
+        with torch.no_grad():  # backtrack: the trial point is not committed
+            for p in params:
+                p.copy_(saved[id(p)])
+            for buf, copy in bn:
+                buf.copy_(copy)
+        if o.fb_trial_updates_moments:
+            self.adam.state.update(scratch)
+        a = o.fb_a
+        wt, wc = (a, 1.0 - a) if o.fb_coef_on == "trial" else (1.0 - a, a)
+        blended = {i: wt * g_trial[i] + wc * g_cur[i] for i in g_cur}
+        for grp in self.groups:
+            self.log.vector(grp.node, "fb_blend", "blend", grp.numel)
+        self._last_grads = {g.node: blended[id(g.weight)].reshape(-1)
+                            for g in self.groups if g.is_gemm}
+        self.commit(blended)
+        self.step_index += 1
+        return StepStats(loss, correct, int(batch.x.shape[0]))

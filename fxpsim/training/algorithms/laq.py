@@ -1,0 +1,127 @@
+"""LAQ: loss-aware weight quantization (Hou & Kwok, ICLR 2018; ALGORITHMS.md §1).
+
+State per quantized GEMM layer: fp32 master weights ``w``, codes ``q`` (integers in
+``[-k, k]``, level values ``q/k``, ``k = 2^(b-1) - 1`` for ``b = w_bits``: LAQ's m-bit
+linear grid, which is exactly the QNet's symmetric code set) and scale ``α``. The QNet's
+weight parameter holds ``ŵ = α·q/k`` (the forward runs on it; its ``.grad`` is ∂ℓ/∂ŵ).
+
+Update (§1.2 steps 2-5): Adam on ``w`` with g = ∂ℓ/∂ŵ, clip ``w`` to ±``laq_clip``,
+curvature ``d = √v + 1e-8`` (raw second moment), then the alternating projection warm-started
+from the previous codes, exactly ``m = laq_rounds`` rounds::
+
+    α ← Σ d·(q/k)·w / Σ d·(q/k)²        (float64 sums)
+    q ← round_half_even(k · clip(w/α, −1, 1))
+
+Other parameters (biases, BN) take a plain Adam step. When ``w_bits`` is float, ``ŵ = w``.
+The QNet re-quantizes ``ŵ`` at each forward with its max-scaled quantizer: that reproduces
+``q`` exactly whenever some ``|q| = k`` (Δ = α up to the fp32 rounding of the scale); when no
+code reaches ``k`` the QNet's grid is finer than LAQ's and ``ŵ`` passes through with at most
+half a step of its own rounding — documented, not counted.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fxpsim.training.algorithms.base import AlgorithmBase, Batch
+from fxpsim.training.algorithms.optim import Adam, AdamMoments
+
+_CURV_EPS = 1e-8
+
+
+def laq_project(w: torch.Tensor, d: torch.Tensor, k: int, rounds: int,
+                q_init: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+    """Weighted projection of ``w`` onto ``α·{-k..k}/k`` minimizing Σ d (w − α q/k)².
+
+    Returns ``(α, q)`` with ``q`` float32 integers in ``[-k, k]``. ``q_init`` warm-starts the
+    codes (default: ``α₀ = max|w|``). Exactly ``rounds`` alternating rounds; if every code
+    becomes 0 the previous α is kept (the next round re-derives codes from it).
+    """
+    w64, d64 = w.double(), d.double()
+    amax = float(w64.abs().max()) if w.numel() else 0.0
+    if amax == 0.0:
+        return 1.0, torch.zeros_like(w)
+    alpha = amax
+    q = (torch.round(k * torch.clamp(w64 / alpha, -1.0, 1.0)) if q_init is None
+         else q_init.double())
+    for _ in range(rounds):
+        b = q / k
+        num = float((d64 * b * w64).sum())
+        den = float((d64 * b * b).sum())
+        if den > 0.0 and num > 0.0:
+            alpha = num / den
+        q = torch.round(k * torch.clamp(w64 / alpha, -1.0, 1.0))
+    return alpha, q.to(w.dtype)
+
+
+class LaqAlgorithm(AlgorithmBase):
+    """Recipe ``laq``: forward/backward at ŵ, Adam + clip + projection (``update``)."""
+
+    name = "laq"
+    weights_from_projection = True
+
+    def init_optimizer(self) -> None:
+        o = self.options
+        self.adam = Adam(self.lr, o.adam_beta1, o.adam_beta2, o.adam_eps)
+        self.levels: dict[str, int] = {}
+        self.master: dict[str, torch.Tensor] = {}
+        self.codes: dict[str, torch.Tensor] = {}
+        self.alpha: dict[str, float] = {}
+        for grp in self.groups:
+            if not grp.is_gemm:
+                continue
+            w = grp.weight.detach()
+            bits = self.net.runtimes[grp.node].numerics.weights.bits  # type: ignore[attr-defined]
+            self.master[grp.node] = torch.clamp(w, -o.laq_clip, o.laq_clip).clone()
+            if bits is None:
+                continue
+            k = (1 << (bits - 1)) - 1
+            self.levels[grp.node] = k
+            # setup projection with uniform curvature (no second moment yet)
+            self._project(grp.node, torch.ones_like(w), grp.weight, q_init=None)
+
+    def _project(self, node: str, d: torch.Tensor, param: torch.nn.Parameter,
+                 q_init: torch.Tensor | None) -> None:
+        w = self.master[node]
+        alpha, q = laq_project(w, d, self.levels[node], self.options.laq_rounds, q_init)
+        self.alpha[node], self.codes[node] = alpha, q
+        with torch.no_grad():
+            param.copy_((alpha * (q.double() / self.levels[node])).to(param.dtype))
+
+    def _weight_step(self, node: str, mo: AdamMoments) -> torch.Tensor:
+        """Master weights after an Adam step with moments ``mo`` (new tensor), clipped."""
+        c = self.options.laq_clip
+        return torch.clamp(self.master[node] - self.adam.delta(mo), -c, c)
+
+    @torch.no_grad()
+    def commit(self, grads: dict[int, torch.Tensor], pass_name: str = "update") -> None:
+        """Adam step of every parameter with ``grads`` (keyed by ``id(param)``) and the
+        projection of quantized weights; logs ``adam_update`` / ``laq_projection``."""
+        b1, b2 = self.adam.beta1, self.adam.beta2
+        for grp in self.groups:
+            for p in grp.params:
+                g = grads[id(p)]
+                if grp.is_gemm and p is grp.weight:
+                    mo = self.adam.moments(p).advanced(g, b1, b2)
+                    self.adam.state[id(p)] = mo
+                    self.master[grp.node] = self._weight_step(grp.node, mo)
+                    if grp.node in self.levels:
+                        self._project(grp.node, mo.v.sqrt() + _CURV_EPS, p,
+                                      self.codes[grp.node])
+                    else:
+                        p.copy_(self.master[grp.node])
+                else:
+                    self.adam.step(p, g)
+            self.log.vector(grp.node, pass_name, "adam_update", grp.numel)
+            if grp.node in self.levels:
+                self.log.vector(grp.node, pass_name, "laq_projection", grp.weight.numel())
+
+    def update(self) -> None:
+        self.commit({id(p): p.grad for grp in self.groups for p in grp.params})
+
+    def weight_views(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        return {g.node: (self.master[g.node].reshape(-1), g.weight.detach().reshape(-1))
+                for g in self.groups if g.is_gemm}
+
+    def prepare(self, batch: Batch) -> None:
+        """Nothing: the setup projection ran at construction."""

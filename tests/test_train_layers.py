@@ -1,0 +1,375 @@
+"""Quantized conv2d / linear layers against Python-int references, the float baseline against
+torch, the quantizers against exact rationals, and NumericsConfig.from_hw."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fxpsim.errors import ConfigError
+from fxpsim.fixedpoint.oracle_gemm import register_add, two_level_oracle
+from fxpsim.fixedpoint.rng import LFSR, Philox
+from fxpsim.training.formats import NumericsConfig, RngSpec, TensorNumerics
+from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn, int_gemm
+from fxpsim.training.quantizers import quantize_symmetric, scale_from_clip
+from fxpsim.training.stats import Counters, LayerStats, StatsConfig
+
+# ---- Python-int references (hardware order, one register per output) ------------------------
+
+
+def _acc(terms, bits, ovf):
+    acc, ev = 0, 0
+    for t in terms:
+        acc, e = register_add(acc, t, bits, ovf)
+        ev += e
+    return acc, ev
+
+
+def conv_ref(x, w, stride, pad, groups, bits, ovf):
+    """Forward: y[b,k,oh,ow] = sum over (c,i,j) of x[b,c,oh*s+i-p, ow*s+j-p]*w[k,c,i,j]."""
+    nb, c, h, wd = len(x), len(x[0]), len(x[0][0]), len(x[0][0][0])
+    k, cg, kh, kw = len(w), len(w[0]), len(w[0][0]), len(w[0][0][0])
+    kg = k // groups
+    oh, ow = (h + 2 * pad[0] - kh) // stride[0] + 1, (wd + 2 * pad[1] - kw) // stride[1] + 1
+    out = np.zeros((nb, k, oh, ow), dtype=object)
+    events = 0
+    for b in range(nb):
+        for kk in range(k):
+            g = kk // kg
+            for y in range(oh):
+                for z in range(ow):
+                    terms = []
+                    for cc in range(cg):
+                        for i in range(kh):
+                            for j in range(kw):
+                                hh, ww = y * stride[0] + i - pad[0], z * stride[1] + j - pad[1]
+                                inside = 0 <= hh < h and 0 <= ww < wd
+                                v = x[b][g * cg + cc][hh][ww] if inside else 0
+                                terms.append(v * w[kk][cc][i][j])
+                    out[b, kk, y, z], e = _acc(terms, bits, ovf)
+                    events += e
+    return out, events
+
+
+def dgrad_ref(g, w, x_hw, stride, pad, groups, bits, ovf):
+    """dx[b,c,h,w] = sum over (k, i', j') of dY[b,k,(h+p-i)/s,(w+p-j)/s]*w[k,c,i,j] with
+    i = kh-1-i' (flipped kernel order), terms with a non-integer or out-of-range index = 0."""
+    nb, k, oh, ow = len(g), len(g[0]), len(g[0][0]), len(g[0][0][0])
+    _, cg, kh, kw = len(w), len(w[0]), len(w[0][0]), len(w[0][0][0])
+    kg = k // groups
+    h, wd = x_hw
+    out = np.zeros((nb, cg * groups, h, wd), dtype=object)
+    events = 0
+    for b in range(nb):
+        for c in range(cg * groups):
+            grp, cc = c // cg, c % cg
+            for y in range(h):
+                for z in range(wd):
+                    terms = []
+                    for kk in range(grp * kg, (grp + 1) * kg):
+                        for ip in range(kh):
+                            for jp in range(kw):
+                                i, j = kh - 1 - ip, kw - 1 - jp
+                                t, u = y + pad[0] - i, z + pad[1] - j
+                                ok = (t % stride[0] == 0 and u % stride[1] == 0
+                                      and 0 <= t // stride[0] < oh and 0 <= u // stride[1] < ow)
+                                v = g[b][kk][t // stride[0]][u // stride[1]] if ok else 0
+                                terms.append(v * w[kk][cc][i][j])
+                    out[b, c, y, z], e = _acc(terms, bits, ovf)
+                    events += e
+    return out, events
+
+
+def wgrad_ref(x, g, kernel, stride, pad, groups, bits, ovf):
+    """dw[k,c,i,j] = sum over (b, oh, ow) of x[b,c,oh*s+i-p,ow*s+j-p]*dY[b,k,oh,ow]."""
+    nb, c, h, wd = len(x), len(x[0]), len(x[0][0]), len(x[0][0][0])
+    k, oh, ow = len(g[0]), len(g[0][0]), len(g[0][0][0])
+    kh, kw = kernel
+    kg, cg = k // groups, c // groups
+    out = np.zeros((k, cg, kh, kw), dtype=object)
+    events = 0
+    for kk in range(k):
+        grp = kk // kg
+        for cc in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    terms = []
+                    for b in range(nb):
+                        for y in range(oh):
+                            for z in range(ow):
+                                hh, ww = y * stride[0] + i - pad[0], z * stride[1] + j - pad[1]
+                                inside = 0 <= hh < h and 0 <= ww < wd
+                                v = x[b][grp * cg + cc][hh][ww] if inside else 0
+                                terms.append(v * g[b][kk][y][z])
+                    out[kk, cc, i, j], e = _acc(terms, bits, ovf)
+                    events += e
+    return out, events
+
+
+def mm_ref(a, b, bits, ovf):
+    """(M,K) x (K,N) Python ints in k order."""
+    m, kk, n = len(a), len(b), len(b[0])
+    out = np.zeros((m, n), dtype=object)
+    events = 0
+    for i in range(m):
+        for j in range(n):
+            out[i, j], e = _acc([a[i][t] * b[t][j] for t in range(kk)], bits, ovf)
+            events += e
+    return out, events
+
+
+def _ints(t: torch.Tensor):
+    return t.numpy().astype(np.int64).tolist()
+
+
+def _runtime(nc: NumericsConfig, seed: int = 5, op: str = "conv2d") -> LayerRuntime:
+    rng = nc.rng.build(seed)
+    return LayerRuntime("L", op, nc, Counters(), LayerStats("L"), StatsConfig(), lambda: rng)
+
+
+def _nc(bits_w, bits_a, bits_g, acc_bits, ovf, scale="pow2", g_round="stochastic"):
+    return NumericsConfig(
+        weights=TensorNumerics(bits_w, "half_even", scale=scale),
+        activations=TensorNumerics(bits_a, "half_even", scale=scale),
+        gradients=TensorNumerics(bits_g, g_round, scale=scale),
+        acc_bits=acc_bits, acc_overflow=ovf, rng=RngSpec("philox"), random_bits=8)
+
+
+def _as_acc(t: torch.Tensor, scale) -> np.ndarray:
+    """Integer accumulator values back from a pow2-scaled fp32 output (exact: |acc| < 2^24)."""
+    v = t.detach().double().numpy() / scale
+    assert np.array_equal(v, np.round(v))
+    return v.astype(np.int64)
+
+
+CONV_CASES = [
+    # (stride, pad, groups, w/a/g bits, acc bits, overflow)
+    ((1, 1), (1, 1), 1, 8, 32, "saturate"),
+    ((2, 2), (1, 1), 1, 8, 32, "saturate"),
+    ((1, 1), (1, 1), 1, 6, 12, "saturate"),  # narrow accumulator: overflow matters
+    ((2, 2), (1, 1), 1, 8, 16, "wrap"),
+    ((2, 1), (0, 1), 1, 6, 12, "saturate_symmetric"),
+]
+
+
+@pytest.mark.parametrize("stride,pad,groups,bits,acc_bits,ovf", CONV_CASES)
+def test_conv_matches_python_int_reference(stride, pad, groups, bits, acc_bits, ovf):
+    """Forward, backward-data and backward-weight accumulators equal the Python-int
+    reference exactly (values and overflow events); dY is quantized once (stochastic,
+    Philox) and the same codes feed both backward GEMMs."""
+    gen = torch.Generator().manual_seed(11)
+    nb, c, k, h = 2, 2, 3, 4
+    x = torch.randn(nb, c, h, h, generator=gen).requires_grad_()
+    w = torch.randn(k, c // groups, 3, 3, generator=gen).requires_grad_()
+    nc = _nc(bits, bits, bits, acc_bits, ovf)
+    rt = _runtime(nc, seed=5)
+    geom = ConvGeom((3, 3), stride, pad, groups)
+    y = QConv2dFn.apply(x, w, rt, geom)
+    gy = torch.randn(y.shape, generator=gen)
+    y.backward(gy)
+
+    xq = quantize_symmetric(x, nc.activations)
+    wq = quantize_symmetric(w, nc.weights)
+    gq = quantize_symmetric(gy, nc.gradients, rng=Philox(nc.rng.stream_seed(5, 0)),
+                            random_bits=8)
+    ref_y, ev_y = conv_ref(_ints(xq.codes), _ints(wq.codes), stride, pad, groups, acc_bits, ovf)
+    ref_dx, ev_dx = dgrad_ref(_ints(gq.codes), _ints(wq.codes), (h, h), stride, pad, groups,
+                              acc_bits, ovf)
+    ref_dw, ev_dw = wgrad_ref(_ints(xq.codes), _ints(gq.codes), (3, 3), stride, pad, groups,
+                              acc_bits, ovf)
+    assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+    assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
+    assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
+    assert rt.stats.acc_events == {"forward": ev_y, "backward_data": ev_dx,
+                                   "backward_weight": ev_dw}
+    if acc_bits == 12:
+        assert ev_y + ev_dx + ev_dw > 0  # the narrow accumulator did overflow
+    assert [r.acc_events for r in rt.counters.gemms] == [ev_y, ev_dx, ev_dw]
+
+
+def test_conv_fp32_scale_outputs_within_float_tolerance():
+    """With fp32 scales the outputs are fp32(acc·Δ) of the same integer accumulators."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 2, 4, 4, generator=gen).requires_grad_()
+    w = torch.randn(3, 2, 3, 3, generator=gen).requires_grad_()
+    nc = _nc(8, 8, 8, 32, "saturate", scale="fp32", g_round="half_even")
+    rt = _runtime(nc)
+    y = QConv2dFn.apply(x, w, rt, ConvGeom((3, 3), (2, 2), (1, 1), 1))
+    gy = torch.randn(y.shape, generator=gen)
+    y.backward(gy)
+    xq, wq = quantize_symmetric(x, nc.activations), quantize_symmetric(w, nc.weights)
+    gq = quantize_symmetric(gy, nc.gradients)
+    assert float(xq.scale) != 2.0 ** np.round(np.log2(float(xq.scale)))  # not a power of 2
+    ref_y, _ = conv_ref(_ints(xq.codes), _ints(wq.codes), (2, 2), (1, 1), 1, 32, "saturate")
+    ref_dw, _ = wgrad_ref(_ints(xq.codes), _ints(gq.codes), (3, 3), (2, 2), (1, 1), 1, 32,
+                          "saturate")
+    exp_y = ref_y.astype(np.float64) * float(xq.scale) * float(wq.scale)
+    np.testing.assert_allclose(y.detach().numpy(), exp_y, rtol=1e-6, atol=0)
+    exp_dw = ref_dw.astype(np.float64) * float(xq.scale) * float(gq.scale)
+    np.testing.assert_allclose(w.grad.numpy(), exp_dw, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("acc_bits,ovf", [(32, "saturate"), (12, "saturate"), (14, "wrap")])
+def test_linear_matches_python_int_reference(acc_bits, ovf):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 5, generator=gen).requires_grad_()
+    w = torch.randn(4, 5, generator=gen).requires_grad_()
+    nc = _nc(7, 7, 7, acc_bits, ovf)
+    rt = _runtime(nc, seed=9, op="linear")
+    y = QLinearFn.apply(x, w, rt)
+    gy = torch.randn(y.shape, generator=gen)
+    y.backward(gy)
+    xq, wq = quantize_symmetric(x, nc.activations), quantize_symmetric(w, nc.weights)
+    gq = quantize_symmetric(gy, nc.gradients, rng=Philox(nc.rng.stream_seed(9, 0)),
+                            random_bits=8)
+    xi, wi, gi = _ints(xq.codes), _ints(wq.codes), _ints(gq.codes)
+    ref_y, ev_y = mm_ref(xi, [list(r) for r in zip(*wi, strict=True)], acc_bits, ovf)
+    ref_dx, ev_dx = mm_ref(gi, wi, acc_bits, ovf)
+    ref_dwt, ev_dw = mm_ref([list(r) for r in zip(*xi, strict=True)], gi, acc_bits, ovf)
+    assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+    assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
+    assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dwt.T.astype(np.int64))
+    assert rt.stats.acc_events == {"forward": ev_y, "backward_data": ev_dx,
+                                   "backward_weight": ev_dw}
+    if acc_bits == 12:
+        assert ev_y + ev_dx + ev_dw > 0
+    shapes = [r.shape for r in rt.counters.gemms]
+    assert shapes == [("L", "forward", 3, 5, 4, 1), ("L", "backward_data", 3, 4, 5, 1),
+                      ("L", "backward_weight", 5, 3, 4, 1)]
+
+
+def test_two_level_accumulation_matches_oracle():
+    """Weight-stationary arrays: K-tiles of `rows` in a psum register, then the accumulator."""
+    rng = np.random.default_rng(4)
+    a = rng.integers(-127, 128, (5, 23)).astype(np.int8)
+    b = rng.integers(-127, 128, (23, 4)).astype(np.int8)
+    for psum_bits, acc_bits, ovf in [(16, 18, "saturate"), (17, 16, "wrap")]:
+        nc = NumericsConfig(acc_bits=acc_bits, acc_overflow=ovf, psum_bits=psum_bits,
+                            psum_overflow=ovf, dataflow="weight_stationary", rows=4)
+        vals, events = int_gemm(a, b, nc)
+        ref, ev_p, ev_a = two_level_oracle(a.tolist(), b.tolist(), 4, psum_bits, ovf,
+                                           acc_bits, ovf)
+        assert vals.tolist() == ref
+        assert events == sum(map(sum, ev_p)) + sum(map(sum, ev_a))
+        assert events > 0
+
+
+def test_float_layers_equal_torch():
+    """bits None everywhere: plain fp32 conv2d / linear, gradients included."""
+    gen = torch.Generator().manual_seed(1)
+    fp = TensorNumerics(None)
+    nc = NumericsConfig(fp, fp, fp)
+    x = torch.randn(2, 4, 6, 6, generator=gen).requires_grad_()
+    w = torch.randn(6, 2, 3, 3, generator=gen).requires_grad_()
+    geom = ConvGeom((3, 3), (2, 2), (1, 1), 2)
+    y = QConv2dFn.apply(x, w, _runtime(nc), geom)
+    x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    y2 = F.conv2d(x2, w2, None, (2, 2), (1, 1), 1, 2)
+    gy = torch.randn(y.shape, generator=gen)
+    y.backward(gy)
+    y2.backward(gy)
+    for got, want in ((y, y2), (x.grad, x2.grad), (w.grad, w2.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    xl = torch.randn(3, 7, generator=gen).requires_grad_()
+    wl = torch.randn(2, 7, generator=gen).requires_grad_()
+    yl = QLinearFn.apply(xl, wl, _runtime(nc, op="linear"))
+    xl2, wl2 = xl.detach().clone().requires_grad_(), wl.detach().clone().requires_grad_()
+    yl2 = F.linear(xl2, wl2)
+    gl = torch.randn(yl.shape, generator=gen)
+    yl.backward(gl)
+    yl2.backward(gl)
+    for got, want in ((yl, yl2), (xl.grad, xl2.grad), (wl.grad, wl2.grad)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_stochastic_layer_is_deterministic_per_seed():
+    gen = torch.Generator().manual_seed(2)
+    x0 = torch.randn(2, 2, 5, 5, generator=gen)
+    w0 = torch.randn(3, 2, 3, 3, generator=gen)
+    gy = torch.randn(2, 3, 5, 5, generator=gen)
+    nc = NumericsConfig(TensorNumerics(4, "stochastic"), TensorNumerics(4, "stochastic"),
+                        TensorNumerics(4, "stochastic"), rng=RngSpec("lfsr", 16, None, 4, 7),
+                        random_bits=8)
+
+    def run(seed):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        y = QConv2dFn.apply(x, w, _runtime(nc, seed), ConvGeom((3, 3), (1, 1), (1, 1), 1))
+        y.backward(gy)
+        return y.detach(), x.grad, w.grad
+
+    a, b, c = run(1), run(1), run(2)
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not any(torch.equal(p, q) for p, q in zip(a, c, strict=True))
+
+
+# ---- quantizers ---------------------------------------------------------------------------
+
+def _rne(fr: Fraction) -> int:
+    fl = fr.numerator // fr.denominator
+    rem = fr - fl
+    return fl + (1 if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and fl % 2) else 0)
+
+
+def test_pow2_quantizer_matches_exact_rationals():
+    """Codes = clamp(rne(x/Δ), ±qmax), Δ = 2^ceil(log2(max|x|/qmax)); ties and edges."""
+    x = torch.tensor([0.0, 1.0, -1.0, 0.5, 2.0 ** -7, 3 * 2.0 ** -8, -3 * 2.0 ** -8,
+                      0.99, -0.25, 127 / 128, 5 * 2.0 ** -9], dtype=torch.float32)
+    tn = TensorNumerics(8, "half_even", scale="pow2")
+    q = quantize_symmetric(x, tn)
+    delta = Fraction(float(q.scale))
+    assert delta == Fraction(1, 64)  # 1/127 rounded up to a power of two
+    want = [max(-127, min(127, _rne(Fraction(float(v)) / delta))) for v in x.tolist()]
+    assert q.codes.tolist() == want and q.codes.dtype == torch.int8
+    assert q.n_clipped == 0
+
+
+def test_fp32_scale_is_smallest_fp32_not_below_c_over_qmax():
+    for c in [1.0, 0.1, 3.7e-5, 12345.678, 2.0 ** -20]:
+        d = float(scale_from_clip(np.asarray(c), 8, "fp32"))
+        assert np.float32(d) == d
+        assert Fraction(d) >= Fraction(c) / 127
+        below = float(np.nextafter(np.float32(d), np.float32(0)))
+        assert Fraction(below) < Fraction(c) / 127
+    assert float(scale_from_clip(np.asarray(0.0), 8, "fp32")) == 1.0
+
+
+def test_per_channel_and_clip_factor():
+    w = torch.tensor([[1.0, -0.5], [0.01, 0.02]])
+    q = quantize_symmetric(w, TensorNumerics(4, "half_even", "per_channel", "pow2"),
+                           per_channel=True)
+    assert q.scale.tolist() == [0.25, 2.0 ** -8]  # 1/7 -> 1/4, 0.02/7 -> 2^-8
+    assert q.codes.tolist() == [[4, -2], [3, 5]]  # 0.01/2^-8 = 2.56 -> 3; 0.02 -> 5.12 -> 5
+    g = torch.tensor([1.0, 0.9, 0.5, -1.0])
+    qg = quantize_symmetric(g, TensorNumerics(4, "half_even"), clip_factor=0.5)
+    assert qg.n_clipped == 3  # |1.0|, 0.9, |-1.0| exceed c = 0.5
+    assert qg.codes.tolist() == [7, 7, 7, -7]
+
+
+# ---- NumericsConfig.from_hw -----------------------------------------------------------------
+
+def _hw(**overrides):
+    from fxpsim.config import load_hwconfig
+
+    return load_hwconfig("hwconfigs/edge_npu.yaml", overrides or None).config
+
+
+def test_from_hw_builds_lfsr_and_array_settings():
+    nc = NumericsConfig.from_hw(_hw(), w_bits=4, a_bits=4, g_bits=4, rounding_w="rne")
+    assert nc.weights.bits == 4 and nc.weights.rounding == "half_even"
+    assert nc.gradients.rounding == "stochastic"
+    assert (nc.acc_bits, nc.acc_overflow) == (32, "saturate")
+    assert nc.rng.kind == "lfsr" and nc.rng.lanes == 16 and nc.rng.width == 16
+    assert nc.random_bits == 8
+    rng = nc.rng.build(run_seed=3)
+    assert isinstance(rng, LFSR) and rng.seed == 0xACE1 ^ 3
+    assert np.array_equal(rng.draw(40, 8), LFSR(16, "x^16+x^14+x^13+x^11+1",
+                                                seed=0xACE1 ^ 3, lanes=16).draw(40, 8))
+
+
+def test_from_hw_rejects_xorshift():
+    with pytest.raises(ConfigError, match="stochastic_rounding.rng"):
+        NumericsConfig.from_hw(_hw(**{"mac_array.stochastic_rounding.rng": "xorshift"}))
