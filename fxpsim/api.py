@@ -11,9 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from fxpsim.errors import FxpsimError
 from fxpsim.outcome import RunOutcome
 
-REPORT_FILES = ("summary.json", "layers.csv", "report.md")
+REPORT_FILES = ("summary.json", "layers.csv", "report.md", "report.html", "trace.json")
+#: RunConfig.format item -> the report file it writes
+FORMAT_FILES: dict[str, str] = {
+    "json": "summary.json", "csv": "layers.csv", "md": "report.md", "html": "report.html",
+    "trace": "trace.json",
+}
 
 
 def run_name(hw_name: str, model_name: str, phase: str, algo: str, batch: int) -> str:
@@ -45,27 +51,43 @@ def simulate_run(options: Mapping[str, str]) -> RunOutcome:
         rounding_g=run.rounding_g,
         timing=run.timing,
     )
-    timing = simulate(graph, hw.config, req)
+    timing = simulate(graph, hw.config, req, trace="trace" in run.format)
     name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
     return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing)
 
 
 def report_files(outcome: RunOutcome) -> dict[str, str]:
-    from fxpsim.report.csvmd import layers_csv, report_md
+    """File name -> text of the reports ``outcome.run.format`` asks for.
+
+    ``report.md``/``report.html`` are rendered from the summary.json and layers.csv texts
+    (as ``fxpsim report <folder>`` does), so a re-render gives the same bytes.
+    """
+    from fxpsim.report.csvmd import layers_csv
+    from fxpsim.report.rerender import render_documents
     from fxpsim.report.summary import summary_json
 
-    return {
-        "summary.json": summary_json(outcome),
-        "layers.csv": layers_csv(outcome),
-        "report.md": report_md(outcome),
-    }
+    formats = outcome.run.format
+    summary, layers = summary_json(outcome), layers_csv(outcome)
+    files = {"summary.json": summary, "layers.csv": layers}
+    files.update(render_documents(summary, layers, formats))
+    if "trace" in formats:
+        from fxpsim.report.perfetto import trace_json
+
+        files["trace.json"] = trace_json(outcome.timing.events, outcome.hw.config.clock.freq_mhz,
+                                         run_name=outcome.name)
+    wanted = {FORMAT_FILES[f] for f in formats}
+    return {name: text for name, text in files.items() if name in wanted}
 
 
 def write_reports(outcome: RunOutcome) -> Path:
     from fxpsim.report.write import write_folder_atomically
 
     target = Path(outcome.run.out) if outcome.run.out else Path("reports") / outcome.name
-    return write_folder_atomically(target, report_files(outcome))
+    files = report_files(outcome)
+    try:
+        return write_folder_atomically(target, files)
+    except OSError as exc:  # e.g. out= names a file, or a folder we may not write
+        raise FxpsimError(f"{target}: cannot write the report: {exc.strerror or exc}") from None
 
 
 def run_from_cli(options: Mapping[str, str]) -> int:
@@ -74,5 +96,6 @@ def run_from_cli(options: Mapping[str, str]) -> int:
     outcome = simulate_run(options)
     print_run(outcome)
     folder = write_reports(outcome)
-    print(f"reports written to {folder}/ ({', '.join(REPORT_FILES)})")
+    names = [FORMAT_FILES[f] for f in outcome.run.format]
+    print(f"reports written to {folder}/ ({', '.join(names)})")
     return 0

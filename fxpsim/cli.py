@@ -1,4 +1,4 @@
-"""Command line: ``fxpsim run|check|list|bench ...`` with ``key=value`` options.
+"""Command line: ``fxpsim run|compare|report|check|list|bench ...`` with ``key=value`` options.
 
 Heavy libraries (torch, numba, simpy) are imported inside the command that needs them, so
 ``fxpsim --help`` and timing-only runs start fast.
@@ -16,6 +16,8 @@ _EPILOG = """\
 examples:
   fxpsim run hw=edge_npu.yaml model=vgg16
   fxpsim run hw=edge_npu model=resnet20 phase=infer batch=1 mac_array.rows=32
+  fxpsim compare hw=edge_npu.yaml model=vgg16 rounding.g=half_even,stochastic,floor
+  fxpsim report reports/edge_npu-vgg16-train-sgd-b32
   fxpsim check hw=hwconfigs/edge_npu.yaml dram.bandwidth_gb_s=25.6
   fxpsim list
   fxpsim bench arith
@@ -36,8 +38,16 @@ def parse_options(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, like every other user error (exit code 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"fxpsim: error: command line: {message} (see fxpsim --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fxpsim",
         description="Fixed-point DNN accelerator simulator: cycles, energy and accuracy.",
         epilog=_EPILOG,
@@ -49,20 +59,49 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="simulate a training or inference step (key=value options)")
     run.add_argument("options", nargs="*", metavar="key=value")
+    run.add_argument("--format", help="reports to write: comma list of json,csv,md,html,trace "
+                     "(same as format=...)")
+    compare = sub.add_parser(
+        "compare", help="run variants (a comma list value = an axis) and compare them")
+    compare.add_argument("options", nargs="*", metavar="key=value")
+    compare.add_argument("--format", help="comparison files: comma list of json,csv,md,html")
+    report = sub.add_parser("report", help="re-render report.md/report.html of a run folder "
+                            "from its summary.json and layers.csv (no simulation)")
+    report.add_argument("folder")
+    report.add_argument("options", nargs="*", metavar="key=value")
+    report.add_argument("--format", help="documents to re-render: comma list of md,html")
     check = sub.add_parser("check", help="validate a hwconfig and print the resolved config")
     check.add_argument("options", nargs="*", metavar="key=value")
     sub.add_parser("list", help="list built-in hwconfigs and models")
-    bench = sub.add_parser("bench", help="benchmarks: arith | schedule")
-    bench.add_argument("target", choices=["arith", "schedule"])
+    bench = sub.add_parser("bench", help="benchmarks: arith | schedule | train")
+    bench.add_argument("target", choices=["arith", "schedule", "train"])
     bench.add_argument("options", nargs="*", metavar="key=value")
     return parser
+
+
+def _options(ns: argparse.Namespace) -> dict[str, str]:
+    """``key=value`` options plus ``--format`` (given both ways is an error)."""
+    out = parse_options(ns.options)
+    if getattr(ns, "format", None) is not None:
+        if "format" in out:
+            raise FxpsimError("command line: format: given twice (--format and format=)")
+        out["format"] = ns.format
+    return out
 
 
 def _dispatch(ns: argparse.Namespace) -> int:
     if ns.command == "run":
         from fxpsim.api import run_from_cli
 
-        return run_from_cli(parse_options(ns.options))
+        return run_from_cli(_options(ns))
+    if ns.command == "compare":
+        from fxpsim.compare import compare_from_cli
+
+        return compare_from_cli(_options(ns))
+    if ns.command == "report":
+        from fxpsim.report.rerender import report_from_cli
+
+        return report_from_cli(ns.folder, _options(ns))
     if ns.command == "check":
         from fxpsim.config.cli import check
 
@@ -80,7 +119,10 @@ def _dispatch(ns: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    ns = parser.parse_args(argv)
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:  # --help/--version (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     if ns.command is None:
         parser.print_help()
         return 0
@@ -89,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FxpsimError as exc:
         print(f"fxpsim: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # output piped into `head` & co.: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("fxpsim: interrupted; no report was written", file=sys.stderr)
         return 130

@@ -144,7 +144,7 @@ def test_bound_check_flags_only_some_outputs():
     a[2] = 127
     b = rng.integers(-3, 4, (80, 5))
     b[:, 4] = 100
-    flags, total = bound_flags(Operand(a, 127), Operand(b, 100), 16, "saturate", 16)
+    flags, total = bound_flags(Operand(a, -3, 127), Operand(b, -3, 100), 16, "saturate", 16)
     assert 0 < flags.sum() < flags.size
     assert flags[2, 4] and not flags[0, 0]
     assert total.tolist() == (a @ b).tolist()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections import Counter
 
 import pytest
@@ -242,31 +241,21 @@ def test_no_torch_or_numba_import():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def _call(fn, node, batch):
-    """Call conv_gemm_shapes with whatever argument names it declares."""
-    a = node.attrs
-    vals = {"x_shape": (batch, *node.in_shape), "input_shape": (batch, *node.in_shape),
-            "in_shape": (batch, *node.in_shape), "w_shape": node.weight_shape,
-            "weight_shape": node.weight_shape, "stride": a.stride, "padding": a.padding,
-            "groups": a.groups, "batch": batch}
-    params = inspect.signature(fn).parameters
-    if not all(p in vals for p, v in params.items() if v.default is inspect.Parameter.empty):
-        pytest.skip(f"conv_gemm_shapes signature not recognized: {list(params)}")
-    return fn(**{p: vals[p] for p in params if p in vals})
-
-
 def test_cross_check_fixedpoint_conv_shapes():
-    mod = pytest.importorskip("fxpsim.fixedpoint.conv")
-    fn = getattr(mod, "conv_gemm_shapes", None)
-    if fn is None:
-        pytest.skip("fxpsim.fixedpoint.conv has no conv_gemm_shapes")
+    """The value plane's conv lowering and the time plane's agree on every pass's GEMM."""
+    from fxpsim.fixedpoint.conv import conv_gemm_shapes
+
     g = (_G((4, 9, 9)).add("c0", "conv2d", conv(8)).add("c1", "conv2d", conv(8, s=2, g=4))
          .add("c2", "conv2d", conv(6, ks=1, p=0)).graph(workload_only=True))
     for node in g.gemm_nodes:
-        got = _call(fn, node, 2)
-        m, k, n, _, _ = gemm_dims(node, 2, "forward")
-        fwd = got.get("forward") if isinstance(got, dict) else getattr(got, "forward", got)
-        assert tuple(fwd)[:3] == (m, k, n), node.name
+        a = node.attrs
+        c, h, w = node.in_shape
+        got = conv_gemm_shapes(2, c, h, w, a.out_channels, *a.kernel, stride=a.stride,
+                               padding=a.padding, groups=a.groups)
+        for which in ("forward", "backward_data", "backward_weight"):
+            m, k, n, groups, _ = gemm_dims(node, 2, which)
+            assert tuple(getattr(got, which)) == (m, k, n), (node.name, which)
+            assert got.groups == groups
 
 
 def test_recipe_passes_match_lowering_pass_names():

@@ -59,6 +59,15 @@ def machine_info() -> dict[str, object]:
             "numpy": np.__version__, "numba": numba.__version__, "torch": torch.__version__}
 
 
+def paired_best(fns, repeats: int) -> list[float]:
+    """Best time of each callable, measured in interleaved rounds (one warm-up each) so that
+    load changes on a shared machine hit the reference and our kernel alike."""
+    times = [best_time(fn, 1, warmup=1) for fn in fns]
+    for _ in range(repeats - 1):
+        times = [min(t, best_time(fn, 1, warmup=0)) for t, fn in zip(times, fns, strict=True)]
+    return times
+
+
 def _gemm_rows(case: str, a: np.ndarray, b: np.ndarray, fn, note: str, target: float | None,
                repeats: int) -> list[BenchRow]:
     """Reference _int_mm row + our row (checked exact against _int_mm when no overflow)."""
@@ -67,8 +76,7 @@ def _gemm_rows(case: str, a: np.ndarray, b: np.ndarray, fn, note: str, target: f
     ta, tb = torch.from_numpy(np.ascontiguousarray(a, np.int8)), torch.from_numpy(
         np.ascontiguousarray(b, np.int8))
     gmac = a.shape[0] * a.shape[1] * b.shape[1] / 1e9
-    t_ref = best_time(lambda: torch._int_mm(ta, tb), repeats)
-    t_ours = best_time(fn, repeats)
+    t_ref, t_ours = paired_best([lambda: torch._int_mm(ta, tb), fn], repeats)
     ref = BenchRow(GROUP_GEMM, f"{case} [{INT_MM}]", t_ref, gmac / t_ref, "GMAC/s")
     ours = BenchRow(GROUP_GEMM, case, t_ours, gmac / t_ours, "GMAC/s", INT_MM,
                     t_ref / t_ours, target, note)
@@ -124,9 +132,10 @@ def conv_rows(layers, batch: int, seed: int, repeats: int) -> list[BenchRow]:
             raise AssertionError(f"{name}: array_gemm differs from torch._int_mm")
         gmac = shp.macs / 1e9
         case = f"vgg16 {name} B={batch} ({shp.m}x{shp.k}x{shp.n})"
-        t_ref = best_time(lambda ta=ta, tb=tb: torch._int_mm(ta, tb), repeats)
-        t_f32 = best_time(lambda fa=fa, fb=fb: torch.matmul(fa, fb), repeats)
-        t_ours = best_time(lambda a=a, b=b: array_gemm(a, b, model), repeats)
+        t_ref, t_f32, t_ours = paired_best(
+            [lambda ta=ta, tb=tb: torch._int_mm(ta, tb),
+             lambda fa=fa, fb=fb: torch.matmul(fa, fb),
+             lambda a=a, b=b: array_gemm(a, b, model)], repeats)
         rows += [
             BenchRow(GROUP_CONV, f"{case} [{INT_MM}]", t_ref, gmac / t_ref, "GMAC/s"),
             BenchRow(GROUP_CONV, f"{case} [torch fp32 matmul]", t_f32, gmac / t_f32, "GMAC/s"),
@@ -156,7 +165,7 @@ def _print_table(rows: list[BenchRow], info: dict[str, object]) -> None:
 
 
 def _measure(quick: bool, seed: int) -> list[BenchRow]:
-    repeats = 2 if quick else 5
+    repeats = 2 if quick else 7
     rows = gemm_rows(128 if quick else 1024, seed, repeats)
     layers = VGG16_LAYERS[1:3] if quick else VGG16_LAYERS
     rows += conv_rows(layers, 1 if quick else 8, seed, repeats)

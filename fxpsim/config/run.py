@@ -21,11 +21,11 @@ from fxpsim.errors import ConfigError
 Phase = Literal["train", "infer"]
 Algo = Literal["sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo"]
 Timing = Literal["native", "scalesim"]
-ReportFormat = Literal["json", "csv", "md"]
+ReportFormat = Literal["json", "csv", "md", "html", "trace"]
 Bits = Annotated[int, Field(ge=2, le=16)] | Literal["float"]
 
 ALGOS: tuple[str, ...] = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
-FORMATS: tuple[str, ...] = ("json", "csv", "md")
+FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "trace")
 
 # top-level HwConfig sections that may be overridden from the command line
 HW_OVERRIDE_ROOTS: tuple[str, ...] = (

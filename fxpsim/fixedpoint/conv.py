@@ -39,6 +39,9 @@ class GemmShape:
     def macs(self) -> int:
         return self.m * self.k * self.n
 
+    def __iter__(self):  # unpacks as (m, k, n)
+        return iter((self.m, self.k, self.n))
+
 
 @dataclass(frozen=True)
 class ConvGemmShapes:

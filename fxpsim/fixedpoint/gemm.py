@@ -48,25 +48,49 @@ class GemmResult:
 
 @dataclass(frozen=True)
 class Operand:
-    """A validated GEMM operand: the array and the largest absolute value in it."""
+    """A validated GEMM operand: the array, and bounds lo <= data <= hi (tight for a checked
+    input, inherited -- so still valid -- for slices of it); max_abs = max(-lo, hi)."""
 
     data: np.ndarray
-    max_abs: int
+    lo: int
+    hi: int
+
+    @property
+    def max_abs(self) -> int:
+        return max(-self.lo, self.hi, 0)
+
+    def like(self, data: np.ndarray) -> Operand:
+        """Another array whose values lie within this operand's bounds (a slice of it)."""
+        return Operand(data, self.lo, self.hi)
 
 
 def check_operand(x: object, name: str, ndim: int = 2) -> Operand:
-    """Validate integer codes that fit int32; ValueError naming ``name`` otherwise."""
+    """Validate integer codes that fit int32; ValueError naming ``name`` otherwise.
+
+    For dtypes of at most 32 bits the dtype's limits serve as (loose, valid) bounds and no
+    pass over the data is made; :func:`tighten` computes the actual min/max when a proof
+    needs them. Wider dtypes are scanned here to check the int32 range."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{name}: expected an integer array, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if arr.size == 0:
-        return Operand(arr, 0)
+        return Operand(arr, 0, 0)
+    info = np.iinfo(arr.dtype)
+    if info.min >= _INT32_MIN and info.max <= _INT32_MAX:
+        return Operand(arr, int(info.min), int(info.max))
     lo, hi = int(arr.min()), int(arr.max())
     if lo < _INT32_MIN or hi > _INT32_MAX:
         raise ValueError(f"{name}: values must fit int32, got range [{lo}, {hi}]")
-    return Operand(arr, max(-lo, hi))
+    return Operand(arr, lo, hi)
+
+
+def tighten(op: Operand) -> Operand:
+    """The operand with its actual min/max as bounds."""
+    if op.data.size == 0:
+        return Operand(op.data, 0, 0)
+    return Operand(op.data, int(op.data.min()), int(op.data.max()))
 
 
 def check_acc(bits: object, overflow: object, bits_name: str = "acc_bits",
@@ -78,32 +102,34 @@ def check_acc(bits: object, overflow: object, bits_name: str = "acc_bits",
         raise ValueError(f"{overflow_name}: expected one of {OVERFLOW_MODES}, got {overflow!r}")
 
 
+def zero_events(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only int64 zero array that allocates nothing (events proven absent)."""
+    return np.broadcast_to(np.zeros((), dtype=np.int64), shape)
+
+
 def _fits_int8(op: Operand) -> bool:
-    d = op.data
-    return op.max_abs <= 127 or (op.max_abs == 128 and int(d.max(initial=0)) <= 127)
+    return op.lo >= -128 and op.hi <= 127
 
 
 def exact_sum(a: Operand, b: Operand) -> np.ndarray:
     """Sum over k of a[m,k]*b[k,n] modulo 2^64 as int64 (exact whenever it fits int64)."""
     m_rows, k_len = a.data.shape
     n_cols = b.data.shape[1]
-    out = np.zeros((m_rows, n_cols), dtype=np.int64)
     max_prod = a.max_abs * b.max_abs
     if m_rows == 0 or n_cols == 0 or k_len == 0 or max_prod == 0:
-        return out
+        return np.zeros((m_rows, n_cols), dtype=np.int64)
     if _fits_int8(a) and _fits_int8(b):
         import torch
 
         ta = torch.from_numpy(np.ascontiguousarray(a.data, np.int8))
         tb = torch.from_numpy(np.ascontiguousarray(b.data, np.int8))
         chunk = _INT32_MAX // max_prod  # the int32 inside _int_mm cannot overflow
-        for k0 in range(0, k_len, chunk):
-            part = torch._int_mm(ta[:, k0:k0 + chunk], tb[k0:k0 + chunk]).numpy()
-            if k0 == 0:
-                out = part.astype(np.int64)
-            else:
-                out += part
+        # torch's int32 -> int64 widening is multi-threaded (numpy's astype is not)
+        out = torch._int_mm(ta[:, :chunk], tb[:chunk]).to(torch.int64).numpy()
+        for k0 in range(chunk, k_len, chunk):
+            out += torch._int_mm(ta[:, k0:k0 + chunk], tb[k0:k0 + chunk]).numpy()
         return out
+    out = np.zeros((m_rows, n_cols), dtype=np.int64)
     if max_prod <= 2**53:
         chunk = 2**53 // max_prod  # every partial sum of a chunk is an integer < 2^53
         af = a.data.astype(np.float64)
@@ -118,7 +144,7 @@ def exact_sum(a: Operand, b: Operand) -> np.ndarray:
 def _sign_parts(op: Operand) -> tuple[Operand, Operand]:
     pos = np.maximum(op.data, 0).astype(op.data.dtype, copy=False)
     neg = np.minimum(op.data, 0).astype(op.data.dtype, copy=False)
-    return Operand(pos, op.max_abs), Operand(neg, op.max_abs)
+    return Operand(pos, 0, max(op.hi, 0)), Operand(neg, min(op.lo, 0), 0)
 
 
 def chunk_sums(a: Operand, b: Operand, k0: int, k1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,10 +152,10 @@ def chunk_sums(a: Operand, b: Operand, k0: int, k1: int) -> tuple[np.ndarray, np
 
     One GEMM: [a+ | a-] (M, 2k) x [[b+, b-], [b-, b+]] (2k, 2N) = [P | N].
     """
-    ap, an = _sign_parts(Operand(a.data[:, k0:k1], a.max_abs))
-    bp, bn = _sign_parts(Operand(b.data[k0:k1], b.max_abs))
-    lhs = Operand(np.concatenate([ap.data, an.data], axis=1), a.max_abs)
-    rhs = Operand(np.block([[bp.data, bn.data], [bn.data, bp.data]]), b.max_abs)
+    ap, an = _sign_parts(a.like(a.data[:, k0:k1]))
+    bp, bn = _sign_parts(b.like(b.data[k0:k1]))
+    lhs = Operand(np.concatenate([ap.data, an.data], axis=1), min(a.lo, 0), max(a.hi, 0))
+    rhs = Operand(np.block([[bp.data, bn.data], [bn.data, bp.data]]), min(b.lo, 0), max(b.hi, 0))
     both = exact_sum(lhs, rhs)
     n_cols = b.data.shape[1]
     return both[:, :n_cols], both[:, n_cols:]
@@ -172,8 +198,8 @@ def _fill_flagged(a: Operand, b: Operand, flags: np.ndarray, values: np.ndarray,
     cols = np.flatnonzero(flags.any(axis=0))
     if rows.size == 0:
         return
-    sub_a = Operand(np.ascontiguousarray(a.data[rows]), a.max_abs)
-    sub_b = Operand(np.ascontiguousarray(b.data[:, cols]), b.max_abs)
+    sub_a = a.like(np.ascontiguousarray(a.data[rows]))
+    sub_b = b.like(np.ascontiguousarray(b.data[:, cols]))
     sub_v, sub_e = run(sub_a, sub_b)
     values[np.ix_(rows, cols)] = sub_v
     events[np.ix_(rows, cols)] = sub_e
@@ -183,14 +209,17 @@ def _sample_flag_fraction(a: Operand, b: Operand, bits: int, overflow: str, chun
     """Fraction of flagged outputs on <= 32 evenly spaced rows (decides if `bound` pays)."""
     m_rows = a.data.shape[0]
     pick = np.unique(np.linspace(0, m_rows - 1, num=min(m_rows, 32)).astype(np.int64))
-    flags, _ = bound_flags(Operand(a.data[pick], a.max_abs), b, bits, overflow, chunk)
+    flags, _ = bound_flags(a.like(a.data[pick]), b, bits, overflow, chunk)
     return float(flags.mean()) if flags.size else 0.0
 
 
-def _matmul_ops(a: Operand, b: Operand, acc_bits: int, overflow: str, path: str,
-                chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
+def matmul_ops(a: Operand, b: Operand, acc_bits: int, overflow: str, path: str = "auto",
+               chunk: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, events) of checked operands; events is None when provably all zero (the
+    static path), so callers that do not need them skip an (M, N) allocation."""
     k_len = a.data.shape[1]
-    shape = (a.data.shape[0], b.data.shape[1])
+    if not static_safe(k_len, a.max_abs * b.max_abs, acc_bits, overflow):
+        a, b = tighten(a), tighten(b)  # the proofs and the lane choice need actual bounds
     max_prod = a.max_abs * b.max_abs
 
     def seq(sa: Operand, sb: Operand) -> tuple[np.ndarray, np.ndarray]:
@@ -212,19 +241,31 @@ def _matmul_ops(a: Operand, b: Operand, acc_bits: int, overflow: str, path: str,
         else:
             path = "sequential"
     if path == "static":
-        return exact_sum(a, b), np.zeros(shape, dtype=np.int64)
+        return exact_sum(a, b), None
     if path == "sequential":
         return seq(a, b)
     fine = chunk or default_chunk(k_len)
-    chunks = [k_len, fine] if fine < k_len else [max(k_len, 1)]
-    return _bound_levels(a, b, acc_bits, overflow, chunks, seq)
+    return _bound_levels(a, b, acc_bits, overflow, [0, fine], seq)
+
+
+def abs_flags(a: Operand, b: Operand, bits: int, overflow: str
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, exact sums) from the whole-K bound |prefix| <= sum_k |a[m,k]|*|b[k,n]|: two
+    GEMMs, cheaper than the chunked check and enough for data far from the rails."""
+    lo, hi = register_range(bits, overflow)
+    mag = exact_sum(Operand(np.abs(a.data.astype(np.int64)), 0, a.max_abs),
+                    Operand(np.abs(b.data.astype(np.int64)), 0, b.max_abs))
+    return mag > min(hi, -lo), exact_sum(a, b)
 
 
 def _bound_levels(a: Operand, b: Operand, bits: int, overflow: str, chunks: list[int], seq
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Bound check with chunks[0]; flagged outputs retry with chunks[1:], then sequential.
-    (A coarse whole-K check first is cheap and clears data that never comes near the rails.)"""
-    flags, total = bound_flags(a, b, bits, overflow, chunks[0])
+    """Bound check at chunks[0] (0: the whole-K |a|.|b| bound, else the chunked P/N check);
+    flagged outputs retry with chunks[1:], then go to the sequential kernel."""
+    if chunks[0] == 0:
+        flags, total = abs_flags(a, b, bits, overflow)
+    else:
+        flags, total = bound_flags(a, b, bits, overflow, chunks[0])
     events = np.zeros(total.shape, dtype=np.int64)
     if len(chunks) > 1:
         def run(sa: Operand, sb: Operand) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +293,7 @@ def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate",
     check_acc(acc_bits, overflow)
     if _path not in _PATHS:
         raise ValueError(f"_path: expected one of {_PATHS}, got {_path!r}")
-    values, events = _matmul_ops(op_a, op_b, int(acc_bits), overflow, _path, _chunk)
+    values, events = matmul_ops(op_a, op_b, int(acc_bits), overflow, _path, _chunk)
     if return_events:
-        return GemmResult(values, events)
+        return GemmResult(values, zero_events(values.shape) if events is None else events)
     return values

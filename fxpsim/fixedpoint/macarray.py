@@ -41,8 +41,10 @@ from fxpsim.fixedpoint.gemm import (
     chunk_sums,
     default_chunk,
     exact_sum,
-    matmul,
+    matmul_ops,
     register_range,
+    tighten,
+    zero_events,
 )
 
 DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
@@ -103,16 +105,17 @@ class ArrayGemmResult:
         return self.total_psum_events + self.total_acc_events
 
 
-def _check_bits(op: Operand, bits: object, name: str, arg: str) -> None:
+def _check_bits(op: Operand, bits: object, name: str, arg: str) -> Operand:
+    """The operand (bounds tightened if its dtype alone does not prove the fit)."""
     if bits not in OPERAND_BITS:
         raise ValueError(f"{name}: expected one of {OPERAND_BITS}, got {bits!r}")
-    d = op.data
-    if d.size == 0:
-        return
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1  # type: ignore[operator]
-    if int(d.min()) < lo or int(d.max()) > hi:
+    if op.lo < lo or op.hi > hi:
+        op = tighten(op)
+    if op.lo < lo or op.hi > hi:
         raise ValueError(f"{arg}: codes must fit signed {bits}-bit [{lo}, {hi}] ({name}), "
-                         f"got range [{int(d.min())}, {int(d.max())}]")
+                         f"got range [{op.lo}, {op.hi}]")
+    return op
 
 
 def tile_sums(events: np.ndarray, tile_m: int, tile_n: int) -> np.ndarray:
@@ -143,8 +146,16 @@ def two_level_sequential(a: Operand, b: Operand, tile: int, psum_bits: int, psum
     return acc, ev_p, ev_a
 
 
+def _static_ok(a: Operand, b: Operand, model: ArrayModel) -> bool:
+    plo, phi = register_range(model.psum_bits_eff, model.psum_overflow_eff)
+    alo, ahi = register_range(model.acc_bits, model.acc_overflow)
+    k_len, max_prod = a.data.shape[1], a.max_abs * b.max_abs
+    return (min(model.rows, k_len) * max_prod <= min(phi, -plo)
+            and k_len * max_prod <= min(ahi, -alo))
+
+
 def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Two-level accumulation with the same exact fast paths as matmul.
 
     Static: a tile's psum prefixes are within rows*max|ab|, accumulator prefixes within
@@ -153,22 +164,22 @@ def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
     [S_<J + N_J, S_<J + P_J].
     """
     tile, k_len = model.rows, a.data.shape[1]
+    if not _static_ok(a, b, model):
+        a, b = tighten(a), tighten(b)  # the proofs and the lane choice need actual bounds
     shape = (a.data.shape[0], b.data.shape[1])
     pb, po = model.psum_bits_eff, model.psum_overflow_eff
     ab, ao = model.acc_bits, model.acc_overflow
     plo, phi = register_range(pb, po)
     alo, ahi = register_range(ab, ao)
     max_prod = a.max_abs * b.max_abs
-    zeros = np.zeros(shape, dtype=np.int64)
-    static_ok = min(tile, k_len) * max_prod <= min(phi, -plo) and k_len * max_prod <= min(
-        ahi, -alo)
+    static_ok = _static_ok(a, b, model)
     if path == "auto":
         bound_ok = k_len * max_prod < 2**63 and k_len >= 64
         path = "static" if static_ok else ("bound" if bound_ok else "sequential")
     if path == "static":
         if not static_ok:
             raise ValueError("path: 'static' needs the bounds to fit both registers")
-        return exact_sum(a, b), zeros, zeros.copy()
+        return exact_sum(a, b), None, None
 
     def seq(sa: Operand, sb: Operand):
         return two_level_sequential(sa, sb, tile, pb, po, ab, ao)
@@ -184,12 +195,12 @@ def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
         pos, neg = chunk_sums(a, b, k0, min(k0 + chunk, k_len))
         flags |= (neg < plo) | (pos > phi) | (total + neg < alo) | (total + pos > ahi)
         total += pos + neg
-    ev_p, ev_a = zeros, zeros.copy()
+    ev_p, ev_a = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
     rows = np.flatnonzero(flags.any(axis=1))
     if rows.size:
         cols = np.flatnonzero(flags.any(axis=0))
-        sub = seq(Operand(np.ascontiguousarray(a.data[rows]), a.max_abs),
-                  Operand(np.ascontiguousarray(b.data[:, cols]), b.max_abs))
+        sub = seq(a.like(np.ascontiguousarray(a.data[rows])),
+                  b.like(np.ascontiguousarray(b.data[:, cols])))
         for full, part in zip((total, ev_p, ev_a), sub, strict=True):
             full[np.ix_(rows, cols)] = part
     return total, ev_p, ev_a
@@ -203,20 +214,25 @@ def array_gemm(a: object, b: object, model: ArrayModel, *, w_bits: int = 8, a_bi
     op_a, op_b = check_operand(a, "a"), check_operand(b, "b")
     if op_a.data.shape[1] != op_b.data.shape[0]:
         raise ValueError(f"b: shape {op_b.data.shape} does not match a's {op_a.data.shape}")
-    _check_bits(op_a, a_bits, "a_bits", "a")
-    _check_bits(op_b, w_bits, "w_bits", "b")
+    op_a, op_b = _check_bits(op_a, a_bits, "a_bits", "a"), _check_bits(op_b, w_bits, "w_bits", "b")
     if model.dataflow == "output_stationary":
-        res = matmul(op_a.data, op_b.data, model.acc_bits, model.acc_overflow,
-                     return_events=True, _path=_path)
-        values, ev_a = res.values, res.events
-        ev_p = np.zeros_like(ev_a)
-        tiles = tile_sums(ev_a, model.rows, model.cols)
+        values, ev_a = matmul_ops(op_a, op_b, model.acc_bits, model.acc_overflow, _path)
+        ev_p = None
+        tile_m, tile_n = model.rows, model.cols
     else:
         values, ev_p, ev_a = _two_level(op_a, op_b, model, _path)
-        both = ev_p + ev_a
+        m_rows, n_cols = values.shape
         if model.dataflow == "weight_stationary":
-            tiles = tile_sums(both, max(both.shape[0], 1), model.cols)
+            tile_m, tile_n = max(m_rows, 1), model.cols
         else:
-            tiles = tile_sums(both, model.cols, max(both.shape[1], 1))
+            tile_m, tile_n = model.cols, max(n_cols, 1)
+    both = sum(e for e in (ev_p, ev_a) if e is not None)
+    if isinstance(both, np.ndarray):
+        tiles = tile_sums(both, tile_m, tile_n)
+    else:  # no events possible: skip touching (M, N) arrays
+        tiles = np.zeros((-(-values.shape[0] // tile_m), -(-values.shape[1] // tile_n)),
+                         dtype=np.int64)
+    ev_p = zero_events(values.shape) if ev_p is None else ev_p
+    ev_a = zero_events(values.shape) if ev_a is None else ev_a
     return ArrayGemmResult(values, ev_p, ev_a, tiles)
 

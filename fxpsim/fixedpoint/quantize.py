@@ -12,6 +12,10 @@ the true value (same floor, fraction below 1/2, ``floor(f * 2**r)`` the same for
 Values of magnitude >= ``2**62`` are integers; they always overflow, and ``wrap`` /
 ``numeric_std`` take their low bits from the float's exact mantissa and exponent.
 Python-int twin: :func:`fxpsim.fixedpoint.oracle.quantize`.
+
+Two branch-free variants give identical results where they apply (saturating casts with
+frac >= 0, so no scaling underflow): floor/ceil/trunc/half_even, and stochastic. Stochastic
+modes advance the generator by one draw per element (also when the call then raises).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from .modes import (
     overflow_id,
     rounding_id,
 )
-from .rng import LFSR, Philox, philox_bits
+from .rng import LFSR, Philox, lfsr_fill, philox_bits, philox_fill
 from .rounding import cast_huge, overflow_core, round_core
 
 TINY = 2.0**-1000
@@ -45,6 +49,11 @@ HUGE = 2.0**62
 _EMPTY_RAND = np.zeros(0, np.int64)
 _FAST_ROUNDING = (R_HALF_EVEN, R_FLOOR, R_CEIL, R_TRUNC)
 _FAST_OVERFLOW = (O_SATURATE, O_SATURATE_SYMMETRIC)
+QCHUNK = 4096  # elements per chunk of the fused stochastic kernel (buffer stays in L1/L2)
+SRC_ARRAY, SRC_PHILOX, SRC_LFSR = 0, 1, 2
+# placeholder LFSR-plan arguments (same types as LfsrPlan.fill_args(): one compiled kernel)
+_NO_LFSR = (False, 1, np.zeros(0, np.uint32), np.zeros((1, 4), np.int64),
+            np.zeros((1, 1), np.int64), 1, False, 0, 2)
 
 
 @njit(inline="always", cache=True)
@@ -138,35 +147,69 @@ def _quantize_fast(x, out, frac, rmode, lo, hi):
     return n_bad, n_ovf, n_inexact
 
 
-@njit(parallel=True, cache=True)
-def _quantize_stochastic_fast(x, out, frac, lo, hi, r, rand, philox, k0, k1, ctr):
-    """Same results as ``_quantize_kernel`` for ``stochastic`` with a saturating cast (``lo``
-    already ``-hi`` for saturate_symmetric) and frac >= 0. Branch-free float formulation:
-    values beyond the range are first clamped to ``lo - 2`` / ``hi + 2`` (integers that
-    saturate the same way), so every quantity below is a small exact float."""
-    scale = 2.0**frac
-    two_r = 2.0**r
-    lo_f = float(lo)
-    hi_f = float(hi)
-    n_bad = 0
-    n_ovf = 0
-    n_inexact = 0
-    for i in prange(x.size):
-        xi = x[i]
+@njit(inline="never", cache=True)
+def _stochastic_chunk(x, out, rand, scale, two_r, lo_f, hi_f):
+    """Branch-free stochastic rounding of one chunk (a separate function so that LLVM
+    vectorizes it: the arguments are plain slices)."""
+    c_bad = 0
+    c_ovf = 0
+    c_inexact = 0
+    for k in range(x.size):
+        xi = x[k]
         v = xi * scale
-        n_bad += np.int64((xi - xi) != 0.0)
-        n_inexact += np.int64(v != np.trunc(v))
+        c_bad += np.int64((xi - xi) != 0.0)
+        c_inexact += np.int64(v != np.trunc(v))
         vc = min(max(v, lo_f - 2.0), hi_f + 2.0)
         t = np.trunc(vc)
         rem = vc - t
         neg = rem < 0.0
-        thr = np.floor(rem * two_r)  # floor(f * 2**r), f = rem + neg
-        rnd = philox_bits(ctr + i, k0, k1, r) if philox else rand[i]
-        q = t - (1.0 if neg else 0.0) + (1.0 if float(rnd) < thr else 0.0)
+        thr = np.floor(rem * two_r) + (two_r if neg else 0.0)  # floor(f * 2**r), f = rem + neg
+        q = t - (1.0 if neg else 0.0) + (1.0 if float(rand[k]) < thr else 0.0)
         below = q < lo_f
         above = q > hi_f
-        n_ovf += np.int64(below | above)
-        out[i] = np.int64(lo_f if below else (hi_f if above else q))
+        c_ovf += np.int64(below | above)
+        out[k] = np.int64(lo_f if below else (hi_f if above else q))
+    return c_bad, c_ovf, c_inexact
+
+
+@njit(parallel=True, cache=True)
+def _quantize_stochastic_fast(x, out, frac, lo, hi, r, src, rand, k0, k1, ctr, table, lanes,
+                              seq, info, pw, steps, galois, tapmask, width):
+    """Same results as ``_quantize_kernel`` for ``stochastic`` with a saturating cast (``lo``
+    already ``-hi`` for saturate_symmetric) and frac >= 0. Branch-free float formulation:
+    values beyond the range are first clamped to ``lo - 2`` / ``hi + 2`` (integers that
+    saturate the same way), so every quantity is a small exact float.
+
+    Random values come from ``src``: pre-drawn ``rand``, inline Philox, or an LFSR plan
+    (:func:`~fxpsim.fixedpoint.rng.lfsr_fill`); the generated ones are made per chunk in a
+    small buffer (no n-sized temporary). Chunks are fixed, so results do not depend on the
+    thread count."""
+    scale = 2.0**frac
+    two_r = 2.0**r
+    lo_f = float(lo)
+    hi_f = float(hi)
+    rmask = (np.int64(1) << r) - 1
+    n = x.size
+    n_bad = 0
+    n_ovf = 0
+    n_inexact = 0
+    for c in prange((n + QCHUNK - 1) // QCHUNK):
+        a = c * QCHUNK
+        b = min(n, a + QCHUNK)
+        if src == SRC_ARRAY:
+            cb, co, ci = _stochastic_chunk(x[a:b], out[a:b], rand[a:b], scale, two_r, lo_f,
+                                           hi_f)
+        else:
+            buf = np.empty(b - a, np.int64)
+            if src == SRC_PHILOX:
+                philox_fill(buf, ctr + a, k0, k1, r)
+            else:
+                lfsr_fill(buf, a, b, table, lanes, seq, info, pw, steps, galois, tapmask,
+                          width, rmask)
+            cb, co, ci = _stochastic_chunk(x[a:b], out[a:b], buf, scale, two_r, lo_f, hi_f)
+        n_bad += cb
+        n_ovf += co
+        n_inexact += ci
     return n_bad, n_ovf, n_inexact
 
 
@@ -240,15 +283,24 @@ def quantize(
     omode = overflow_id(overflow)
     arr = _as_float64(x)
     flat = arr.reshape(-1)
-    rand, philox, k0, k1, ctr, r = random_source(rng, rmode, flat.size, random_bits)
-    out = np.empty(flat.size, np.int64)
     lo = -fmt.hi if (fmt.signed and omode == O_SATURATE_SYMMETRIC) else fmt.lo
     fast = omode in _FAST_OVERFLOW and fmt.frac >= 0
+    plan = None
+    if fast and rmode == R_STOCHASTIC and isinstance(rng, LFSR):
+        r = rng.check_bits(check_random_bits(random_bits))
+        plan = rng.plan(flat.size)  # None: wide LFSR with few draws per lane
+    if plan is None:
+        rand, philox, k0, k1, ctr, r = random_source(rng, rmode, flat.size, random_bits)
+    else:
+        rand, philox, k0, k1, ctr = _EMPTY_RAND, False, 0, 0, 0
+    out = np.empty(flat.size, np.int64)
     if fast and rmode in _FAST_ROUNDING:
         n_bad, n_ovf, n_inexact = _quantize_fast(flat, out, fmt.frac, rmode, lo, fmt.hi)
     elif fast and rmode == R_STOCHASTIC:
+        src = SRC_PHILOX if philox else (SRC_LFSR if plan is not None else SRC_ARRAY)
+        lfsr_args = plan.fill_args() if plan is not None else _NO_LFSR
         n_bad, n_ovf, n_inexact = _quantize_stochastic_fast(
-            flat, out, fmt.frac, lo, fmt.hi, r, rand, philox, k0, k1, ctr
+            flat, out, fmt.frac, lo, fmt.hi, r, src, rand, k0, k1, ctr, *lfsr_args
         )
     else:
         n_bad, n_ovf, n_inexact = _quantize_kernel(

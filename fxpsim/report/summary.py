@@ -1,7 +1,10 @@
 """``summary.json``: totals, per-pass totals, config echo and versions; no timestamps.
 
 Contract relied on by scripts: ``totals`` has at least ``cycles``, ``energy_pj``, ``macs``,
-``dram_bytes``; ``per_pass`` is keyed by pass name with the same fields.
+``dram_bytes``; ``per_pass`` is keyed by pass name with the same fields; ``pass_order`` lists
+the pass names in the order the step runs them (JSON keys are sorted, so the order of
+``per_pass`` is not it). With ``layers.csv`` this file is all ``fxpsim report`` needs to
+re-render ``report.md``/``report.html``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
         },
         "totals": metrics_dict(tot, hw.freq_hz),
         "per_pass": {p: metrics_dict(passes[p], hw.freq_hz) for p in ordered_passes(passes)},
+        "pass_order": ordered_passes(passes),
         "config": hw.model_dump(mode="json"),
         "meta": {"versions": _versions(), "config_hash": outcome.hw.digest},
     }

@@ -252,7 +252,8 @@ class QConv2dFn(torch.autograd.Function):
         if integer:
             m = nb * oh * ow
             xc = xq.codes.numpy()
-            rows_t, cols_t = _window_table(h, kh, sh, ph, oh), _window_table(wd, kw, sw, pw, ow)
+            rows_t = _window_table(h, kh, sh, ph, oh)
+            cols_t = _window_table(wd, kw, sw, pw, ow)
             out = np.empty((nb, k, oh * ow), dtype=np.float32)
             for gi in range(g):
                 # the GEMM runs as Yᵀ = Wᵀᵀ·colsᵀ: every output adds the same k sequence,
@@ -299,7 +300,8 @@ class QConv2dFn(torch.autograd.Function):
                 gc = gq.codes.numpy()
                 wf = wb.codes.flip(2, 3)
                 out = np.empty((nb, c, h * wd), dtype=np.float32)
-                rows_t, cols_t = _dgrad_table(h, kh, sh, ph, oh), _dgrad_table(wd, kw, sw, pw, ow)
+                rows_t = _dgrad_table(h, kh, sh, ph, oh)
+                cols_t = _dgrad_table(wd, kw, sw, pw, ow)
                 for gi in range(g):
                     cols = _gather(_gather_cols, (kg * kh * kw, m), gc, gi * kg, (gi + 1) * kg,
                                    rows_t, cols_t)
@@ -323,7 +325,8 @@ class QConv2dFn(torch.autograd.Function):
                 m = nb * oh * ow
                 xc = xq.codes.numpy()
                 g_mat = _gather(_nchw_rows, (m, k), gq.codes.numpy())
-                rows_t, cols_t = _window_table(h, kh, sh, ph, oh), _window_table(wd, kw, sw, pw, ow)
+                rows_t = _window_table(h, kh, sh, ph, oh)
+                cols_t = _window_table(wd, kw, sw, pw, ow)
                 dw_np = np.empty((k, cg * kh * kw), dtype=np.float32)
                 for gi in range(g):
                     a_mat = _gather(_gather_cols, (cg * kh * kw, m), xc, gi * cg,

@@ -107,6 +107,11 @@ class ExecLog:
 
     def __post_init__(self) -> None:
         self._nodes = {n.name: n for n in self.graph.nodes}
+        fan: dict[str, int] = dict.fromkeys(self._nodes, 0)
+        for n in self.graph.nodes:
+            for i in n.inputs:
+                fan[i] += 1
+        self._fan = fan
 
     def clear(self) -> None:
         self.gemms.clear()
@@ -132,6 +137,10 @@ class ExecLog:
         for g in counters.gemms:  # type: ignore[attr-defined]
             self.gemm(ExecGemm(g.layer, gmap[g.pass_name], g.m, g.k, g.n, g.groups,
                                g.integer))
+            if g.pass_name == "backward_weight":
+                node = self._nodes[g.layer]  # k = B·OH·OW (conv) or B (linear)
+                pixels = math.prod(node.shape[1:]) if len(node.shape) == 3 else 1
+                self._fan_in_sum(g.layer, g.k // pixels, names)
         for v in counters.vector_ops:  # type: ignore[attr-defined]
             self._translate(v, names)
         counters.reset()  # type: ignore[attr-defined]
@@ -171,6 +180,7 @@ class ExecLog:
             else:
                 self.vector(layer, names.forward, kind, elems)
             return
+        self._fan_in_sum(layer, out // max(node.out_elems, 1), names)
         if kind == "batchnorm":
             self.vector(layer, names.backward_data, "batchnorm_bwd", out)
             self.vector(layer, names.backward_data, "batchnorm_bwd_stats", node.shape[0])
@@ -180,6 +190,14 @@ class ExecLog:
             self.vector(layer, names.backward_data, _BWD[kind], out)
         else:
             self.vector(layer, pass_name, kind, elems)
+
+    def _fan_in_sum(self, layer: str, batch: int, names: PassNames) -> None:
+        """Autograd summed the gradients of a node's ``fan`` consumers before running its
+        backward (whose record we are translating): ``grad_add`` over ``fan - 1`` copies."""
+        fan = self._fan.get(layer, 0)
+        if fan >= 2:
+            elems = batch * self._nodes[layer].out_elems * (fan - 1)
+            self.vector(layer, names.backward_data, "grad_add", elems)
 
     # ---- views ------------------------------------------------------------------------
     def signatures(self) -> Counter:

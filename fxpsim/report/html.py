@@ -1,0 +1,360 @@
+"""``report.html``: one self-contained page (inline CSS, PNG plots as ``data:`` URIs, no
+scripts, no network) rendered from the data of ``summary.json`` and ``layers.csv`` only, so
+``fxpsim report <folder>`` re-renders it byte for byte without re-simulating.
+
+Sections: totals, per pass, per-layer cycles stacked by pass, energy by component (total and
+per pass), roofline, utilization and stalls, accuracy and loss curves, overflow counts, the
+per-layer table. Accuracy/loss come from ``summary["accuracy"]["history"]`` and overflow
+counts from ``summary["training"]["layers"]`` when the run trained; otherwise those sections
+say "no training in this run".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from fxpsim.report import plots
+
+Row = Mapping[str, str]  # one layers.csv row (strings, as read back)
+
+CSS = """
+body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;
+color:#222;line-height:1.4}
+h1{font-size:22px}h2{font-size:17px;border-bottom:1px solid #ccc;padding-bottom:3px;
+margin-top:28px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0}
+th,td{border:1px solid #ccc;padding:2px 7px;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;display:block;margin:6px 0}
+.note{color:#666;font-style:italic}code{background:#f4f4f4;padding:0 3px}
+nav a{margin-right:10px;font-size:13px}
+footer{margin-top:30px;font-size:11px;color:#777}
+"""
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("totals", "Totals"),
+    ("passes", "Per pass"),
+    ("cycles", "Cycles per layer"),
+    ("energy", "Energy by component"),
+    ("roofline", "Roofline"),
+    ("utilization", "Utilization and stalls"),
+    ("accuracy", "Accuracy and loss"),
+    ("overflow", "Overflow counts"),
+    ("layers", "Per layer"),
+)
+NO_TRAINING = "no training in this run"
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+def num(row: Row, key: str) -> float:
+    """A numeric CSV cell (empty -> 0)."""
+    text = row.get(key, "") or "0"
+    return float(text) if any(c in text for c in ".eEn") else int(text)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def img(uri: str, alt: str) -> str:
+    return f'<img src="{uri}" alt="{escape(alt)}">'
+
+
+def note(text: str) -> str:
+    return f'<p class="note">{escape(text)}</p>'
+
+
+def ordered(items) -> list:
+    return list(dict.fromkeys(items))
+
+
+def pass_names(summary: Mapping[str, Any]) -> list[str]:
+    """Passes in run order: ``pass_order`` if present, then any other ``per_pass`` key."""
+    order = [p for p in summary.get("pass_order", []) if p in summary["per_pass"]]
+    return order + sorted(set(summary["per_pass"]) - set(order))
+
+
+def uj(pj: float) -> str:
+    return f"{pj / 1e6:,.3f}"
+
+
+# ---- data shaping ----------------------------------------------------------------------------
+def layer_pass_sums(rows: Sequence[Row], key: str) -> tuple[list[str], dict[str, list[float]]]:
+    """(layers in order, {pass: [sum of ``key`` per layer]}) over the CSV rows."""
+    layers = ordered(r["layer"] for r in rows)
+    passes = ordered(r["pass"] for r in rows)
+    index = {name: i for i, name in enumerate(layers)}
+    out = {p: [0.0] * len(layers) for p in passes}
+    for r in rows:
+        out[r["pass"]][index[r["layer"]]] += num(r, key)
+    return layers, out
+
+
+def history_series(summary: Mapping[str, Any], variant: str = ""
+                   ) -> tuple[dict[str, list], dict[str, list]]:
+    """({name: [(x, loss)]}, {name: [(x, accuracy)]}) from ``summary["accuracy"]["history"]``.
+
+    Every numeric field of the history entries whose name contains ``loss`` (or ``acc``) is
+    a series; x is ``epoch`` (else ``step``, else the entry's index).
+    """
+    acc = summary.get("accuracy")
+    hist = acc.get("history") if isinstance(acc, Mapping) else None
+    loss: dict[str, list] = {}
+    accuracy: dict[str, list] = {}
+    if not isinstance(hist, list):
+        return loss, accuracy
+    for i, entry in enumerate(hist):
+        if not isinstance(entry, Mapping):
+            continue
+        x = entry.get("epoch", entry.get("step", i))
+        for k, v in entry.items():
+            if k in ("epoch", "step") or not isinstance(v, int | float) or isinstance(v, bool):
+                continue
+            name = f"{variant} {k}".strip()
+            if "loss" in k:
+                loss.setdefault(name, []).append((x, v))
+            elif "acc" in k:
+                accuracy.setdefault(name, []).append((x, v))
+    return loss, accuracy
+
+
+def overflow_counts(summary: Mapping[str, Any]) -> tuple[list[str], dict[str, list[float]]]:
+    """(layers, {counter: [count per layer]}) for every field of
+    ``summary["training"]["layers"]`` (a list of {layer|name: ..} or a {layer: {..}} map)
+    whose name contains ``overflow``, ``saturat`` or ``clip``."""
+    training = summary.get("training")
+    raw = training.get("layers") if isinstance(training, Mapping) else None
+    items: list[tuple[str, Mapping]] = []
+    if isinstance(raw, Mapping):
+        items = [(str(k), v) for k, v in raw.items() if isinstance(v, Mapping)]
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            if isinstance(v, Mapping):
+                items.append((str(v.get("layer", v.get("name", i))), v))
+    layers = [name for name, _ in items]
+    counters: dict[str, list[float]] = {}
+    for i, (_, stats) in enumerate(items):
+        for k, v in _flatten(stats).items():
+            if any(w in k for w in ("overflow", "saturat", "clip")):
+                counters.setdefault(k, [0.0] * len(items))[i] = v
+    return layers, counters
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[key] = v
+    return out
+
+
+# ---- sections --------------------------------------------------------------------------------
+def _header(s: Mapping[str, Any]) -> str:
+    hw, model, run = s["hw"], s["model"], s["run"]
+    items = [
+        f"accelerator: <b>{escape(hw['name'])}</b> ({escape(hw['source'])}), "
+        f"{escape(hw['array'])}, {hw['freq_mhz']:g} MHz, config digest "
+        f"<code>{escape(hw['digest'][:16])}</code>",
+        f"model: <b>{escape(model['name'])}</b> ({escape(model['source'])}), "
+        f"{model['macs_per_sample']:,} MACs/sample, {model['params']:,} parameters",
+        f"step: phase <code>{escape(run['phase'])}</code>, algo <code>{escape(run['algo'])}"
+        f"</code>, batch {run['batch']}, W/A/G bits {run['w_bits']}/{run['a_bits']}/"
+        f"{run['g_bits']}, rounding W/A/G {escape(run['rounding_w'])}/"
+        f"{escape(run['rounding_a'])}/{escape(run['rounding_g'])}, seed {run['seed']}, "
+        f"timing <code>{escape(run['timing'])}</code>",
+        f"energy table: {escape(hw['energy_table'])}",
+    ]
+    nav = "".join(f'<a href="#{k}">{escape(t)}</a>' for k, t in SECTIONS)
+    return (f"<h1>fxpsim run <code>{escape(s['name'])}</code></h1><ul>"
+            + "".join(f"<li>{i}</li>" for i in items) + f"</ul><nav>{nav}</nav>")
+
+
+def _totals(s: Mapping[str, Any]) -> str:
+    t = s["totals"]
+    row = [f"{t['cycles']:,}", f"{t['seconds'] * 1e3:.4f}", uj(t["energy_pj"]), f"{t['macs']:,}",
+           f"{t['dram_bytes']:,}", f"{t['stall_cycles']:,}", f"{t['rng_bits']:,}",
+           f"{t['requant_events']:,}", t["bound"]]
+    head = ["cycles", "time (ms)", "energy (uJ)", "MACs", "DRAM bytes", "stall cycles",
+            "RNG bits", "requant events", "bound"]
+    passes = [[p, f"{m['cycles']:,}", uj(m["energy_pj"]), f"{m['macs']:,}", f"{m['dram_bytes']:,}",
+               f"{m['stall_cycles']:,}", f"{m['rng_bits']:,}"]
+              for p, m in ((p, s["per_pass"][p]) for p in pass_names(s))]
+    return (_section("totals", table(head, [row]))
+            + _section("passes", table(["pass", "cycles", "energy (uJ)", "MACs", "DRAM bytes",
+                                        "stall cycles", "RNG bits"], passes)))
+
+
+def _cycles(rows: Sequence[Row]) -> str:
+    layers, stacks = layer_pass_sums(rows, "cycles")
+    if not layers:
+        return _section("cycles", note("no layers"))
+    return _section("cycles", img(plots.stacked_bars(
+        layers, stacks, title="cycles per layer, stacked by pass", ylabel="cycles"),
+        "cycles per layer stacked by pass"))
+
+
+def _energy(s: Mapping[str, Any]) -> str:
+    t = s["totals"]
+    comp = sorted(t["energy_by_component"].items(), key=lambda kv: (-kv[1], kv[0]))
+    names = [k for k, _ in comp]
+    parts = []
+    if comp:
+        parts.append(img(plots.hbars(names, [v / 1e6 for _, v in comp],
+                                     title="energy by component (whole step)", xlabel="uJ"),
+                         "energy by component"))
+        passes = pass_names(s)
+        stacks = {k: [s["per_pass"][p]["energy_by_component"].get(k, 0.0) / 1e6 for p in passes]
+                  for k in names}
+        parts.append(img(plots.stacked_bars(passes, stacks, title="energy per pass by component",
+                                            ylabel="uJ", height=3.8), "energy per pass"))
+    total = t["energy_pj"]
+    parts.append(table(["component", "energy (uJ)", "share"], [
+        [k, uj(v), f"{v / total:.2%}" if total else "-"] for k, v in comp]))
+    parts.append(note("mac.<mode>: MACs by precision; sram.<name>: each on-chip memory; "
+                      "rng: random bits for stochastic rounding; requant: rounding "
+                      "(output scaling) in the requantizer; leakage: static power x time."))
+    return _section("energy", "".join(parts))
+
+
+def _roofline(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
+    cfg = s.get("config", {})
+    try:
+        arr = cfg["mac_array"]
+        peak_by_mode = {m["name"]: arr["rows"] * arr["cols"] * m["macs_per_pe_per_cycle"]
+                        for m in arr["precision_modes"]}
+        bpc = (cfg["dram"]["bandwidth_gb_s"] * 1e9 * cfg["dram"]["efficiency"]
+               / (cfg["clock"]["freq_mhz"] * 1e6))
+    except (KeyError, TypeError):
+        return _section("roofline", note("the config in summary.json has no array/DRAM data"))
+    gemm = [r for r in rows if r.get("m") and num(r, "cycles") > 0]
+    points: dict[str, list[tuple[float, float]]] = {}
+    no_dram = 0
+    for r in gemm:
+        b = num(r, "dram_read_bytes") + num(r, "dram_write_bytes")
+        if b == 0:
+            no_dram += 1
+            continue
+        points.setdefault(r["pass"], []).append((num(r, "macs") / b,
+                                                 num(r, "macs") / num(r, "cycles")))
+    modes = ordered(r["precision"] for r in gemm)
+    peaks = {m: peak_by_mode[m] for m in modes if m in peak_by_mode}
+    if not points or not peaks:
+        return _section("roofline", note("no GEMM work with DRAM traffic in this run"))
+    extra = f"; {no_dram} GEMM(s) without DRAM traffic not shown" if no_dram else ""
+    return _section("roofline", img(plots.roofline(
+        points, peaks, bpc, title="roofline: one point per GEMM layer x pass"), "roofline")
+        + note(f"DRAM roof: {bpc:.3g} bytes/cycle achievable; compute roof per precision "
+               f"mode{extra}."))
+
+
+def _utilization(rows: Sequence[Row]) -> str:
+    layers = ordered(r["layer"] for r in rows if r.get("m"))
+    if not layers:
+        return _section("utilization", note("no GEMM layers"))
+    busy = {k: 0.0 for k in layers}  # sum(util x cycles) = MACs / peak
+    cyc = {k: 0.0 for k in layers}
+    for r in rows:
+        if r.get("m"):
+            busy[r["layer"]] += num(r, "utilization") * num(r, "cycles")
+            cyc[r["layer"]] += num(r, "cycles")
+    util = [busy[k] / cyc[k] if cyc[k] else 0.0 for k in layers]
+    all_layers = ordered(r["layer"] for r in rows)
+    causes = [c for c in ("compute_cycles", "stall_dram", "stall_buffer", "stall_requant",
+                          "stall_vector")]
+    stacks = {c.replace("_cycles", ""): [0.0] * len(all_layers) for c in causes}
+    idx = {k: i for i, k in enumerate(all_layers)}
+    for r in rows:
+        for c in causes:
+            stacks[c.replace("_cycles", "")][idx[r["layer"]]] += num(r, c)
+    stacks = {k: v for k, v in stacks.items() if any(v)}
+    return _section("utilization", img(plots.bars(
+        layers, util, title="MAC array utilization per GEMM layer (MACs / (cycles x peak))",
+        ylabel="utilization (%)", percent=True), "utilization")
+        + img(plots.stacked_bars(all_layers, stacks, title="cycles per layer: compute and "
+                                 "stalls by cause", ylabel="cycles"), "stalls by cause"))
+
+
+def _accuracy(s: Mapping[str, Any]) -> str:
+    loss, acc = history_series(s)
+    final = s.get("accuracy")
+    parts = []
+    if isinstance(final, Mapping):
+        scalars = [[k, f"{v:.4f}"] for k, v in final.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)]
+        if scalars:
+            parts.append(table(["metric", "value"], scalars))
+    if acc:
+        parts.append(img(plots.curves(acc, title="accuracy", xlabel="epoch",
+                                      ylabel="accuracy"), "accuracy curve"))
+    if loss:
+        parts.append(img(plots.curves(loss, title="loss", xlabel="epoch", ylabel="loss"),
+                         "loss curve"))
+    if not parts:
+        parts.append(note(NO_TRAINING if final is None else "no accuracy history recorded"))
+    return _section("accuracy", "".join(parts))
+
+
+def _overflow(s: Mapping[str, Any]) -> str:
+    if "training" not in s:
+        return _section("overflow", note(NO_TRAINING + " (overflow and saturation counts "
+                                         "come from the bit-exact training plane)"))
+    layers, counters = overflow_counts(s)
+    if not counters:
+        return _section("overflow", note("the training plane reported no overflow counts"))
+    body = img(plots.stacked_bars(layers, counters, title="overflow / saturation counts per "
+                                  "layer", ylabel="count"), "overflow counts")
+    body += table(["layer", *counters], [[name, *(f"{counters[c][i]:,.0f}" for c in counters)]
+                                         for i, name in enumerate(layers)])
+    return _section("overflow", body)
+
+
+def _layers(rows: Sequence[Row]) -> str:
+    layers, by_pass = layer_pass_sums(rows, "cycles")
+    _, energy = layer_pass_sums(rows, "energy_pj")
+    _, dram_r = layer_pass_sums(rows, "dram_read_bytes")
+    _, dram_w = layer_pass_sums(rows, "dram_write_bytes")
+    ops = {}
+    for r in rows:
+        ops.setdefault(r["layer"], r["op"])
+    out = []
+    for i, layer in enumerate(layers):
+        cyc = [by_pass[p][i] for p in by_pass]
+        out.append([layer, ops[layer], *(f"{c:,.0f}" if c else "" for c in cyc),
+                    f"{sum(cyc):,.0f}", uj(sum(e[i] for e in energy.values())),
+                    f"{sum(d[i] for d in dram_r.values()) + sum(d[i] for d in dram_w.values()):,.0f}"])
+    return _section("layers", table(["layer", "op", *by_pass, "cycles", "energy (uJ)",
+                                     "DRAM bytes"], out))
+
+
+def _section(key: str, body: str) -> str:
+    title = dict(SECTIONS)[key]
+    return f'<section id="{key}"><h2>{escape(title)}</h2>{body}</section>\n'
+
+
+def page(title: str, body: str) -> str:
+    """A complete HTML document with the shared CSS (used by run and compare reports)."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n{body}"
+            "</body></html>\n")
+
+
+def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
+    """The whole ``report.html`` from ``summary.json`` data and ``layers.csv`` rows."""
+    meta = summary.get("meta", {})
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items()))
+    body = "".join([
+        _header(summary), _totals(summary), _cycles(rows), _energy(summary),
+        _roofline(summary, rows), _utilization(rows), _accuracy(summary), _overflow(summary),
+        _layers(rows),
+        f"<footer>{escape(str(summary.get('schema', '')))}; {escape(versions)}</footer>\n",
+    ])
+    return page(f"fxpsim run {summary['name']}", body)

@@ -1,0 +1,67 @@
+"""FQT with BatchNorm rectification (ICLR'23 submission; ALGORITHMS.md §5.2) [interp].
+
+Penalty added to the task loss, per BN layer l with C channels::
+
+    hinge  (default): L = λ · (1/C) Σ_c max(0, |γ_c|/σ_c − 1)²
+    square:           L = λ · (1/C) Σ_c (γ_c/σ_c)²
+
+σ_c = sqrt(batch variance of the BN input + eps) of this step's forward (``batch``), or of
+the running variance (``running``). σ is treated as a constant (its dependence on the
+activations is not differentiated: the rectification is O(C) work per BN, as the cost model
+says), so the penalty's gradient goes to γ only and is added to ``γ.grad`` in the
+``bn_rectify`` pass (graph order), after the quantized backward. Optimizer: SGD momentum.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fxpsim.training.algorithms.base import AlgorithmBase, Batch
+
+
+class BnRectAlgorithm(AlgorithmBase):
+    name = "bnrect"
+
+    def init_optimizer(self) -> None:
+        super().init_optimizer()
+        self._sigma: dict[str, torch.Tensor] = {}
+        self._bns: dict[str, torch.nn.Module] = {}
+        for node in self.graph.nodes:
+            if node.op != "batchnorm":
+                continue
+            bn = self.net.layers[node.name.replace(".", "_")].bn  # type: ignore[index]
+            self._bns[node.name] = bn
+            bn.register_forward_hook(self._hook(node.name))
+
+    def _hook(self, name: str):
+        def hook(mod: torch.nn.Module, inputs: tuple[torch.Tensor, ...], out: object) -> None:
+            if not mod.training:
+                return
+            x = inputs[0].detach()
+            dims = [0] + list(range(2, x.dim()))
+            var = x.var(dim=dims, unbiased=False)
+            self._sigma[name] = torch.sqrt(var + mod.eps)  # type: ignore[operator]
+        return hook
+
+    @torch.no_grad()
+    def after_backward(self, batch: Batch) -> float:
+        o = self.options
+        total = 0.0
+        for name, bn in self._bns.items():  # bn_rectify runs in graph order
+            if o.bnrect_sigma == "running":
+                sigma = torch.sqrt(bn.running_var + bn.eps)
+            else:
+                sigma = self._sigma[name]
+            gamma = bn.weight
+            c = gamma.numel()
+            if o.bnrect_form == "hinge":
+                h = torch.clamp(gamma.abs() / sigma - 1.0, min=0.0)
+                total += float(o.bnrect_lambda * (h * h).sum() / c)
+                grad = (o.bnrect_lambda / c) * 2.0 * h * torch.sign(gamma) / sigma
+            else:
+                ratio = gamma / sigma
+                total += float(o.bnrect_lambda * (ratio * ratio).sum() / c)
+                grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
+            gamma.grad.add_(grad)
+            self.log.vector(name, "bn_rectify", "bn_rectify", c)
+        return total

@@ -1,0 +1,248 @@
+"""The training loop: RunConfig + graph + HwConfig -> :class:`TrainResult`.
+
+``train(graph, hw, run)`` loads the run's dataset (adapted to the graph's input shape: grey
+images replicated over channels and zero-padded), builds the QNet with the run's numerics
+(:meth:`NumericsConfig.from_hw`, gradient-interval policy per algorithm), runs the
+algorithm's recipe step by step, evaluates the test subset after every epoch and returns a
+frozen :class:`~fxpsim.training.result.TrainResult`.
+
+Budget (:func:`plan_budget`):
+
+* ``steps`` and/or ``epochs`` given: epochs over the whole training split, stopping after
+  ``steps`` steps if given (``epochs`` then defaults to as many as the steps need); the test
+  split is capped at :data:`TEST_SAMPLES`.
+* neither: a budget scaled by the model's size so a default run stays short on a laptop:
+  ``steps = clamp(DEFAULT_STEP_MACS // (3·MACs/sample·batch), MIN_STEPS, MAX_STEPS)``
+  rounded up to :data:`DEFAULT_EPOCHS` epochs over a class-balanced subset of
+  ``steps/epochs·batch`` training images; :data:`DEFAULT_TEST_SAMPLES` test images.
+
+Training batches drop the last partial batch (every step has ``batch`` samples); epoch
+``e`` shuffles with ``batches(seed=run.seed, epoch=e)``. Everything random derives from
+``run.seed``; the same seed gives the same result bit for bit on the same machine and
+thread count (integer GEMMs do not depend on threads; fp32 vector-unit ops — BN statistics,
+the loss, optimizer sums — use torch CPU reductions, whose last bits may change with the
+number of threads).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from fxpsim.errors import FxpsimError
+from fxpsim.graph.ir import Graph
+from fxpsim.training.algorithms import GRAD_INTERVAL, Batch, make_algorithm
+from fxpsim.training.algorithms.options import AlgoOptions, options_from_run
+from fxpsim.training.data import Dataset, adapt, batches, load_dataset
+from fxpsim.training.formats import NumericsConfig
+from fxpsim.training.metrics import ZigZagTracker, steps_to_target
+from fxpsim.training.qnet import build_qnet
+from fxpsim.training.result import (
+    Accuracy,
+    EpochRecord,
+    LayerTrainStats,
+    OpCount,
+    TrainResult,
+)
+
+DEFAULT_STEP_MACS = 2_500_000_000_000  # MACs of training (3 passes) a default run may spend
+MIN_STEPS, MAX_STEPS = 30, 300
+DEFAULT_EPOCHS = 2
+DEFAULT_TEST_SAMPLES = 500
+TEST_SAMPLES = 1000  # test images evaluated when the user sets steps/epochs
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    steps: int
+    epochs: int
+    limit_train: int | None  # None: the whole training split
+    limit_test: int
+
+
+def _bits(v: int | str) -> int | None:
+    return None if v == "float" else int(v)
+
+
+def plan_budget(graph: Graph, run: object, train_size: int | None = None) -> TrainBudget:
+    """The budget of ``run`` on ``graph`` (see the module docstring). ``train_size`` is the
+    training split's size (needed when only ``epochs`` or ``steps`` is given)."""
+    batch = int(run.batch)  # type: ignore[attr-defined]
+    steps, epochs = run.steps, run.epochs  # type: ignore[attr-defined]
+    if steps is None and epochs is None:
+        per_step = max(3 * graph.macs * batch, 1)
+        s = min(max(DEFAULT_STEP_MACS // per_step, MIN_STEPS), MAX_STEPS)
+        per_epoch = math.ceil(s / DEFAULT_EPOCHS)
+        return TrainBudget(per_epoch * DEFAULT_EPOCHS, DEFAULT_EPOCHS, per_epoch * batch,
+                           DEFAULT_TEST_SAMPLES)
+    if train_size is None:
+        raise ValueError("train_size: needed when run.steps or run.epochs is given")
+    per_epoch = max(train_size // batch, 1)
+    if steps is None:
+        steps = epochs * per_epoch
+    elif epochs is None:
+        epochs = math.ceil(steps / per_epoch)
+    return TrainBudget(min(steps, epochs * per_epoch), epochs, None, TEST_SAMPLES)
+
+
+def numerics_for(hw: object, run: object) -> NumericsConfig:
+    """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm)."""
+    return NumericsConfig.from_hw(
+        hw,  # type: ignore[arg-type]
+        w_bits=_bits(run.w_bits), a_bits=_bits(run.a_bits),  # type: ignore[attr-defined]
+        g_bits=_bits(run.g_bits),  # type: ignore[attr-defined]
+        rounding_w=run.rounding_w, rounding_a=run.rounding_a,  # type: ignore[attr-defined]
+        rounding_g=run.rounding_g,  # type: ignore[attr-defined]
+        grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[attr-defined,index]
+    )
+
+
+def load_for(graph: Graph, run: object, budget_limit_train: int | None,
+             limit_test: int) -> Dataset:
+    ds = load_dataset(run.dataset, data_dir=run.data_dir, seed=run.seed,  # type: ignore
+                      limit_train=budget_limit_train, limit_test=limit_test)
+    if ds.num_classes != graph.num_classes:
+        raise FxpsimError(f"dataset: {ds.name} has {ds.num_classes} classes but model "
+                          f"{graph.name} outputs {graph.num_classes}")
+    shape = tuple(graph.input_shape)
+    if len(shape) != 3:
+        raise FxpsimError(f"model: {graph.name} takes input {shape}; image datasets need "
+                          "a (C, H, W) input")
+    return ds if ds.input_shape == shape else adapt(ds, shape)  # type: ignore[arg-type]
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled or not sys.stdout.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    prog = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]}"), transient=True)
+    prog.start()
+    prog.add_task("train", total=total, loss="-")
+    return prog
+
+
+def evaluate(algo: object, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
+    """(mean loss, accuracy) of the current weights in eval mode, in batches of ``batch``."""
+    loss_sum, hits = 0.0, 0
+    for i in range(0, x.shape[0], batch):
+        logits = algo.predict(x[i:i + batch])  # type: ignore[attr-defined]
+        yy = y[i:i + batch]
+        loss_sum += float(torch.nn.functional.cross_entropy(logits, yy, reduction="sum"))
+        hits += int((logits.argmax(dim=1) == yy).sum())
+    n = max(int(x.shape[0]), 1)
+    return loss_sum / n, hits / n
+
+
+def train(graph: Graph, hw: object, run: object, *, progress: bool = True,
+          options: AlgoOptions | None = None, target_loss: float | None = None,
+          dataset: Dataset | None = None, zigzag_window: int = 100,
+          zigzag_samples: int = 1024) -> TrainResult:
+    """Train ``graph`` on ``run.dataset`` with ``run.algo`` (see the module docstring).
+
+    ``hw``: a HwConfig (or a LoadedHw, whose ``.config`` is used). ``options``: algorithm
+    hyper-parameters (default: :func:`options_from_run`). ``target_loss``: report the steps
+    until the 10-step trailing mean training loss reaches it. ``dataset``: use this dataset
+    instead of loading ``run.dataset`` (tests). Raises FxpsimError for a dataset/model
+    mismatch and for a graph the value plane cannot train.
+    """
+    hw = getattr(hw, "config", hw)
+    t0 = time.perf_counter()
+    seed, bsz = int(run.seed), int(run.batch)  # type: ignore[attr-defined]
+    opts = options if options is not None else options_from_run(run)
+    if dataset is not None:
+        ds = dataset if dataset.input_shape == tuple(graph.input_shape) else adapt(
+            dataset, tuple(graph.input_shape))  # type: ignore[arg-type]
+        budget = plan_budget(graph, run, ds.train_x.shape[0])
+    elif run.steps is None and run.epochs is None:  # type: ignore[attr-defined]
+        budget = plan_budget(graph, run)
+        ds = load_for(graph, run, budget.limit_train, budget.limit_test)
+    else:  # steps/epochs given: the whole training split
+        ds = load_for(graph, run, None, TEST_SAMPLES)
+        budget = plan_budget(graph, run, ds.train_x.shape[0])
+    net = build_qnet(graph, numerics_for(hw, run), seed=seed)
+    algo = make_algorithm(run.algo, net, graph, opts, seed=seed)  # type: ignore[attr-defined]
+    net.stats_config.enabled = True
+    net.stats_config.every = max(1, budget.steps // 8)
+    gemms = [g for g in algo.groups if g.is_gemm]
+    tracker = ZigZagTracker(
+        {g.node: g.weight.numel() for g in gemms},
+        {g.node: net.runtimes[g.node].numerics.weights.bits for g in gemms},
+        window=zigzag_window, samples=zigzag_samples, seed=seed)
+    test_x, test_y = torch.from_numpy(ds.test_x), torch.from_numpy(ds.test_y)
+    n_train = ds.train_x.shape[0]
+    drop = n_train >= bsz
+    history: list[EpochRecord] = []
+    losses: list[float] = []
+    step = 0
+    prog = _progress(progress, budget.steps)
+    try:
+        for epoch in range(budget.epochs):
+            if step >= budget.steps:
+                break
+            it = [(torch.from_numpy(bx), torch.from_numpy(by)) for bx, by in
+                  batches(ds.train_x, ds.train_y, bsz, seed=seed, epoch=epoch, drop_last=drop)]
+            if epoch == 0 and it:
+                algo.prepare(Batch(*it[0]))
+            e_loss, e_hits, e_n = 0.0, 0, 0
+            for i, (bx, by) in enumerate(it):
+                if step >= budget.steps:
+                    break
+                nx, ny = it[i + 1] if i + 1 < len(it) else it[i]
+                st = algo.step(Batch(bx, by, nx, ny))
+                tracker.observe(algo.update_grads(), algo.weight_views())
+                step += 1
+                losses.append(st.loss)
+                e_loss += st.loss * st.count
+                e_hits += st.correct
+                e_n += st.count
+                if prog is not None:
+                    prog.update(prog.task_ids[0], advance=1, loss=f"{st.loss:.3f}")
+            t_loss, t_acc = evaluate(algo, test_x, test_y, bsz)
+            history.append(EpochRecord(epoch + 1, step, e_loss / max(e_n, 1),
+                                       e_hits / max(e_n, 1), t_loss, t_acc))
+    finally:
+        if prog is not None:
+            prog.stop()
+    return _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
+                   target_loss, time.perf_counter() - t0)
+
+
+def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
+            target_loss, wall) -> TrainResult:
+    summ = net.stats_summary()
+    gammas = getattr(algo, "gammas", {})
+    layers = tuple(
+        LayerTrainStats(
+            name, s.grad_clipped_fraction,
+            s.act_clipped / s.act_elems if s.act_elems else 0.0,
+            s.grad_sqnr_db, s.act_sqnr_db, tuple(sorted(s.acc_events.items())),
+            gammas.get(name))
+        for name, s in summ.items())
+    ops = tuple(OpCount(p, k, c) for (p, k), c in sorted(algo.log.totals.items()))
+    macs = algo.log.macs
+    last = history[-1] if history else None
+    return TrainResult(
+        algo=run.algo, model=graph.name, dataset=ds.name, data_source=ds.source,
+        data_license=ds.license, batch=int(run.batch), steps=len(losses),
+        epochs=len(history), seed=int(run.seed), lr=opts.lr_for(run.algo),
+        train_samples=int(ds.train_x.shape[0]), test_samples=int(ds.test_x.shape[0]),
+        accuracy=Accuracy(last.test_accuracy if last else 0.0, last.accuracy if last else 0.0),
+        history=tuple(history), step_losses=tuple(losses), layers=layers,
+        zigzag=tracker.result(), target_loss=target_loss,
+        steps_to_target=steps_to_target(losses, target_loss), ops=ops,
+        integer_macs=sum(v for (_, kind), v in macs.items() if kind == "integer"),
+        float_macs=sum(v for (_, kind), v in macs.items() if kind == "float"),
+        wall_seconds=wall,
+    )
+
+
+def run_training(graph: Graph, hw: object, run: object, *, progress: bool = True,
+                 target_loss: float | None = None) -> TrainResult:
+    """What ``fxpsim run`` calls for ``phase=train``: :func:`train` with the defaults."""
+    return train(graph, hw, run, progress=progress, target_loss=target_loss)
