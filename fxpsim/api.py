@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from fxpsim.errors import FxpsimError
+from fxpsim.errors import ConfigError, FxpsimError
 from fxpsim.outcome import RunOutcome
 
 REPORT_FILES = ("summary.json", "layers.csv", "report.md", "report.html", "trace.json")
@@ -33,6 +33,7 @@ def simulate_run(options: Mapping[str, str]) -> RunOutcome:
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import parse_run_options
     from fxpsim.graph.resolve import load_model
+    from fxpsim.timing.mapping import hw_source
     from fxpsim.timing.ops import TimingRequest
     from fxpsim.timing.simulate import simulate
 
@@ -51,7 +52,13 @@ def simulate_run(options: Mapping[str, str]) -> RunOutcome:
         rounding_g=run.rounding_g,
         timing=run.timing,
     )
-    timing = simulate(graph, hw.config, req, trace="trace" in run.format)
+    try:
+        timing = simulate(graph, hw.config, req, trace="trace" in run.format)
+    except ConfigError as exc:
+        if exc.source != hw_source(hw.config):
+            raise
+        # the time plane names the config by its name; the user wants the file
+        raise ConfigError(hw.source, exc.key_path, exc.message) from None
     name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
     return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing)
 
@@ -79,15 +86,22 @@ def report_files(outcome: RunOutcome) -> dict[str, str]:
     return {name: text for name, text in files.items() if name in wanted}
 
 
-def write_reports(outcome: RunOutcome) -> Path:
+def write_report_folder(target: Path, files: Mapping[str, str]) -> Path:
+    """Write ``files`` as the folder ``target`` atomically; user-facing errors for a target
+    that is an existing file or cannot be written (also used by ``fxpsim compare``)."""
     from fxpsim.report.write import write_folder_atomically
 
-    target = Path(outcome.run.out) if outcome.run.out else Path("reports") / outcome.name
-    files = report_files(outcome)
+    if target.exists() and not target.is_dir():
+        raise FxpsimError(f"{target}: exists and is not a folder (out= names the report folder)")
     try:
         return write_folder_atomically(target, files)
-    except OSError as exc:  # e.g. out= names a file, or a folder we may not write
+    except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
         raise FxpsimError(f"{target}: cannot write the report: {exc.strerror or exc}") from None
+
+
+def write_reports(outcome: RunOutcome) -> Path:
+    target = Path(outcome.run.out) if outcome.run.out else Path("reports") / outcome.name
+    return write_report_folder(target, report_files(outcome))
 
 
 def run_from_cli(options: Mapping[str, str]) -> int:

@@ -38,11 +38,18 @@ def parse_options(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _one_line(text: str) -> str:
+    """An error message on one line: line breaks and other control characters that came
+    with user input are shown escaped (``\\n``, ``\\x85``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line, like every other user error (exit code 2)."""
 
     def error(self, message: str):  # type: ignore[override]
-        print(f"fxpsim: error: command line: {message} (see fxpsim --help)", file=sys.stderr)
+        print(f"fxpsim: error: command line: {_one_line(message)} (see fxpsim --help)",
+              file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -129,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(ns)
     except FxpsimError as exc:
-        print(f"fxpsim: error: {exc}", file=sys.stderr)
+        print(f"fxpsim: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # output piped into `head` & co.: not an error of ours
         import os

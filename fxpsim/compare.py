@@ -85,7 +85,7 @@ def grid(options: Mapping[str, str]) -> tuple[list[Axis], list[Variant]]:
                           "use fewer axis values")
     variants = []
     for combo in itertools.product(*(a.values for a in axes)):
-        values = tuple((a.key, v) for a, v in zip(axes, combo))
+        values = tuple((a.key, v) for a, v in zip(axes, combo, strict=True))
         opts = {k: v for k, v in options.items() if k not in OWN_KEYS}
         opts.update(values)
         opts["format"] = "json"  # a variant only needs its summary data (no trace events)
@@ -121,7 +121,7 @@ def compare_dict(name: str, axes: Sequence[Axis], variants: Sequence[Variant],
     """``compare.json`` data from the variants' ``summary.json`` data."""
     base = summaries[0]
     entries = []
-    for v, s in zip(variants, summaries):
+    for v, s in zip(variants, summaries, strict=True):
         deltas = {m: _delta(_get(s["totals"], m), _get(base["totals"], m)) for m in DELTA_METRICS}
         acc, acc0 = _accuracy_value(s), _accuracy_value(base)
         if acc is not None and acc0 is not None:
@@ -185,15 +185,11 @@ def run_compare(options: Mapping[str, str]) -> dict[str, Any]:
 
 
 def write_compare(cmp: Mapping[str, Any], formats: Sequence[str], out: str | None) -> Path:
+    from fxpsim.api import write_report_folder
     from fxpsim.compare_report import compare_files
-    from fxpsim.report.write import write_folder_atomically
 
     target = Path(out) if out else Path("reports") / f"compare-{cmp['name']}"
-    files = compare_files(cmp, formats)
-    try:
-        return write_folder_atomically(target, files)
-    except OSError as exc:
-        raise FxpsimError(f"{target}: cannot write the report: {exc.strerror or exc}") from None
+    return write_report_folder(target, compare_files(cmp, formats))
 
 
 def compare_from_cli(options: Mapping[str, str]) -> int:

@@ -19,7 +19,7 @@ def test_defaults():
     assert (run.w_bits, run.a_bits, run.g_bits) == (8, 8, 8)
     assert (run.rounding_w, run.rounding_a, run.rounding_g) == (
         "half_even", "half_even", "stochastic")
-    assert run.format == ("json", "csv", "md") and run.timing == "native"
+    assert run.format == ("json", "csv", "md", "html", "trace") and run.timing == "native"
     assert run.fb_a == 0.6 and run.seed == 0 and run.epochs is None and run.lr is None
 
 
@@ -54,7 +54,7 @@ def test_parse_and_split():
         ("fb.a", "1.5", "expected a number in [0, 1], got '1.5'"),
         ("fb.a", "nan", "expected a number in [0, 1], got 'nan'"),
         ("lr", "0", "expected a positive number, got '0'"),
-        ("format", "json,pdf", "expected a comma list of json, csv, md, got 'pdf'"),
+        ("format", "json,pdf", "expected a comma list of json, csv, md, html, trace, got 'pdf'"),
         ("fb.trial_updates_moments", "maybe", "expected true or false, got 'maybe'"),
         ("model", "", "expected a non-empty string"),
     ],

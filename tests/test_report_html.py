@@ -123,7 +123,7 @@ def test_training_sections_appear_when_summary_has_them(run_folder: Path) -> Non
 
 def test_markdown_from_data_equals_the_outcome_renderer(monkeypatch, tmp_path: Path) -> None:
     """report.md rendered from summary.json + layers.csv == csvmd.report_md(outcome)."""
-    from fxpsim.api import simulate_run
+    from fxpsim.api import report_files, simulate_run
     from fxpsim.report.csvmd import report_md as outcome_md
 
     monkeypatch.chdir(REPO)
@@ -131,8 +131,6 @@ def test_markdown_from_data_equals_the_outcome_renderer(monkeypatch, tmp_path: P
         opts = {"hw": "tiny", "model": "lenet5", "batch": "2", "out": str(tmp_path / "x"),
                 **extra}
         outcome = simulate_run(opts)
-        from fxpsim.api import report_files
-
         files = report_files(outcome)
         assert files["report.md"] == outcome_md(outcome), extra
 

@@ -67,12 +67,12 @@ def test_slices_are_the_schedule_and_span_the_step(run_folder: Path) -> None:
             by_thread[threads[e["tid"]]].append(e["args"])
     for name, slices in by_thread.items():
         spans = sorted((a["start_cycle"], a["end_cycle"]) for a in slices)
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert start >= end, f"overlap on {name}"
     # passes run back to back from cycle 0 to the step's last cycle
     passes = sorted((a["start_cycle"], a["end_cycle"]) for a in by_thread["pass"])
     assert passes[0][0] == 0 and passes[-1][1] == total
-    assert all(a[1] == b[0] for a, b in zip(passes, passes[1:]))
+    assert all(a[1] == b[0] for a, b in zip(passes, passes[1:], strict=False))
     # every layer x pass slice lies inside its pass
     pass_span = {a["pass"]: (a["start_cycle"], a["end_cycle"]) for a in by_thread["pass"]}
     for a in by_thread["layer"]:

@@ -52,7 +52,8 @@ def test_golden_summary(in_repo: Path, tmp_path: Path) -> None:
 
 def test_summary_contract_and_csv_columns(in_repo: Path, tmp_path: Path) -> None:
     out = _run(tmp_path)
-    assert sorted(p.name for p in out.iterdir()) == ["layers.csv", "report.md", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "layers.csv", "report.html", "report.md", "summary.json", "trace.json"]
     s = json.loads((out / "summary.json").read_text())
     for key in ("cycles", "energy_pj", "macs", "dram_bytes"):
         assert key in s["totals"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from fxpsim.errors import FxpsimError
 
-TARGETS = ("arith", "schedule")
+TARGETS = ("arith", "schedule", "train")
 
 
 def bench(target: str, options: dict[str, str]) -> int:
-    """Run benchmark ``target`` ("arith" or "schedule") with its ``key=value`` options."""
+    """Run benchmark ``target`` (one of :data:`TARGETS`) with its ``key=value`` options."""
     if target == "arith":
         from fxpsim.bench.arith import main
 
@@ -18,4 +18,8 @@ def bench(target: str, options: dict[str, str]) -> int:
         from fxpsim.bench.schedule import main as schedule_main
 
         return schedule_main(options)
+    if target == "train":
+        from fxpsim.bench.train import main as train_main
+
+        return train_main(options)
     raise FxpsimError(f"bench: unknown target {target!r} (expected one of {', '.join(TARGETS)})")

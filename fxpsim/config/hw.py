@@ -222,6 +222,8 @@ class Energy(_Model):
     shift: dict[str, NonNegFloat] = Field(default_factory=dict)
     requant_rne: NonNegFloat
     requant_stochastic: NonNegFloat
+    # floor/jam only drop (or force) bits: no rounding adder, so no energy by default
+    requant_floor: NonNegFloat = 0.0
     rng_per_bit: NonNegFloat = 0.0
     idle_pe_fraction: Fraction01 = 0.0
 

@@ -104,7 +104,11 @@ def _check_tree(node: yaml.Node, path: str, depth: int) -> None:
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse one YAML document with :class:`StrictLoader`; errors name ``source``."""
-    loader = StrictLoader(text)
+    try:
+        # the reader rejects control characters already while it is constructed
+        loader = StrictLoader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "", f"invalid YAML: {exc}".replace("\n", " ")) from None
     try:
         node = loader.get_single_node()
         if node is None:

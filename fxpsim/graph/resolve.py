@@ -60,22 +60,28 @@ def _builtin_files() -> dict[str, Any]:
 
 def _load_file(f: Any, source: str, input_shape: Sequence[int] | None,
                num_classes: int | None) -> Graph:
+    # the hardened readers of hwconfigs: size limit, UTF-8, no YAML aliases or duplicate keys,
+    # every failure a one-line ConfigError naming the file
+    from fxpsim.config.load import parse_yaml, read_text
+
+    text = read_text(source, f)
     if f.name.endswith(".csv"):
         from fxpsim.graph.scalesim_topo import parse_scalesim_topology
 
         if input_shape is not None or num_classes is not None:
             raise ConfigError(source, "model", "a SCALE-Sim topology has fixed layer sizes: "
                               "input_shape/num_classes cannot be changed")
-        return parse_scalesim_topology(f.read_text(encoding="utf-8"), source,
-                                       name=f.name.rpartition(".")[0])
-    import yaml
-
+        return parse_scalesim_topology(text, source, name=f.name.rpartition(".")[0])
     from fxpsim.graph.yaml_models import graph_from_dict
 
     try:
-        doc = yaml.safe_load(f.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(source, "", f"invalid YAML: {e}") from None
+        doc = parse_yaml(text, source)
+    except ConfigError as e:
+        if not (e.key_path and e.message.startswith("invalid YAML: ")):
+            raise
+        # model errors read "<file>: invalid YAML at line L, column C: <problem>"
+        raise ConfigError(source, "", f"invalid YAML at {e.key_path}: "
+                          f"{e.message.removeprefix('invalid YAML: ')}") from None
     return graph_from_dict(doc, source, default_name=f.name.rpartition(".")[0],
                            input_shape=input_shape, num_classes=num_classes)
 

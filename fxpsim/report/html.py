@@ -268,8 +268,7 @@ def _utilization(rows: Sequence[Row]) -> str:
             cyc[r["layer"]] += num(r, "cycles")
     util = [busy[k] / cyc[k] if cyc[k] else 0.0 for k in layers]
     all_layers = ordered(r["layer"] for r in rows)
-    causes = [c for c in ("compute_cycles", "stall_dram", "stall_buffer", "stall_requant",
-                          "stall_vector")]
+    causes = ("compute_cycles", "stall_dram", "stall_buffer", "stall_requant", "stall_vector")
     stacks = {c.replace("_cycles", ""): [0.0] * len(all_layers) for c in causes}
     idx = {k: i for i, k in enumerate(all_layers)}
     for r in rows:
@@ -328,9 +327,9 @@ def _layers(rows: Sequence[Row]) -> str:
     out = []
     for i, layer in enumerate(layers):
         cyc = [by_pass[p][i] for p in by_pass]
+        dram = sum(d[i] for d in dram_r.values()) + sum(d[i] for d in dram_w.values())
         out.append([layer, ops[layer], *(f"{c:,.0f}" if c else "" for c in cyc),
-                    f"{sum(cyc):,.0f}", uj(sum(e[i] for e in energy.values())),
-                    f"{sum(d[i] for d in dram_r.values()) + sum(d[i] for d in dram_w.values()):,.0f}"])
+                    f"{sum(cyc):,.0f}", uj(sum(e[i] for e in energy.values())), f"{dram:,.0f}"])
     return _section("layers", table(["layer", "op", *by_pass, "cycles", "energy (uJ)",
                                      "DRAM bytes"], out))
 

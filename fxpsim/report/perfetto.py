@@ -83,7 +83,8 @@ def trace_events(events: Sequence[TraceEvent], freq_mhz: float,
     slices: list[dict[str, object]] = []
     for base in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == base]
-        for (_, name, s, t, args), lane in zip(mine, _assign_lanes([(r[2], r[3]) for r in mine])):
+        lanes = _assign_lanes([(r[2], r[3]) for r in mine])
+        for (_, name, s, t, args), lane in zip(mine, lanes, strict=True):
             thread = base if lane == 0 else f"{base} #{lane + 1}"
             tid = thread_ids.setdefault(thread, len(thread_ids) + 1)
             slices.append({

@@ -70,7 +70,7 @@ def stacked_bars(labels: Sequence[str], stacks: Mapping[str, Sequence[float]], *
         bottom = [0.0] * len(labels)
         for i, (name, values) in enumerate(stacks.items()):
             ax.bar(xs, values, bottom=bottom, label=name, color=color(i), width=0.8)
-            bottom = [b + v for b, v in zip(bottom, values)]
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         ax.set_xticks(list(xs))
         long = max((len(s) for s in labels), default=0) > 14
         rotate = 90 if len(labels) > 8 else (20 if long else 0)
@@ -118,7 +118,7 @@ def hbars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel:
         ax.set_yticks(ys)
         ax.set_yticklabels(list(labels))
         top = max(values, default=0.0) or 1.0
-        for y, v in zip(ys, values):
+        for y, v in zip(ys, values, strict=True):
             ax.text(v + top * 0.01, y, f"{v:,.3g}", va="center", fontsize=7)
         ax.set_xlim(0, top * 1.15)
         ax.set_title(title)

@@ -15,6 +15,7 @@ def write_folder_atomically(target: Path, files: Mapping[str, str]) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a report folder is an ordinary folder
     old: Path | None = None
     try:
         for name, text in files.items():

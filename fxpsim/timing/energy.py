@@ -10,8 +10,10 @@ Components (``Metrics.energy_by_component`` keys):
 * ``pe_regs``      ``per_pe_bits`` x ``energy_pj_per_bit`` per MAC (each MAC moves its operand
   and psum registers once; an INT4-split PE counts once per MAC, not per PE-cycle);
 * ``dram``         read bytes x ``read_energy_pj_per_byte`` + write bytes x write price;
-* ``requant``      requantized elements x ``requant_rne`` (``requant_stochastic`` when the
-  rounding is stochastic);
+* ``requant``      requantized elements x the price of the rounding's hardware:
+  ``requant_stochastic`` for stochastic modes (LFSR step + add), ``requant_floor`` for modes
+  that only drop or force bits (floor, jam, jam_unbiased: no adder; default 0), and
+  ``requant_rne`` (a rounding adder) for every other mode;
 * ``rng``          random bits drawn x ``rng_per_bit``;
 * ``vector.<alu>`` vector ALU operations x ``energy.<add|mul|cmp|shift>.int<bits>`` (``sub``
   is priced as add, ``max``/``min`` as cmp; ``rsqrt`` and ``exp_lut`` have no table of their
@@ -42,7 +44,19 @@ COMPOSITE_ALU: dict[str, str] = {"rsqrt": "mul", "exp_lut": "mul"}
 
 
 def is_stochastic(rounding: str) -> bool:
-    return rounding.lower() in ("stochastic", "sr")
+    return rounding.lower() in ("stochastic", "stochastic_equal", "sr")
+
+
+#: roundings that drop the discarded bits (or force the LSB) without an increment
+TRUNCATING = frozenset({"floor", "jam", "jam_unbiased", "none"})
+
+
+def requant_price(hw: HwConfig, rounding: str) -> float:
+    """pJ of one requantized element rounded with ``rounding`` (see the module docstring)."""
+    e = hw.energy
+    if is_stochastic(rounding):
+        return e.requant_stochastic
+    return e.requant_floor if rounding.lower() in TRUNCATING else e.requant_rne
 
 
 def alu_price(hw: HwConfig, alu: str, bits: int) -> float:
@@ -81,7 +95,7 @@ def energy_components(
     dram_read_bytes: int = 0,
     dram_write_bytes: int = 0,
     requant_events: int = 0,
-    stochastic: bool = False,
+    rounding: str = "half_even",
     rng_bits: int = 0,
     vector_alu: Iterable[tuple[str, int, int]] = (),
 ) -> Tally:
@@ -105,7 +119,7 @@ def energy_components(
     out["pe_regs"] = macs * regs
     out["dram"] = (dram_read_bytes * hw.dram.read_energy_pj_per_byte
                    + dram_write_bytes * hw.dram.write_energy_pj_per_byte)
-    out["requant"] = requant_events * (e.requant_stochastic if stochastic else e.requant_rne)
+    out["requant"] = requant_events * requant_price(hw, rounding)
     out["rng"] = rng_bits * e.rng_per_bit
     for alu, bits, ops in vector_alu:
         out[f"vector.{alu}"] = out.get(f"vector.{alu}", 0.0) + ops * alu_price(hw, alu, bits)

@@ -338,7 +338,7 @@ def _record(ctx: _Ctx, part: tuple, cycles: int) -> LayerPassResult:
         energy = energy_components(
             hw, cycles=cycles, mode=mp.mode.name, macs=a.macs, idle_pe_cycles=idle,
             sram_accesses=sram, dram_read_bytes=a.rd, dram_write_bytes=a.wr,
-            requant_events=a.requant, stochastic=is_stochastic(op.rounding), rng_bits=a.rng)
+            requant_events=a.requant, rounding=op.rounding, rng_bits=a.rng)
         bound_c = Fraction(a.macs) / peak
         m = Metrics(
             cycles=cycles, compute_cycles=compute, stall_cycles=cycles - compute,
@@ -358,7 +358,7 @@ def _record(ctx: _Ctx, part: tuple, cycles: int) -> LayerPassResult:
     rq = op.elems * sum(cnt for alu, cnt in op.alu if alu == "requant")
     energy = energy_components(
         hw, cycles=cycles, sram_accesses=sram, dram_read_bytes=rd, dram_write_bytes=wr,
-        requant_events=rq, stochastic=is_stochastic(op.rounding), rng_bits=op.rng_bits,
+        requant_events=rq, rounding=op.rounding, rng_bits=op.rng_bits,
         vector_alu=[(alu, op.bits, op.elems * cnt) for alu, cnt in op.alu if alu != "requant"])
     m = Metrics(
         cycles=cycles, compute_cycles=vcyc, stall_cycles=cycles - vcyc,

@@ -49,8 +49,8 @@ from fxpsim.training.result import (
     TrainResult,
 )
 
-DEFAULT_STEP_MACS = 2_500_000_000_000  # MACs of training (3 passes) a default run may spend
-MIN_STEPS, MAX_STEPS = 30, 300
+DEFAULT_STEP_MACS = 1_800_000_000_000  # training MACs (3 passes) of a default run
+MIN_STEPS, MAX_STEPS = 30, 200
 DEFAULT_EPOCHS = 2
 DEFAULT_TEST_SAMPLES = 500
 TEST_SAMPLES = 1000  # test images evaluated when the user sets steps/epochs

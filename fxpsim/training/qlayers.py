@@ -32,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit, prange
 
 from fxpsim.fixedpoint.gemm import matmul
 from fxpsim.fixedpoint.gemm_kernels import accumulate
 from fxpsim.training.formats import NumericsConfig
+from fxpsim.training.qkernels import gemm_i8, rows_to_nchw
 from fxpsim.training.quantizers import QTensor, quantize_symmetric
 from fxpsim.training.stats import Counters, GemmRecord, LayerStats, StatsConfig
 
@@ -108,10 +108,6 @@ def _scaled(values: np.ndarray, scale: np.ndarray | float) -> torch.Tensor:
     return torch.from_numpy((values.astype(np.float64) * scale).astype(np.float32))
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.contiguous().numpy()
-
-
 # ---- shared quantization steps -------------------------------------------------------------
 
 def quant_act(rt: LayerRuntime, x: torch.Tensor) -> QTensor | None:
@@ -163,77 +159,48 @@ def _record(rt: LayerRuntime, op: str, pass_name: str, m: int, k: int, n: int, g
 
 
 # ---- conv2d --------------------------------------------------------------------------------
-# Data-movement kernels (gathers of integer codes; no arithmetic on values). The layer tests
-# compare the whole layer with a Python-int convolution, which covers them.
+# The layer tests compare the whole layer (gathers, GEMM paths, rescale) with Python-int
+# convolutions; the kernels live in :mod:`fxpsim.training.qkernels`.
 
-@njit(parallel=True, cache=True)
-def _gather_cols(x, c0, c1, rows, cols, out):
-    """out[((c-c0)*kh+i)*kw+j, (b*oh+y)*ow+z] = x[b, c, rows[i, y], cols[j, z]], 0 where
-    either index is -1 (padding, or a zero inserted by the stride); rows (kh, oh), cols
-    (kw, ow) are index tables from :func:`_window_table` / :func:`_dgrad_table`."""
-    nb = x.shape[0]
-    kh, oh = rows.shape
-    kw, ow = cols.shape
-    for q in prange((c1 - c0) * kh * kw):
-        c, i, j = c0 + q // (kh * kw), (q // kw) % kh, q % kw
-        for b in range(nb):
-            for y in range(oh):
-                r = rows[i, y]
-                base = (b * oh + y) * ow
-                if r < 0:
-                    for z in range(ow):
-                        out[q, base + z] = 0
-                    continue
-                for z in range(ow):
-                    u = cols[j, z]
-                    out[q, base + z] = x[b, c, r, u] if u >= 0 else 0
+def _cols(codes: torch.Tensor, c0: int, c1: int, kernel: tuple[int, int],
+          stride: tuple[int, int], pad: tuple[int, int], dil: tuple[int, int],
+          out_hw: tuple[int, int]) -> torch.Tensor:
+    """Columns of a correlation over channels [c0, c1) of int codes (B, C, H, W), zero-dilated
+    by ``dil`` and zero-padded by ``pad``: ((c1-c0)·kh·kw, B·OH·OW) with
+    out[((c-c0)·kh+i)·kw+j, (b·OH+y)·OW+z] = xd[b, c, y·sh+i-ph, z·sw+j-pw], where
+    xd[t, u] = x[t/dh, u/dw] if dh | t, dw | u and both are in range, else 0.
 
-
-def _window_table(size: int, k: int, stride: int, pad: int, out: int) -> np.ndarray:
-    """[i, y] -> input index y*stride+i-pad of a conv window, -1 in the padding."""
-    t = np.arange(out)[None, :] * stride + np.arange(k)[:, None] - pad
-    return np.where((t >= 0) & (t < size), t, -1).astype(np.int64)
-
-
-def _dgrad_table(size: int, k: int, stride: int, pad: int, out: int) -> np.ndarray:
-    """[i, y] -> dY index t/stride with t = y+i-k+1+pad for the stride-1 correlation of the
-    zero-dilated, (k-1-pad)-padded dY with the flipped kernel; -1 where t hits a zero."""
-    t = np.arange(size)[None, :] + np.arange(k)[:, None] - k + 1 + pad
-    ok = (t >= 0) & (t % stride == 0) & (t // stride < out)
-    return np.where(ok, t // stride, -1).astype(np.int64)
-
-
-@njit(parallel=True, cache=True)
-def _nchw_rows(g, out):
-    """out[(b*oh+y)*ow+z, k] = g[b, k, y, z]."""
-    nb, nk, oh, ow = g.shape
-    for r in prange(nb * oh):
-        b, y = r // oh, r % oh
-        for z in range(ow):
-            for k in range(nk):
-                out[r * ow + z, k] = g[b, k, y, z]
-
-
-@njit(parallel=True, cache=True)
-def _cols_to_nchw(vals, scale, k0, out):
-    """out[b, k0+n, p] = fp32(vals[n, b*P+p] * scale[n]) for out of shape (B, K, P)."""
-    nb, _, npix = out.shape
-    nn_ = vals.shape[0]
-    for q in prange(nb * nn_):
-        b, n = q // nn_, q % nn_
-        s = scale[n]
-        for p in range(npix):
-            out[b, k0 + n, p] = np.float32(vals[n, b * npix + p] * s)
-
-
-def _gather(kernel, shape, *args) -> np.ndarray:
-    out = np.empty(shape, dtype=args[0].dtype)
-    kernel(*args, out)
+    Forward / backward-weight: d = 1. Backward-data: stride 1, d = the conv stride and padding
+    kernel-1-pad (the reference's zero-dilated dY). Built as one zero-filled buffer covering
+    exactly the windows' reach plus one strided copy (int8 moves, no arithmetic)."""
+    nb, _, h, w = codes.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, pad, dil, out_hw
+    hb, wb = (oh - 1) * sh + kh, (ow - 1) * sw + kw
+    buf = torch.zeros((nb, c1 - c0, hb, wb), dtype=codes.dtype)
+    # source row r sits at buffer row ph + r·dh; keep the rows inside [0, hb)
+    r0, r1 = max(0, -(ph // dh)), min(h, (hb - 1 - ph) // dh + 1)
+    u0, u1 = max(0, -(pw // dw)), min(w, (wb - 1 - pw) // dw + 1)
+    if r1 > r0 and u1 > u0:
+        buf[:, :, ph + r0 * dh:ph + (r1 - 1) * dh + 1:dh,
+            pw + u0 * dw:pw + (u1 - 1) * dw + 1:dw] = codes[:, c0:c1, r0:r1, u0:u1]
+    ncg = c1 - c0
+    view = buf.as_strided((ncg, kh, kw, nb, oh, ow),
+                          (hb * wb, wb, 1, ncg * hb * wb, sh * wb, sw))
+    out = torch.empty((ncg * kh * kw, nb * oh * ow), dtype=codes.dtype)
+    out.view(ncg, kh, kw, nb, oh, ow).copy_(view)
     return out
 
 
 def _scale_vec(scale: np.ndarray | float, n: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(scale, dtype=np.float64), (n,)).copy()
+
+
+def _conv_gemm(w_mat: torch.Tensor, cols: torch.Tensor, rt: LayerRuntime, w_q: QTensor,
+               c_q: QTensor, scale: np.ndarray, k0: int, out: np.ndarray) -> int:
+    """out[:, k0:k0+n] (B, K, P) = fp32(acc·scale) of acc = w_mat (n, K) x cols (K, B·P)."""
+    vals, ev = gemm_i8(w_mat, cols, rt.numerics, w_q.qmax, c_q.qmax, int_gemm)
+    rows_to_nchw(vals.numpy(), scale, k0, out)
+    return ev
 
 
 class QConv2dFn(torch.autograd.Function):
@@ -250,21 +217,16 @@ class QConv2dFn(torch.autograd.Function):
         integer = xq is not None and wq is not None
         events = 0
         if integer:
-            m = nb * oh * ow
-            xc = xq.codes.numpy()
-            rows_t = _window_table(h, kh, sh, ph, oh)
-            cols_t = _window_table(wd, kw, sw, pw, ow)
             out = np.empty((nb, k, oh * ow), dtype=np.float32)
             for gi in range(g):
                 # the GEMM runs as Yᵀ = Wᵀᵀ·colsᵀ: every output adds the same k sequence,
                 # so values and events equal those of Y = cols·W (only the layout differs)
-                cols = _gather(_gather_cols, (cg * kh * kw, m), xc, gi * cg, (gi + 1) * cg,
-                               rows_t, cols_t)
-                w_mat = _np(wq.codes[gi * kg:(gi + 1) * kg].reshape(kg, -1))
-                vals, ev = int_gemm(w_mat, cols, rt.numerics)
-                events += ev
+                cols = _cols(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
+                             geom.padding, (1, 1), (oh, ow))
+                w_mat = wq.codes[gi * kg:(gi + 1) * kg].reshape(kg, -1)
                 ws = wq.scale if wq.scale.ndim == 0 else wq.scale[gi * kg:(gi + 1) * kg]
-                _cols_to_nchw(vals, _scale_vec(xq.scale * ws, kg), gi * kg, out)
+                events += _conv_gemm(w_mat, cols, rt, wq, xq, _scale_vec(xq.scale * ws, kg),
+                                     gi * kg, out)
             y = torch.from_numpy(out).view(nb, k, oh, ow)
         else:
             xin = x if xq is None else xq.dequantize()
@@ -296,20 +258,16 @@ class QConv2dFn(torch.autograd.Function):
             events = 0
             integer = gq is not None and wb is not None
             if integer:
-                m = nb * h * wd
-                gc = gq.codes.numpy()
                 wf = wb.codes.flip(2, 3)
                 out = np.empty((nb, c, h * wd), dtype=np.float32)
-                rows_t = _dgrad_table(h, kh, sh, ph, oh)
-                cols_t = _dgrad_table(wd, kw, sw, pw, ow)
+                scale = _scale_vec(gq.scale * wb.scale, cg)
                 for gi in range(g):
-                    cols = _gather(_gather_cols, (kg * kh * kw, m), gc, gi * kg, (gi + 1) * kg,
-                                   rows_t, cols_t)
-                    w_mat = _np(wf[gi * kg:(gi + 1) * kg].permute(1, 0, 2, 3)
-                                .reshape(cg, kg * kh * kw))
-                    vals, ev = int_gemm(w_mat, cols, nc)  # dXᵀ (C/g, B·H·W), as in forward
-                    events += ev
-                    _cols_to_nchw(vals, _scale_vec(gq.scale * wb.scale, cg), gi * cg, out)
+                    # dXᵀ (C/g, B·H·W): a stride-1 correlation of the zero-dilated dY
+                    cols = _cols(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
+                                 (kh - 1 - ph, kw - 1 - pw), (sh, sw), (h, wd))
+                    w_mat = (wf[gi * kg:(gi + 1) * kg].permute(1, 0, 2, 3)
+                             .reshape(cg, kg * kh * kw))
+                    events += _conv_gemm(w_mat, cols, rt, wb, gq, scale, gi * cg, out)
                 dx = torch.from_numpy(out).view(nb, c, h, wd)
             else:
                 g_in = gy if gq is None else gq.dequantize()
@@ -322,19 +280,17 @@ class QConv2dFn(torch.autograd.Function):
             events = 0
             integer = gq is not None and xq is not None
             if integer:
-                m = nb * oh * ow
-                xc = xq.codes.numpy()
-                g_mat = _gather(_nchw_rows, (m, k), gq.codes.numpy())
-                rows_t = _window_table(h, kh, sh, ph, oh)
-                cols_t = _window_table(wd, kw, sw, pw, ow)
+                g_rows = gq.codes.view(nb, k, oh * ow)
                 dw_np = np.empty((k, cg * kh * kw), dtype=np.float32)
                 for gi in range(g):
-                    a_mat = _gather(_gather_cols, (cg * kh * kw, m), xc, gi * cg,
-                                    (gi + 1) * cg, rows_t, cols_t)
-                    b_mat = np.ascontiguousarray(g_mat[:, gi * kg:(gi + 1) * kg])
-                    vals, ev = int_gemm(a_mat, b_mat, nc)
+                    cols = _cols(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
+                                 geom.padding, (1, 1), (oh, ow))
+                    # dY of the group as (n, B·OH·OW); the GEMM reduces over (b, oh, ow) in order
+                    g_mat = g_rows[:, gi * kg:(gi + 1) * kg].transpose(0, 1).reshape(kg, -1)
+                    vals, ev = gemm_i8(cols, g_mat.t(), nc, xq.qmax, gq.qmax, int_gemm)
                     events += ev
-                    dw_np[gi * kg:(gi + 1) * kg] = _scaled(vals, xq.scale * gq.scale).numpy().T
+                    dw_np[gi * kg:(gi + 1) * kg] = _scaled(vals.numpy(),
+                                                           xq.scale * gq.scale).numpy().T
                 dw = torch.from_numpy(dw_np).view(k, cg, kh, kw)
             else:
                 g_in = gy if gq is None else gq.dequantize()
@@ -359,8 +315,9 @@ class QLinearFn(torch.autograd.Function):
         integer = xq is not None and wq is not None
         events = 0
         if integer:
-            vals, events = int_gemm(_np(xq.codes), _np(wq.codes.t()), rt.numerics)
-            y = _scaled(vals, xq.scale * wq.scale)
+            vals, events = gemm_i8(xq.codes, wq.codes.t(), rt.numerics, xq.qmax, wq.qmax,
+                                  int_gemm)
+            y = _scaled(vals.numpy(), xq.scale * wq.scale)
         else:
             xin = x if xq is None else xq.dequantize()
             win = w if wq is None else wq.dequantize()
@@ -386,8 +343,8 @@ class QLinearFn(torch.autograd.Function):
                 wb = quant_weight(rt, w, per_tensor=True, kind="quantize_weight_bwd",
                                   pass_name="backward")
             if gq is not None and wb is not None:
-                vals, events = int_gemm(_np(gq.codes), _np(wb.codes), nc)
-                dx, integer = _scaled(vals, gq.scale * wb.scale), True
+                vals, events = gemm_i8(gq.codes, wb.codes, nc, gq.qmax, wb.qmax, int_gemm)
+                dx, integer = _scaled(vals.numpy(), gq.scale * wb.scale), True
             else:
                 g_in = gy if gq is None else gq.dequantize()
                 dx = g_in @ (w if wb is None else wb.dequantize())
@@ -395,8 +352,8 @@ class QLinearFn(torch.autograd.Function):
             _record(rt, "linear", "backward_data", b, n_out, n_in, 1, integer, events)
         if ctx.needs_input_grad[1]:
             if gq is not None and xq is not None:
-                vals, events = int_gemm(_np(xq.codes.t()), _np(gq.codes), nc)
-                dw, integer = _scaled(vals, xq.scale * gq.scale).t().contiguous(), True
+                vals, events = gemm_i8(xq.codes.t(), gq.codes, nc, xq.qmax, gq.qmax, int_gemm)
+                dw, integer = _scaled(vals.numpy(), xq.scale * gq.scale).t().contiguous(), True
             else:
                 g_in = gy if gq is None else gq.dequantize()
                 dw = g_in.t() @ (x_f if xq is None else xq.dequantize())

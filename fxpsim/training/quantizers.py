@@ -28,6 +28,7 @@ import torch
 
 from fxpsim.fixedpoint import QFormat, quantize
 from fxpsim.training.formats import TensorNumerics
+from fxpsim.training.qkernels import FIXED_ROUNDINGS, divide_f64, narrow_codes, quantize_fixed
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,24 @@ def quantize_symmetric(
     amax = absmax(x, per_channel)
     delta = scale_from_clip(amax * clip_factor, bits, tn.scale)
     xn = x.detach().contiguous().numpy()
-    d = delta.reshape((-1,) + (1,) * (xn.ndim - 1)) if per_channel else delta
-    res = quantize(np.divide(xn, d, dtype=np.float64), QFormat(bits, 0), tn.rounding,
-                   "saturate_symmetric", rng, random_bits=random_bits, return_stats=True)
-    codes = torch.from_numpy(res.codes.astype(code_dtype(bits)))
+    qmax = (1 << (bits - 1)) - 1
+    codes = torch.empty(x.shape, dtype=torch.int8 if bits <= 8 else torch.int16)
+    if per_channel:
+        d = delta.reshape((-1,) + (1,) * (xn.ndim - 1))
+        res = quantize(np.divide(xn, d, dtype=np.float64), QFormat(bits, 0), tn.rounding,
+                       "saturate_symmetric", rng, random_bits=random_bits, return_stats=True)
+        codes.copy_(torch.from_numpy(res.codes))
+        return QTensor(codes, delta, bits, int(res.n_overflow))
+    flat = xn.reshape(-1)
+    rmode = FIXED_ROUNDINGS.get(tn.rounding)
+    if rmode is not None:  # one fused pass: fp32 in, codes out
+        n_bad, n_clip = quantize_fixed(flat, float(delta), rmode, qmax, codes.numpy().reshape(-1))
+        if n_bad:
+            raise ValueError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
+        return QTensor(codes, delta, bits, int(n_clip))
+    scaled = np.empty(flat.size, dtype=np.float64)
+    divide_f64(flat, float(delta), scaled)
+    res = quantize(scaled, QFormat(bits, 0), tn.rounding, "saturate_symmetric", rng,
+                   random_bits=random_bits, return_stats=True)
+    narrow_codes(res.codes, codes.numpy().reshape(-1))
     return QTensor(codes, delta, bits, int(res.n_overflow))

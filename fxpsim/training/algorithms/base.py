@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from fxpsim.graph.ir import Graph
 from fxpsim.timing.recipes import Recipe, recipe_for
-from fxpsim.training.algorithms.execlog import ExecLog, PassNames
+from fxpsim.training.algorithms.execlog import MAIN_PASSES, ExecLog, PassNames
 from fxpsim.training.algorithms.optim import ParamGroup, SgdMomentum
 from fxpsim.training.algorithms.options import AlgoOptions
 
@@ -133,7 +133,7 @@ class AlgorithmBase:
 
     # ---- shared machinery --------------------------------------------------------------
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor,
-                         names: PassNames = PassNames(), loss_pass: str = "loss",
+                         names: PassNames = MAIN_PASSES, loss_pass: str = "loss",
                          ) -> tuple[float, int]:
         """Forward, softmax cross-entropy, backward; leaves ``.grad`` on every parameter
         and drains the QNet's records into the log under ``names``."""

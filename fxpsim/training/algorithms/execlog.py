@@ -89,6 +89,9 @@ class PassNames:
                          f"{prefix}backward_weight", f"{prefix}grad_quant", "update")
 
 
+MAIN_PASSES = PassNames()
+
+
 @dataclass
 class ExecLog:
     """Executed GEMMs and vector ops of the current step (mutable; :meth:`clear` per step).
@@ -128,7 +131,7 @@ class ExecLog:
         self.macs[(rec.pass_name, "integer" if rec.integer else "float")] += rec.macs
 
     # ---- QNet translation -------------------------------------------------------------
-    def drain(self, counters: object, names: PassNames = PassNames()) -> None:
+    def drain(self, counters: object, names: PassNames = MAIN_PASSES) -> None:
         """Translate and move all records of a QNet ``Counters`` into this log, then reset
         the counters. GEMM pass names map through ``names``; vector ops as in the module
         docstring."""

@@ -34,24 +34,29 @@ def laq_project(w: torch.Tensor, d: torch.Tensor, k: int, rounds: int,
     """Weighted projection of ``w`` onto ``α·{-k..k}/k`` minimizing Σ d (w − α q/k)².
 
     Returns ``(α, q)`` with ``q`` float32 integers in ``[-k, k]``. ``q_init`` warm-starts the
-    codes (default: ``α₀ = max|w|``). Exactly ``rounds`` alternating rounds; if every code
-    becomes 0 the previous α is kept (the next round re-derives codes from it).
+    codes (default: from ``α₀ = max|w|``). Exactly ``rounds`` alternating rounds, in float64:
+    ``α = k·(q·(d⊙w))/((q⊙q)·d)``, then ``q = round_half_even(clamp(w·(k/α), −k, k))``.
+    If the codes are all 0 (or the fit is not positive) the previous α is kept.
     """
-    w64, d64 = w.double(), d.double()
-    amax = float(w64.abs().max()) if w.numel() else 0.0
+    w64 = w.detach().double().reshape(-1)
+    amax = float(w64.abs().max()) if w64.numel() else 0.0
     if amax == 0.0:
         return 1.0, torch.zeros_like(w)
+    d64 = d.detach().double().reshape(-1)
+    dw = d64 * w64
     alpha = amax
-    q = (torch.round(k * torch.clamp(w64 / alpha, -1.0, 1.0)) if q_init is None
-         else q_init.double())
+    buf = torch.empty_like(w64)
+    if q_init is None:
+        q = torch.mul(w64, k / alpha, out=torch.empty_like(w64)).clamp_(-k, k).round_()
+    else:
+        q = q_init.detach().double().reshape(-1)
     for _ in range(rounds):
-        b = q / k
-        num = float((d64 * b * w64).sum())
-        den = float((d64 * b * b).sum())
+        num = float(torch.dot(q, dw))
+        den = float(torch.dot(torch.mul(q, q, out=buf), d64))
         if den > 0.0 and num > 0.0:
-            alpha = num / den
-        q = torch.round(k * torch.clamp(w64 / alpha, -1.0, 1.0))
-    return alpha, q.to(w.dtype)
+            alpha = k * num / den
+        q = torch.mul(w64, k / alpha, out=q).clamp_(-k, k).round_()
+    return alpha, q.to(w.dtype).view_as(w)
 
 
 class LaqAlgorithm(AlgorithmBase):

@@ -43,6 +43,12 @@ def calibrate_gamma(abs_g: np.ndarray, target: float, eta: float, gamma_min: flo
     return float(gamma_min)
 
 
+def gamma_update(gamma: float, r: float, target: float, eta: float, gamma_min: float) -> float:
+    """``clamp(γ + η·sign(r − target), γ_min, 1)`` (§3.4)."""
+    step = eta * (1.0 if r > target else -1.0 if r < target else 0.0)
+    return min(max(gamma + step, gamma_min), 1.0)
+
+
 class LbtAlgorithm(AlgorithmBase):
     """Recipe ``lbt``: SGD + per-layer γ interval update."""
 
@@ -81,8 +87,7 @@ class LbtAlgorithm(AlgorithmBase):
                             batch.x.shape[0] * node.out_elems)
             if r is None or target is None:
                 continue
-            gm = self.gammas[node.name] + o.lbt_eta * float(np.sign(r - target))
-            gm = min(max(gm, o.lbt_gamma_min), 1.0)
+            gm = gamma_update(self.gammas[node.name], r, target, o.lbt_eta, o.lbt_gamma_min)
             self.gammas[node.name] = gm
             self.net.set_gamma(node.name, gm)  # type: ignore[attr-defined]
         return 0.0

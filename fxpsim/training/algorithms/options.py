@@ -39,7 +39,7 @@ class AlgoOptions:
     """
 
     lr: float | None = None
-    sgd_lr: float = 0.05
+    sgd_lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     adam_lr: float = 1e-3
