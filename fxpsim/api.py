@@ -28,8 +28,15 @@ def run_name(hw_name: str, model_name: str, phase: str, algo: str, batch: int) -
     return f"{hw_name}-{model_name}-{phase}{algo_part}-b{batch}"
 
 
-def simulate_run(options: Mapping[str, str]) -> RunOutcome:
-    """Resolve the options (run keys and dotted hw overrides) and simulate one step."""
+def trains(run: object) -> bool:
+    """Whether a run also trains for accuracy: phase=train with a non-zero budget."""
+    return getattr(run, "phase", "") == "train" and 0 not in (run.steps, run.epochs)  # type: ignore[attr-defined]
+
+
+def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOutcome:
+    """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
+    energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
+    same numerics for accuracy."""
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import parse_run_options
     from fxpsim.graph.resolve import load_model
@@ -51,6 +58,8 @@ def simulate_run(options: Mapping[str, str]) -> RunOutcome:
         rounding_a=run.rounding_a,
         rounding_g=run.rounding_g,
         timing=run.timing,
+        projection_rounds=run.laq_rounds,
+        hypernet_hidden=run.metagrad_hidden,
     )
     try:
         timing = simulate(graph, hw.config, req, trace="trace" in run.format)
@@ -59,8 +68,13 @@ def simulate_run(options: Mapping[str, str]) -> RunOutcome:
             raise
         # the time plane names the config by its name; the user wants the file
         raise ConfigError(hw.source, exc.key_path, exc.message) from None
+    training = None
+    if trains(run):
+        from fxpsim.training.loop import run_training
+
+        training = run_training(graph, hw, run, progress=progress, target_loss=run.target_loss)
     name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
-    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing)
+    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training)
 
 
 def report_files(outcome: RunOutcome) -> dict[str, str]:
@@ -107,6 +121,10 @@ def write_reports(outcome: RunOutcome) -> Path:
 def run_from_cli(options: Mapping[str, str]) -> int:
     from fxpsim.report.terminal import print_run
 
+    out = options.get("out")
+    if out and Path(out).exists() and not Path(out).is_dir():
+        # fail before the simulation and training, not after
+        raise FxpsimError(f"{out}: exists and is not a folder (out= names the report folder)")
     outcome = simulate_run(options)
     print_run(outcome)
     folder = write_reports(outcome)

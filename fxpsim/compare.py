@@ -197,9 +197,13 @@ def compare_from_cli(options: Mapping[str, str]) -> int:
     from fxpsim.compare_report import print_compare
 
     formats = _formats(options)
+    out = options.get("out") or None
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        # fail before minutes of simulation and training, not after
+        raise FxpsimError(f"{out}: exists and is not a folder (out= names the report folder)")
     cmp = run_compare(options)
     print_compare(cmp)
-    folder = write_compare(cmp, formats, options.get("out") or None)
+    folder = write_compare(cmp, formats, out)
     print(f"comparison written to {folder}/ "
           f"({', '.join(COMPARE_FORMATS[f] for f in formats)})")
     return 0

@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # typing only: keeps this module import-light
     from fxpsim.config.run import RunConfig
     from fxpsim.graph.ir import Graph
     from fxpsim.timing.simulate import TimingResult
+    from fxpsim.training.result import TrainResult
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,4 @@ class RunOutcome:
     hw: LoadedHw
     graph: Graph
     timing: TimingResult
+    training: TrainResult | None = None  # None: timing only (phase=infer, steps=0, epochs=0)

@@ -121,20 +121,6 @@ def test_training_sections_appear_when_summary_has_them(run_folder: Path) -> Non
     assert "## Accuracy" in md and "| test | 0.9100 |" in md
 
 
-def test_markdown_from_data_equals_the_outcome_renderer(monkeypatch, tmp_path: Path) -> None:
-    """report.md rendered from summary.json + layers.csv == csvmd.report_md(outcome)."""
-    from fxpsim.api import report_files, simulate_run
-    from fxpsim.report.csvmd import report_md as outcome_md
-
-    monkeypatch.chdir(REPO)
-    for extra in ({}, {"algo": "fb"}, {"phase": "infer", "model": "resnet20"}):
-        opts = {"hw": "tiny", "model": "lenet5", "batch": "2", "out": str(tmp_path / "x"),
-                **extra}
-        outcome = simulate_run(opts)
-        files = report_files(outcome)
-        assert files["report.md"] == outcome_md(outcome), extra
-
-
 def test_report_command_rerenders_identical_bytes(run_folder: Path, tmp_path: Path,
                                                   capsys) -> None:
     copy_dir = tmp_path / "copy"

@@ -15,6 +15,7 @@ from fxpsim.training.algorithms import GRAD_INTERVAL, AlgoOptions, Batch, make_a
 from fxpsim.training.algorithms.execlog import ExecLog
 from fxpsim.training.algorithms.laq import laq_project
 from fxpsim.training.algorithms.lbt import calibrate_gamma, gamma_update
+from fxpsim.training.algorithms.metagrad import CoordinateMLP, mlp_eval, mlp_grad
 from fxpsim.training.algorithms.optim import Adam, SgdMomentum
 from fxpsim.training.data import adapt, load_dataset
 from fxpsim.training.formats import NumericsConfig
@@ -269,7 +270,29 @@ def test_metagrad_plain_equals_sgd_and_hyper_differs() -> None:
     assert l_plain == l_sgd
     assert l_hyper[:2] == l_sgd[:2]  # identity init; φ first moves after step 2's backward
     assert l_hyper != l_sgd
-    assert any(float(p.abs().sum()) > 0 for p in hyper.hyper.fc2.parameters())
+    assert any(float(p.detach().abs().sum()) > 0 for p in hyper.hyper.fc2.parameters())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hypernet_breakpoint_eval_matches_direct_mlp(seed: int) -> None:
+    """Piecewise-linear evaluation == the nn MLP; its gradient == torch autograd."""
+    gen = torch.Generator().manual_seed(seed)
+    mlp = CoordinateMLP(100, gen)
+    with torch.no_grad():  # non-trivial output layer; some zero slopes/ties
+        mlp.fc2.weight.normal_(0.0, 1.0, generator=gen)
+        mlp.fc2.bias.fill_(0.3)
+        mlp.fc1.weight[:3] = 0.0
+        mlp.fc1.bias[:2] = torch.tensor([0.5, -0.5])
+    mlp.double()
+    u = torch.randn(5000, generator=gen, dtype=torch.float64) * 2
+    cot = torch.randn(5000, generator=gen, dtype=torch.float64)
+    kinks = torch.cat([u, -mlp.fc1.bias[3:7].detach() / mlp.fc1.weight[3:7, 0].detach()])
+    assert torch.allclose(mlp_eval(mlp, kinks), mlp(kinks).detach(), rtol=1e-10, atol=1e-10)
+    # (the gradient at an exact kink depends on the rounding of a·u + b: random u only)
+    (mlp(u) * cot).sum().backward()
+    for got, p in zip(mlp_grad(mlp, u, cot), mlp.parameters(), strict=True):
+        assert got.shape == p.shape
+        assert torch.allclose(got, p.grad, rtol=1e-9, atol=1e-9)
 
 
 def test_octo_compensation_trains_and_predict_logs_nothing() -> None:

@@ -52,7 +52,7 @@ class RunConfig(BaseModel):
     batch: Annotated[int, Field(ge=1, le=1 << 20)] = 32
     epochs: Annotated[int, Field(ge=0, le=1 << 20)] | None = None
     steps: Annotated[int, Field(ge=0, le=1 << 40)] | None = None
-    dataset: str = Field("digits", min_length=1)
+    dataset: Literal["fmnist_small", "fashion_mnist", "cifar10"] = "fmnist_small"
     data_dir: str | None = None
     w_bits: Bits = 8
     a_bits: Bits = 8
@@ -70,6 +70,16 @@ class RunConfig(BaseModel):
     fb_trial_updates_moments: bool = False
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     format: tuple[ReportFormat, ...] = Field(FORMATS, min_length=1)
+    # algorithm knobs (ALGORITHMS.md defaults); the time plane prices laq_rounds and
+    # metagrad_hidden too, so both planes always see the same recipe
+    laq_rounds: Annotated[int, Field(ge=1, le=100)] = 5
+    lbt_alpha: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-3
+    bnrect_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
+    metagrad_hidden: Annotated[int, Field(ge=1, le=4096)] = 100
+    metagrad_update: Literal["hyper", "plain"] = "hyper"
+    octo_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
+    target_loss: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
 
     @field_validator("rounding_w", "rounding_a", "rounding_g")
     @classmethod
@@ -166,7 +176,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "batch": ("batch", _int(1, 1 << 20, "a positive integer")),
     "epochs": ("epochs", _optional(_int(0, 1 << 20, "a non-negative integer"))),
     "steps": ("steps", _optional(_int(0, 1 << 40, "a non-negative integer"))),
-    "dataset": ("dataset", _text),
+    "dataset": ("dataset", _choice(("fmnist_small", "fashion_mnist", "cifar10"))),
     "data_dir": ("data_dir", _optional(_text)),
     "w_bits": ("w_bits", _bits),
     "a_bits": ("a_bits", _bits),
@@ -184,6 +194,14 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "fb.trial_updates_moments": ("fb_trial_updates_moments", _bool),
     "lr": ("lr", _optional(_float(0.0, 1e6, True, "a positive number"))),
     "format": ("format", _formats),
+    "laq.rounds": ("laq_rounds", _int(1, 100, "an integer in 1..100")),
+    "lbt.alpha": ("lbt_alpha", _float(0.0, 1.0, True, "a number in (0, 1]")),
+    "bnrect.lambda": ("bnrect_lambda", _float(0.0, 1e6, False, "a non-negative number")),
+    "metagrad.hidden": ("metagrad_hidden", _int(1, 4096, "an integer in 1..4096")),
+    "metagrad.update": ("metagrad_update", _choice(("hyper", "plain"))),
+    "octo.lambda": ("octo_lambda", _float(0.0, 1e6, False, "a non-negative number")),
+    "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
+    "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
 }
 
 

@@ -172,6 +172,7 @@ def _header(s: Mapping[str, Any]) -> str:
         f"{escape(run['rounding_a'])}/{escape(run['rounding_g'])}, seed {run['seed']}, "
         f"timing <code>{escape(run['timing'])}</code>",
         f"energy table: {escape(hw['energy_table'])}",
+        *[f"note: {escape(n)}" for n in s.get("notes", [])],
     ]
     nav = "".join(f'<a href="#{k}">{escape(t)}</a>' for k, t in SECTIONS)
     return (f"<h1>fxpsim run <code>{escape(s['name'])}</code></h1><ul>"

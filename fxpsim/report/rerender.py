@@ -50,6 +50,7 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
         f"- step: phase `{run['phase']}`, algo `{run['algo']}`, batch {run['batch']},"
         f" W/A/G bits {run['w_bits']}/{run['a_bits']}/{run['g_bits']}, timing `{run['timing']}`",
         f"- energy table: {hw['energy_table']}",
+        *[f"- note: {n}" for n in s.get("notes", [])],
         "",
         "## Totals",
         "",

@@ -30,6 +30,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _training(outcome: RunOutcome) -> dict[str, object]:
+    """``accuracy`` (final test/train fractions and per-epoch history) and the full
+    ``training`` record, when the run trained."""
+    if outcome.training is None:
+        return {}
+    t = outcome.training.summary()
+    acc = dict(t["accuracy"])  # type: ignore[arg-type]
+    acc["history"] = t["history"]
+    return {"accuracy": acc, "training": t}
+
+
 def summary_dict(outcome: RunOutcome) -> dict[str, object]:
     hw = outcome.hw.config
     records = outcome.timing.records
@@ -56,9 +67,11 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
             "macs_per_sample": graph.macs,
             "params": graph.params,
         },
+        "notes": list(outcome.timing.notes),
         "totals": metrics_dict(tot, hw.freq_hz),
         "per_pass": {p: metrics_dict(passes[p], hw.freq_hz) for p in ordered_passes(passes)},
         "pass_order": ordered_passes(passes),
+        **_training(outcome),
         "config": hw.model_dump(mode="json"),
         "meta": {"versions": _versions(), "config_hash": outcome.hw.digest},
     }

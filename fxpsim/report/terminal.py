@@ -98,3 +98,15 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
         f"{tot.energy_pj / 1e6:,.2f} uJ, {tot.macs:,} MACs, {tot.dram_bytes:,} DRAM bytes, "
         f"stalls {tot.stall_cycles:,} cycles; energy table: {outcome.timing.energy_table}"
     )
+    for note in outcome.timing.notes:
+        console.print(f"note: {note}")
+    t = outcome.training
+    if t is None:
+        console.print("accuracy: not trained (timing only: phase=infer, steps=0 or epochs=0)")
+    else:
+        console.print(
+            f"accuracy (bit-exact {outcome.run.w_bits}/{outcome.run.a_bits}/"
+            f"{outcome.run.g_bits}-bit W/A/G training, algo={t.algo}): test "
+            f"{t.accuracy.test:.2%}, train {t.accuracy.train:.2%} after {t.steps} steps "
+            f"({t.epochs} epochs, batch {t.batch}) on {t.dataset}"
+        )

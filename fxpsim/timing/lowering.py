@@ -429,7 +429,9 @@ def lower(graph: Graph, req: TimingRequest, recipe: Recipe | None = None, *,
         raise ValueError(f"req.batch must be >= 1, got {req.batch}")
     if random_bits < 1:
         raise ValueError(f"random_bits must be >= 1, got {random_bits}")
-    recipe = recipe if recipe is not None else recipe_for(req.algo, req.phase)
+    if recipe is None:
+        recipe = recipe_for(req.algo, req.phase, projection_rounds=req.projection_rounds,
+                            hypernet_hidden=req.hypernet_hidden)
     ctx = _context(graph, req, recipe, random_bits)
     ops: list[Op] = []
     for p in recipe.passes:

@@ -174,13 +174,17 @@ def select_mode(hw: HwConfig, op: GemmOp, stationary: str) -> PrecisionMode:
     """The precision mode with the smallest ``(w_bits, a_bits)`` covering the op's operands.
 
     The weight port holds the stationary input (B when the output is stationary); the other
-    input goes through the activation port. No covering mode -> UnsupportedError.
+    input goes through the activation port. No covering mode -> UnsupportedError, except for
+    the float baseline (``op.float_operands``): integer hardware has no float MAC, so its step
+    is timed in the widest mode (the report carries a note saying so).
     """
     if stationary == "A":
         w_bits, a_bits = op.a_bits, op.b_bits
     else:
         w_bits, a_bits = op.b_bits, op.a_bits
     cover = [m for m in hw.mac_array.precision_modes if m.w_bits >= w_bits and m.a_bits >= a_bits]
+    if not cover and op.float_operands:
+        return max(hw.mac_array.precision_modes, key=lambda m: (m.w_bits, m.a_bits))
     if not cover:
         have = ", ".join(f"{m.name}(w{m.w_bits}a{m.a_bits})" for m in hw.mac_array.precision_modes)
         raise UnsupportedError(

@@ -29,6 +29,8 @@ class TimingRequest:
     rounding_a: str = "half_even"
     rounding_g: str = "stochastic"
     timing: Literal["native", "scalesim"] = "native"
+    projection_rounds: int = 5  # LAQ/FB alternating rounds per projection (recipe cost)
+    hypernet_hidden: int = 100  # MetaGrad hypernetwork width (recipe cost)
 
 
 @dataclass(frozen=True)

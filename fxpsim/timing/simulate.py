@@ -36,7 +36,7 @@ energy are the native ones.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from fxpsim.config.hw import HwConfig, Memory
@@ -58,6 +58,7 @@ class TimingResult:
     records: tuple[LayerPassResult, ...]
     events: tuple[TraceEvent, ...]
     energy_table: str
+    notes: tuple[str, ...] = ()  # caveats the reports must show (e.g. float baseline timing)
 
 
 def simulate(graph: Graph, hw: HwConfig, req: TimingRequest, *,
@@ -65,7 +66,15 @@ def simulate(graph: Graph, hw: HwConfig, req: TimingRequest, *,
     """Cycles, action counts and energy of one step of ``graph`` on ``hw`` (see module doc)."""
     from fxpsim.timing.lowering import lower
 
-    return simulate_ops(lower(graph, req), hw, req, trace=trace)
+    bits = hw.mac_array.stochastic_rounding.random_bits_per_rounding
+    ops = lower(graph, req, random_bits=bits)
+    result = simulate_ops(ops, hw, req, trace=trace)
+    if any(isinstance(op, GemmOp) and op.float_operands for op in ops):
+        widest = max(hw.mac_array.precision_modes, key=lambda m: (m.w_bits, m.a_bits))
+        note = (f"float operands: {hw.name} has no float MAC; GEMMs with a float operand are "
+                f"timed in its widest integer mode ({widest.name}) when no mode covers them")
+        result = replace(result, notes=(*result.notes, note))
+    return result
 
 
 def dram_rate(hw: HwConfig) -> Fraction:

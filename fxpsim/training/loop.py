@@ -10,14 +10,15 @@ Budget (:func:`plan_budget`):
 
 * ``steps`` and/or ``epochs`` given: epochs over the whole training split, stopping after
   ``steps`` steps if given (``epochs`` then defaults to as many as the steps need); the test
-  split is capped at :data:`TEST_SAMPLES`.
+  split is capped at :data:`TEST_SAMPLES` (``eval_samples=`` sets the cap; 0 = all).
 * neither: a budget scaled by the model's size so a default run stays short on a laptop:
   ``steps = clamp(DEFAULT_STEP_MACS // (3·MACs/sample·batch), MIN_STEPS, MAX_STEPS)``
   rounded up to :data:`DEFAULT_EPOCHS` epochs over a class-balanced subset of
   ``steps/epochs·batch`` training images; :data:`DEFAULT_TEST_SAMPLES` test images.
 
 Training batches drop the last partial batch (every step has ``batch`` samples); epoch
-``e`` shuffles with ``batches(seed=run.seed, epoch=e)``. Everything random derives from
+``e`` shuffles with ``batches(seed=run.seed, epoch=e)``; a step's "next" batch (for
+``fb.trial_batch=next``) is the following batch of the epoch, or the same batch at its end. Everything random derives from
 ``run.seed``; the same seed gives the same result bit for bit on the same machine and
 thread count (integer GEMMs do not depend on threads; fp32 vector-unit ops — BN statistics,
 the loss, optimizer sums — use torch CPU reductions, whose last bits may change with the
@@ -30,6 +31,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -49,8 +51,11 @@ from fxpsim.training.result import (
     TrainResult,
 )
 
-DEFAULT_STEP_MACS = 1_800_000_000_000  # training MACs (3 passes) of a default run
-MIN_STEPS, MAX_STEPS = 30, 200
+if TYPE_CHECKING:
+    from fxpsim.config.run import RunConfig
+
+DEFAULT_STEP_MACS = 1_800_000_000_000  # ~60 VGG16 steps at batch 32: under a minute on 2 cores
+MIN_STEPS, MAX_STEPS = 30, 300
 DEFAULT_EPOCHS = 2
 DEFAULT_TEST_SAMPLES = 500
 TEST_SAMPLES = 1000  # test images evaluated when the user sets steps/epochs
@@ -61,14 +66,14 @@ class TrainBudget:
     steps: int
     epochs: int
     limit_train: int | None  # None: the whole training split
-    limit_test: int
+    limit_test: int | None  # None = the whole test split
 
 
 def _bits(v: int | str) -> int | None:
     return None if v == "float" else int(v)
 
 
-def plan_budget(graph: Graph, run: object, train_size: int | None = None) -> TrainBudget:
+def plan_budget(graph: Graph, run: RunConfig, train_size: int | None = None) -> TrainBudget:
     """The budget of ``run`` on ``graph`` (see the module docstring). ``train_size`` is the
     training split's size (needed when only ``epochs`` or ``steps`` is given)."""
     batch = int(run.batch)  # type: ignore[attr-defined]
@@ -78,7 +83,7 @@ def plan_budget(graph: Graph, run: object, train_size: int | None = None) -> Tra
         s = min(max(DEFAULT_STEP_MACS // per_step, MIN_STEPS), MAX_STEPS)
         per_epoch = math.ceil(s / DEFAULT_EPOCHS)
         return TrainBudget(per_epoch * DEFAULT_EPOCHS, DEFAULT_EPOCHS, per_epoch * batch,
-                           DEFAULT_TEST_SAMPLES)
+                           _eval_samples(run, DEFAULT_TEST_SAMPLES))
     if train_size is None:
         raise ValueError("train_size: needed when run.steps or run.epochs is given")
     per_epoch = max(train_size // batch, 1)
@@ -86,10 +91,19 @@ def plan_budget(graph: Graph, run: object, train_size: int | None = None) -> Tra
         steps = epochs * per_epoch
     elif epochs is None:
         epochs = math.ceil(steps / per_epoch)
-    return TrainBudget(min(steps, epochs * per_epoch), epochs, None, TEST_SAMPLES)
+    return TrainBudget(min(steps, epochs * per_epoch), epochs, None,
+                       _eval_samples(run, TEST_SAMPLES))
 
 
-def numerics_for(hw: object, run: object) -> NumericsConfig:
+def _eval_samples(run: RunConfig, default: int | None) -> int | None:
+    """``eval_samples=`` caps the test split (0 = the whole split); else ``default``."""
+    n = getattr(run, "eval_samples", None)
+    if n is None:
+        return default
+    return None if n == 0 else n
+
+
+def numerics_for(hw: object, run: RunConfig) -> NumericsConfig:
     """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm)."""
     return NumericsConfig.from_hw(
         hw,  # type: ignore[arg-type]
@@ -101,8 +115,8 @@ def numerics_for(hw: object, run: object) -> NumericsConfig:
     )
 
 
-def load_for(graph: Graph, run: object, budget_limit_train: int | None,
-             limit_test: int) -> Dataset:
+def load_for(graph: Graph, run: RunConfig, budget_limit_train: int | None,
+             limit_test: int | None) -> Dataset:
     ds = load_dataset(run.dataset, data_dir=run.data_dir, seed=run.seed,  # type: ignore
                       limit_train=budget_limit_train, limit_test=limit_test)
     if ds.num_classes != graph.num_classes:
@@ -139,7 +153,7 @@ def evaluate(algo: object, x: torch.Tensor, y: torch.Tensor, batch: int) -> tupl
     return loss_sum / n, hits / n
 
 
-def train(graph: Graph, hw: object, run: object, *, progress: bool = True,
+def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
           options: AlgoOptions | None = None, target_loss: float | None = None,
           dataset: Dataset | None = None, zigzag_window: int = 100,
           zigzag_samples: int = 1024) -> TrainResult:
@@ -242,7 +256,7 @@ def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
     )
 
 
-def run_training(graph: Graph, hw: object, run: object, *, progress: bool = True,
+def run_training(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
                  target_loss: float | None = None) -> TrainResult:
     """What ``fxpsim run`` calls for ``phase=train``: :func:`train` with the defaults."""
     return train(graph, hw, run, progress=progress, target_loss=target_loss)

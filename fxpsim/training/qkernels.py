@@ -59,6 +59,40 @@ def quantize_fixed(x, delta, rmode, qmax, out):
 
 
 @njit(parallel=True, cache=True)
+def quantize_nhwc(x, delta, rmode, qmax, top, left, buf):
+    """:func:`quantize_fixed` of x (B, C, H, W) written to buf[b, top+r, left+u, c] of a
+    zeroed NHWC buffer (the padded operand of the pixel-major GEMMs), one fused pass."""
+    nb, nc_, h, w = x.shape
+    q_f = float(qmax)
+    n_bad = 0
+    n_clip = 0
+    for q in prange(nb * h):
+        b, r = q // h, q % h
+        row = np.empty((nc_, w), dtype=np.int8)  # contiguous codes of this image row
+        for c in range(nc_):
+            for u in range(w):
+                v = np.float64(x[b, c, r, u]) / delta
+                if rmode == R_HALF_EVEN:
+                    rv = np.rint(v)
+                elif rmode == R_FLOOR:
+                    rv = np.floor(v)
+                elif rmode == R_CEIL:
+                    rv = np.ceil(v)
+                else:
+                    rv = np.trunc(v)
+                bad = (v - v) != 0.0
+                n_bad += np.int64(bad)
+                below = rv < -q_f
+                above = rv > q_f
+                n_clip += np.int64(below | above)
+                row[c, u] = np.int64(0.0 if bad else (-q_f if below else (q_f if above else rv)))
+        for u in range(w):
+            for c in range(nc_):
+                buf[b, top + r, left + u, c] = row[c, u]
+    return n_bad, n_clip
+
+
+@njit(parallel=True, cache=True)
 def divide_f64(x, delta, out):
     """out[i] = fl64(x[i]) / delta (one IEEE float64 rounding, as numpy's divide)."""
     for i in prange(x.size):
@@ -74,7 +108,8 @@ def narrow_codes(src, out):
 
 @njit(parallel=True, cache=True)
 def rows_to_nchw(vals, scale, k0, out):
-    """out[b, k0+n, p] = fp32(fl64(vals[n, b*P+p]) * scale[n]) for out of shape (B, K, P)."""
+    """out[b, k0+n, p] = fp32(fl64(vals[n, b*P + p]) * scale[n]) for out of shape (B, K, P)
+    (``vals``: channel-major GEMM result)."""
     nb, _, npix = out.shape
     nn_ = vals.shape[0]
     for q in prange(nb * nn_):
@@ -82,6 +117,92 @@ def rows_to_nchw(vals, scale, k0, out):
         s = scale[n]
         for p in range(npix):
             out[b, k0 + n, p] = np.float32(np.float64(vals[n, b * npix + p]) * s)
+
+
+@njit(parallel=True, cache=True)
+def pix_to_nchw(vals, scale, k0, out):
+    """out[b, k0+n, y, z] = fp32(fl64(vals[(b*OH + y)*OW + z, n]) * scale[n]) for out of shape
+    (B, K, OH, OW) (``vals``: pixel-major GEMM result)."""
+    nb, _, oh, ow = out.shape
+    nn_ = vals.shape[1]
+    for q in prange(nb * oh):
+        b, y = q // oh, q % oh
+        row = q * ow
+        for n in range(nn_):
+            s = scale[n]
+            for z in range(ow):
+                out[b, k0 + n, y, z] = np.float32(np.float64(vals[row + z, n]) * s)
+
+
+@njit(parallel=True, cache=True)
+def _place_nhwc(src, top, left, dh, dw, buf):
+    """buf[b, top + r*dh, left + u*dw, c] = src[b, c, r, u] where that lies inside buf."""
+    nb, nc_, h, w = src.shape
+    hb, wb = buf.shape[1], buf.shape[2]
+    for q in prange(nb * h):
+        b, r = q // h, q % h
+        t = top + r * dh
+        if t < 0 or t >= hb:
+            continue
+        for c in range(nc_):
+            for u in range(w):
+                v = left + u * dw
+                if 0 <= v < wb:
+                    buf[b, t, v, c] = src[b, c, r, u]
+
+
+def place_nhwc(codes: torch.Tensor, top: int, left: int, dil: tuple[int, int],
+               size: tuple[int, int]) -> torch.Tensor:
+    """Zero buffer (B, hb, wb, C) = ``size`` holding codes (B, C, H, W) (any int dtype, cast
+    to int8) zero-dilated by ``dil`` with its (0, 0) element at (top, left); elements falling
+    outside the buffer are dropped (no window reads them)."""
+    nb, c = codes.shape[:2]
+    buf = torch.zeros((nb, size[0], size[1], c), dtype=torch.int8)
+    _place_nhwc(codes.numpy(), top, left, dil[0], dil[1], buf.numpy())
+    return buf
+
+
+def pixel_cols(buf: torch.Tensor, c0: int, c1: int, kernel: tuple[int, int],
+               stride: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """Pixel-major im2col of a padded NHWC code buffer (B, hb, wb, C):
+    out[(b·OH+y)·OW+z, (i·kw+j)·(c1-c0)+(c-c0)] = buf[b, y·sh+i, z·sw+j, c] (one strided copy;
+    for c1-c0 = C the kw·C bytes of a window row are contiguous)."""
+    nb, hb, wb, c = buf.shape
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    ncg = c1 - c0
+    view = buf.as_strided((nb, oh, ow, kh, kw, ncg),
+                          (hb * wb * c, sh * wb * c, sw * c, wb * c, c, 1), c0)
+    out = torch.empty((nb * oh * ow, kh * kw * ncg), dtype=buf.dtype)
+    out.view(nb, oh, ow, kh, kw, ncg).copy_(view)
+    return out
+
+
+def im2col(codes: torch.Tensor, c0: int, c1: int, kernel: tuple[int, int],
+           stride: tuple[int, int], pad: tuple[int, int], dil: tuple[int, int],
+           out_hw: tuple[int, int]) -> torch.Tensor:
+    """Channel-major columns ((c1-c0)·kh·kw, B·OH·OW) of a correlation over channels
+    [c0, c1) of int codes (B, C, H, W), zero-dilated by ``dil`` and zero-padded by ``pad``:
+    out[((c-c0)·kh+i)·kw+j, (b·OH+y)·OW+z] = xd[b, c, y·sh+i-ph, z·sw+j-pw], where
+    xd[t, u] = x[t/dh, u/dw] if dh | t, dw | u and both are in range, else 0. The k order
+    (c, i, j) is the hardware's; this layout serves the exact (order-dependent) kernels.
+
+    Forward / backward-weight use d = 1; backward-data uses stride 1, d = the conv stride and
+    padding kernel-1-pad (the zero-dilated dY)."""
+    nb, _, h, w = codes.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, pad, dil, out_hw
+    hb, wb = (oh - 1) * sh + kh, (ow - 1) * sw + kw
+    ncg = c1 - c0
+    buf = torch.zeros((nb, ncg, hb, wb), dtype=codes.dtype)
+    # source row r sits at buffer row ph + r·dh; keep the rows inside [0, hb)
+    r0, r1 = max(0, -(ph // dh)), min(h, (hb - 1 - ph) // dh + 1)
+    u0, u1 = max(0, -(pw // dw)), min(w, (wb - 1 - pw) // dw + 1)
+    if r1 > r0 and u1 > u0:
+        buf[:, :, ph + r0 * dh:ph + (r1 - 1) * dh + 1:dh,
+            pw + u0 * dw:pw + (u1 - 1) * dw + 1:dw] = codes[:, c0:c1, r0:r1, u0:u1]
+    view = buf.as_strided((ncg, kh, kw, nb, oh, ow), (hb * wb, wb, 1, ncg * hb * wb, sh * wb, sw))
+    out = torch.empty((ncg * kh * kw, nb * oh * ow), dtype=codes.dtype)
+    out.view(ncg, kh, kw, nb, oh, ow).copy_(view)
+    return out
 
 
 def static_limit(nc) -> int:
@@ -111,15 +232,21 @@ def int_mm_is_exact() -> bool:
     return bool(np.array_equal(got, a.astype(np.int64) @ b.astype(np.int64)))
 
 
-def gemm_i8(a: torch.Tensor, b: torch.Tensor, nc, max_a: int, max_b: int,
-            fallback) -> tuple[torch.Tensor, int]:
+def static_ok(terms: int, max_a: int, max_b: int, nc, int8: bool = True) -> bool:
+    """True when ``terms`` products of magnitude <= max_a·max_b can be summed by
+    ``torch._int_mm`` with the exact result of every register ``nc`` uses (no events)."""
+    return int8 and terms * max_a * max_b <= static_limit(nc) and int_mm_is_exact()
+
+
+def gemm_i8(a: torch.Tensor, b: torch.Tensor, nc, max_a: int, max_b: int, fallback,
+            terms: int | None = None) -> tuple[torch.Tensor, int]:
     """(values (M, N) as int32 or int64, overflow events) of the codes ``a`` (M, K) x ``b``
-    (K, N) (any strides) in the array of ``nc``. ``max_a``/``max_b`` bound |a| and |b|.
-    Direct ``torch._int_mm`` when the static proof holds (module docstring), else
+    (K, N) (any strides) in the array of ``nc``. ``max_a``/``max_b`` bound |a| and |b|;
+    ``terms`` bounds the nonzero products per output (default K). Direct ``torch._int_mm``
+    when the static proof holds (module docstring), else
     ``fallback(a_np, b_np, nc) -> (int64 values, events)`` on contiguous numpy copies."""
-    k_len = a.shape[1]
-    if (a.dtype == torch.int8 and b.dtype == torch.int8
-            and k_len * max_a * max_b <= static_limit(nc) and int_mm_is_exact()):
+    int8 = a.dtype == torch.int8 and b.dtype == torch.int8
+    if static_ok(a.shape[1] if terms is None else terms, max_a, max_b, nc, int8):
         return torch._int_mm(a, b), 0
     vals, events = fallback(np.ascontiguousarray(a.numpy()), np.ascontiguousarray(b.numpy()),
                             nc)

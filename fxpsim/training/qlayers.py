@@ -36,8 +36,16 @@ import torch.nn.functional as F
 from fxpsim.fixedpoint.gemm import matmul
 from fxpsim.fixedpoint.gemm_kernels import accumulate
 from fxpsim.training.formats import NumericsConfig
-from fxpsim.training.qkernels import gemm_i8, rows_to_nchw
-from fxpsim.training.quantizers import QTensor, quantize_symmetric
+from fxpsim.training.qkernels import (
+    gemm_i8,
+    im2col,
+    pix_to_nchw,
+    pixel_cols,
+    place_nhwc,
+    rows_to_nchw,
+    static_ok,
+)
+from fxpsim.training.quantizers import QTensor, quantize_padded_nhwc, quantize_symmetric
 from fxpsim.training.stats import Counters, GemmRecord, LayerStats, StatsConfig
 
 
@@ -58,6 +66,7 @@ class LayerRuntime:
     rng: Callable[[], object]
     gamma: float = 1.0
     grad_observer: Callable[[str, torch.Tensor], None] | None = None
+    act_buf: torch.Tensor | None = None  # scratch: padded NHWC codes of the last quant_act
 
 
 @dataclass(frozen=True)
@@ -110,11 +119,19 @@ def _scaled(values: np.ndarray, scale: np.ndarray | float) -> torch.Tensor:
 
 # ---- shared quantization steps -------------------------------------------------------------
 
-def quant_act(rt: LayerRuntime, x: torch.Tensor) -> QTensor | None:
+def quant_act(rt: LayerRuntime, x: torch.Tensor, pad: tuple[int, int] | None = None
+              ) -> QTensor | None:
+    """Quantized activations; with ``pad`` (conv fast path) the codes may come as the
+    interior of a padded NHWC buffer, kept in ``rt.act_buf`` (else ``rt.act_buf`` is None)."""
     nc = rt.numerics
+    rt.act_buf = None
     if nc.activations.is_float:
         return None
-    q = quantize_symmetric(x, nc.activations, rng=rt.rng(), random_bits=nc.random_bits)
+    fused = quantize_padded_nhwc(x, nc.activations, pad) if pad is not None else None
+    if fused is not None:
+        q, rt.act_buf = fused
+    else:
+        q = quantize_symmetric(x, nc.activations, rng=rt.rng(), random_bits=nc.random_bits)
     rt.counters.vector(rt.name, rt.op, "forward", "quantize_act", x.numel())
     rt.stats.act_clipped += q.n_clipped
     rt.stats.act_elems += x.numel()
@@ -162,49 +179,38 @@ def _record(rt: LayerRuntime, op: str, pass_name: str, m: int, k: int, n: int, g
 # The layer tests compare the whole layer (gathers, GEMM paths, rescale) with Python-int
 # convolutions; the kernels live in :mod:`fxpsim.training.qkernels`.
 
-def _cols(codes: torch.Tensor, c0: int, c1: int, kernel: tuple[int, int],
-          stride: tuple[int, int], pad: tuple[int, int], dil: tuple[int, int],
-          out_hw: tuple[int, int]) -> torch.Tensor:
-    """Columns of a correlation over channels [c0, c1) of int codes (B, C, H, W), zero-dilated
-    by ``dil`` and zero-padded by ``pad``: ((c1-c0)·kh·kw, B·OH·OW) with
-    out[((c-c0)·kh+i)·kw+j, (b·OH+y)·OW+z] = xd[b, c, y·sh+i-ph, z·sw+j-pw], where
-    xd[t, u] = x[t/dh, u/dw] if dh | t, dw | u and both are in range, else 0.
-
-    Forward / backward-weight: d = 1. Backward-data: stride 1, d = the conv stride and padding
-    kernel-1-pad (the reference's zero-dilated dY). Built as one zero-filled buffer covering
-    exactly the windows' reach plus one strided copy (int8 moves, no arithmetic)."""
-    nb, _, h, w = codes.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, pad, dil, out_hw
-    hb, wb = (oh - 1) * sh + kh, (ow - 1) * sw + kw
-    buf = torch.zeros((nb, c1 - c0, hb, wb), dtype=codes.dtype)
-    # source row r sits at buffer row ph + r·dh; keep the rows inside [0, hb)
-    r0, r1 = max(0, -(ph // dh)), min(h, (hb - 1 - ph) // dh + 1)
-    u0, u1 = max(0, -(pw // dw)), min(w, (wb - 1 - pw) // dw + 1)
-    if r1 > r0 and u1 > u0:
-        buf[:, :, ph + r0 * dh:ph + (r1 - 1) * dh + 1:dh,
-            pw + u0 * dw:pw + (u1 - 1) * dw + 1:dw] = codes[:, c0:c1, r0:r1, u0:u1]
-    ncg = c1 - c0
-    view = buf.as_strided((ncg, kh, kw, nb, oh, ow),
-                          (hb * wb, wb, 1, ncg * hb * wb, sh * wb, sw))
-    out = torch.empty((ncg * kh * kw, nb * oh * ow), dtype=codes.dtype)
-    out.view(ncg, kh, kw, nb, oh, ow).copy_(view)
-    return out
-
-
 def _scale_vec(scale: np.ndarray | float, n: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(scale, dtype=np.float64), (n,)).copy()
 
 
-def _conv_gemm(w_mat: torch.Tensor, cols: torch.Tensor, rt: LayerRuntime, w_q: QTensor,
-               c_q: QTensor, scale: np.ndarray, k0: int, out: np.ndarray) -> int:
-    """out[:, k0:k0+n] (B, K, P) = fp32(acc·scale) of acc = w_mat (n, K) x cols (K, B·P)."""
-    vals, ev = gemm_i8(w_mat, cols, rt.numerics, w_q.qmax, c_q.qmax, int_gemm)
-    rows_to_nchw(vals.numpy(), scale, k0, out)
+def _conv_gemm(cols: torch.Tensor, w_mat: torch.Tensor, rt: LayerRuntime, c_q: QTensor,
+               w_q: QTensor, scale: np.ndarray, k0: int, out: np.ndarray, pixel: bool) -> int:
+    """out[:, k0:k0+n] = fp32(acc·scale) of acc = w_mat (n, K) x cols (K, B·P) (channel-major,
+    the hardware k order; out (B, K, P)), or, for pixel-major cols (B·P, K), of
+    acc = cols x w_mat (K, n) (out (B, K, OH, OW)); the latter only under the static proof."""
+    if pixel:
+        vals, ev = gemm_i8(cols, w_mat, rt.numerics, c_q.qmax, w_q.qmax, int_gemm)
+        pix_to_nchw(vals.numpy(), scale, k0, out)
+    else:
+        vals, ev = gemm_i8(w_mat, cols, rt.numerics, w_q.qmax, c_q.qmax, int_gemm)
+        rows_to_nchw(vals.numpy(), scale, k0, out)
     return ev
 
 
+def _fast(terms: int, a: QTensor, b: QTensor, nc: NumericsConfig) -> bool:
+    int8 = a.codes.dtype == torch.int8 and b.codes.dtype == torch.int8
+    return static_ok(terms, a.qmax, b.qmax, nc, int8)
+
+
 class QConv2dFn(torch.autograd.Function):
-    """``conv2d(x, w)`` (no bias) through the integer GEMMs; see the module docstring."""
+    """``conv2d(x, w)`` (no bias) through the integer GEMMs; see the module docstring.
+
+    Layouts: in general each GEMM runs channel-major as Wᵀᵀ·colsᵀ (outputs x k in the
+    hardware's (c, i, j) order; values and events as in Y = cols·W). When the static
+    no-overflow proof holds (:func:`~fxpsim.training.qkernels.static_ok`; then the k order is
+    irrelevant and there are no events) forward and backward-data run pixel-major on padded
+    NHWC code buffers (k order (i, j, c)), and the forward columns are kept for
+    backward-weight, whose reduction runs over (b, oh, ow) in order in every layout."""
 
     @staticmethod
     def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):  # type: ignore[override]
@@ -213,21 +219,37 @@ class QConv2dFn(torch.autograd.Function):
         (sh, sw), (ph, pw), g = geom.stride, geom.padding, geom.groups
         kg = k // g
         oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-        xq, wq = quant_act(rt, x), quant_weight(rt, w)
+        nc = rt.numerics
+        a_bits, w_bits = nc.activations.bits, nc.weights.bits
+        fast = a_bits is not None and w_bits is not None and a_bits <= 8 and w_bits <= 8 and \
+            static_ok(cg * kh * kw, (1 << (a_bits - 1)) - 1, (1 << (w_bits - 1)) - 1, nc)
+        xq, wq = quant_act(rt, x, (ph, pw) if fast else None), quant_weight(rt, w)
+        buf, rt.act_buf = rt.act_buf, None
         integer = xq is not None and wq is not None
         events = 0
+        ctx.cols = None
         if integer:
-            out = np.empty((nb, k, oh * ow), dtype=np.float32)
+            out = np.empty((nb, k, oh, ow), dtype=np.float32)
+            if fast and buf is None:
+                buf = place_nhwc(xq.codes, ph, pw, (1, 1), (h + 2 * ph, wd + 2 * pw))
+            kept = []
             for gi in range(g):
-                # the GEMM runs as Yᵀ = Wᵀᵀ·colsᵀ: every output adds the same k sequence,
-                # so values and events equal those of Y = cols·W (only the layout differs)
-                cols = _cols(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
-                             geom.padding, (1, 1), (oh, ow))
-                w_mat = wq.codes[gi * kg:(gi + 1) * kg].reshape(kg, -1)
                 ws = wq.scale if wq.scale.ndim == 0 else wq.scale[gi * kg:(gi + 1) * kg]
-                events += _conv_gemm(w_mat, cols, rt, wq, xq, _scale_vec(xq.scale * ws, kg),
-                                     gi * kg, out)
-            y = torch.from_numpy(out).view(nb, k, oh, ow)
+                scale = _scale_vec(xq.scale * ws, kg)
+                w_g = wq.codes[gi * kg:(gi + 1) * kg]
+                if fast:
+                    cols = pixel_cols(buf, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
+                                      (oh, ow))
+                    w_mat = w_g.permute(2, 3, 1, 0).reshape(kh * kw * cg, kg)
+                    events += _conv_gemm(cols, w_mat, rt, xq, wq, scale, gi * kg, out, True)
+                    kept.append(cols)
+                else:
+                    cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
+                                  geom.padding, (1, 1), (oh, ow))
+                    events += _conv_gemm(cols, w_g.reshape(kg, -1), rt, xq, wq, scale,
+                                         gi * kg, out.reshape(nb, k, oh * ow), False)
+            ctx.cols = kept or None
+            y = torch.from_numpy(out)
         else:
             xin = x if xq is None else xq.dequantize()
             win = w if wq is None else wq.dequantize()
@@ -259,16 +281,28 @@ class QConv2dFn(torch.autograd.Function):
             integer = gq is not None and wb is not None
             if integer:
                 wf = wb.codes.flip(2, 3)
-                out = np.empty((nb, c, h * wd), dtype=np.float32)
+                out = np.empty((nb, c, h, wd), dtype=np.float32)
                 scale = _scale_vec(gq.scale * wb.scale, cg)
+                fast = _fast(kg * kh * kw, gq, wb, nc)
+                # dX: a stride-1 correlation of dY zero-dilated by the stride and padded by
+                # kernel-1-pad with the flipped kernel
+                dpad = (kh - 1 - ph, kw - 1 - pw)
+                buf = place_nhwc(gq.codes, dpad[0], dpad[1], (sh, sw),
+                                 (h + kh - 1, wd + kw - 1)) if fast else None
                 for gi in range(g):
-                    # dXᵀ (C/g, B·H·W): a stride-1 correlation of the zero-dilated dY
-                    cols = _cols(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
-                                 (kh - 1 - ph, kw - 1 - pw), (sh, sw), (h, wd))
-                    w_mat = (wf[gi * kg:(gi + 1) * kg].permute(1, 0, 2, 3)
-                             .reshape(cg, kg * kh * kw))
-                    events += _conv_gemm(w_mat, cols, rt, wb, gq, scale, gi * cg, out)
-                dx = torch.from_numpy(out).view(nb, c, h, wd)
+                    wf_g = wf[gi * kg:(gi + 1) * kg]
+                    if fast:
+                        cols = pixel_cols(buf, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
+                                          (h, wd))
+                        w_mat = wf_g.permute(2, 3, 0, 1).reshape(kh * kw * kg, cg)
+                        events += _conv_gemm(cols, w_mat, rt, gq, wb, scale, gi * cg, out, True)
+                    else:
+                        cols = im2col(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1), dpad,
+                                      (sh, sw), (h, wd))
+                        w_mat = wf_g.permute(1, 0, 2, 3).reshape(cg, kg * kh * kw)
+                        events += _conv_gemm(cols, w_mat, rt, gq, wb, scale, gi * cg,
+                                             out.reshape(nb, c, h * wd), False)
+                dx = torch.from_numpy(out)
             else:
                 g_in = gy if gq is None else gq.dequantize()
                 w_in = w if wb is None else wb.dequantize()
@@ -280,18 +314,22 @@ class QConv2dFn(torch.autograd.Function):
             events = 0
             integer = gq is not None and xq is not None
             if integer:
-                g_rows = gq.codes.view(nb, k, oh * ow)
-                dw_np = np.empty((k, cg * kh * kw), dtype=np.float32)
+                dw_np = np.empty((k, cg, kh, kw), dtype=np.float32)
                 for gi in range(g):
-                    cols = _cols(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
-                                 geom.padding, (1, 1), (oh, ow))
-                    # dY of the group as (n, B·OH·OW); the GEMM reduces over (b, oh, ow) in order
-                    g_mat = g_rows[:, gi * kg:(gi + 1) * kg].transpose(0, 1).reshape(kg, -1)
-                    vals, ev = gemm_i8(cols, g_mat.t(), nc, xq.qmax, gq.qmax, int_gemm)
+                    # dY of the group as (n, B·OH·OW): every sum runs over (b, oh, ow) in order
+                    g_mat = gq.codes[:, gi * kg:(gi + 1) * kg].transpose(0, 1).reshape(kg, -1)
+                    if ctx.cols is not None:  # pixel-major (B·OH·OW, (i, j, c))
+                        vals, ev = gemm_i8(g_mat, ctx.cols[gi], nc, gq.qmax, xq.qmax, int_gemm)
+                        dw_g = _scaled(vals.numpy(), xq.scale * gq.scale).view(kg, kh, kw, cg)
+                        dw_np[gi * kg:(gi + 1) * kg] = dw_g.permute(0, 3, 1, 2).numpy()
+                    else:
+                        cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
+                                      geom.padding, (1, 1), (oh, ow))
+                        vals, ev = gemm_i8(cols, g_mat.t(), nc, xq.qmax, gq.qmax, int_gemm)
+                        dw_g = _scaled(vals.numpy(), xq.scale * gq.scale).numpy().T
+                        dw_np[gi * kg:(gi + 1) * kg] = dw_g.reshape(kg, cg, kh, kw)
                     events += ev
-                    dw_np[gi * kg:(gi + 1) * kg] = _scaled(vals.numpy(),
-                                                           xq.scale * gq.scale).numpy().T
-                dw = torch.from_numpy(dw_np).view(k, cg, kh, kw)
+                dw = torch.from_numpy(dw_np)
             else:
                 g_in = gy if gq is None else gq.dequantize()
                 x_in = x_f if xq is None else xq.dequantize()
@@ -299,6 +337,7 @@ class QConv2dFn(torch.autograd.Function):
                                                  geom.padding, 1, g)
             _record(rt, "conv2d", "backward_weight", cg * kh * kw, nb * oh * ow, kg, g,
                     integer, events)
+        ctx.cols = None
         return dx, dw, None, None
 
 

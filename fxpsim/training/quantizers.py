@@ -28,7 +28,13 @@ import torch
 
 from fxpsim.fixedpoint import QFormat, quantize
 from fxpsim.training.formats import TensorNumerics
-from fxpsim.training.qkernels import FIXED_ROUNDINGS, divide_f64, narrow_codes, quantize_fixed
+from fxpsim.training.qkernels import (
+    FIXED_ROUNDINGS,
+    divide_f64,
+    narrow_codes,
+    quantize_fixed,
+    quantize_nhwc,
+)
 
 
 @dataclass(frozen=True)
@@ -134,3 +140,26 @@ def quantize_symmetric(
                    random_bits=random_bits, return_stats=True)
     narrow_codes(res.codes, codes.numpy().reshape(-1))
     return QTensor(codes, delta, bits, int(res.n_overflow))
+
+
+def quantize_padded_nhwc(
+    x: torch.Tensor, tn: TensorNumerics, pad: tuple[int, int]
+) -> tuple[QTensor, torch.Tensor] | None:
+    """Per-tensor :func:`quantize_symmetric` of a (B, C, H, W) tensor with codes written into
+    a zero int8 NHWC buffer (B, H+2·ph, W+2·pw, C) at offset ``pad``: returns (QTensor whose
+    ``codes`` is the NCHW view of the buffer's interior, buffer), or None when this fused
+    path does not apply (stochastic or other rounding modes, more than 8 bits)."""
+    rmode = FIXED_ROUNDINGS.get(tn.rounding)
+    if rmode is None or tn.bits is None or tn.bits > 8 or x.dim() != 4:
+        return None
+    bits = tn.bits
+    delta = scale_from_clip(absmax(x, False), bits, tn.scale)
+    nb, c, h, w = x.shape
+    (ph, pw) = pad
+    buf = torch.zeros((nb, h + 2 * ph, w + 2 * pw, c), dtype=torch.int8)
+    n_bad, n_clip = quantize_nhwc(x.detach().contiguous().numpy(), float(delta), rmode,
+                                  (1 << (bits - 1)) - 1, ph, pw, buf.numpy())
+    if n_bad:
+        raise ValueError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
+    codes = buf[:, ph:ph + h, pw:pw + w, :].permute(0, 3, 1, 2)
+    return QTensor(codes, delta, bits, int(n_clip)), buf

@@ -168,12 +168,15 @@ class AlgorithmBase:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits in eval mode (BN running statistics); nothing is logged."""
+        """Logits in eval mode (BN running statistics); nothing is logged or sampled."""
         self.net.eval()
         self._recording = False
+        stats = self.net.stats_config  # type: ignore[attr-defined]
+        sampling, stats.enabled = stats.enabled, False  # SQNR statistics are training's
         try:
             out = self.net(x)
         finally:
+            stats.enabled = sampling
             self._recording = True
             self.net.counters.reset()  # type: ignore[attr-defined]
             self.net.train()

@@ -15,8 +15,13 @@ layer and step, with ``G`` = the weight gradient of the quantized backward (INT 
 ``∂ℓ_{t+1}/∂φ = −η · Σ_i G_{t+1,i} · ∂Ĝ_{t,i}/∂φ`` (momentum's later effect ignored),
 evaluated by recomputing ``H_φ(u_t)`` from the kept ``u_t`` (no network second derivatives).
 Pass ``hypernet`` (graph order): per layer ``hypernet_bwd`` (φ-gradient, when a previous
-``u`` exists) then ``hypernet_fwd`` (Ĝ); then one Adam step of φ. The MLP is evaluated in
-chunks of ``metagrad_chunk`` elements (memory only; sums are per chunk, in order).
+``u`` exists) then ``hypernet_fwd`` (Ĝ); then one Adam step of φ.
+
+Evaluation: a 1→h→1 ReLU MLP of a scalar is piecewise linear with at most h breakpoints
+``t_j = −b_j/a_j``, so :func:`mlp_eval` / :func:`mlp_grad` evaluate it (and its parameter
+gradient) per element from prefix-sum tables over the sorted breakpoints — O(log h) per
+element instead of O(h), in float64. Same function as the MLP up to float rounding
+(ReLU'(0) = 0 as in torch).
 """
 
 from __future__ import annotations
@@ -45,6 +50,80 @@ class CoordinateMLP(nn.Module):
         return self.fc2(torch.relu(self.fc1(x.unsqueeze(1)))).squeeze(1)
 
 
+class _Tables:
+    """Breakpoint tables of ``H(u) = c + Σ_j v_j·relu(a_j·u + b_j)`` (float64)."""
+
+    def __init__(self, mlp: CoordinateMLP) -> None:
+        a = mlp.fc1.weight.detach().double().reshape(-1)
+        b = mlp.fc1.bias.detach().double()
+        v = mlp.fc2.weight.detach().double().reshape(-1)
+        self.c = float(mlp.fc2.bias.detach().double())
+        self.a, self.b, self.v = a, b, v
+        nz = a != 0
+        self.const = (a == 0) & (b > 0)  # always active
+        self.c0 = float((v * b)[self.const].sum())
+        idx = torch.nonzero(nz).reshape(-1)
+        t = -b[idx] / a[idx]
+        order = torch.argsort(t, stable=True)
+        self.idx = idx[order]  # neuron of each sorted breakpoint
+        self.t = t[order].contiguous()
+        a_s, b_s, v_s = a[self.idx], b[self.idx], v[self.idx]
+        self.pos = a_s > 0
+        z = torch.zeros(1, dtype=torch.float64)
+        va_p, vb_p = (v_s * a_s) * self.pos, (v_s * b_s) * self.pos
+        va_n, vb_n = (v_s * a_s) * ~self.pos, (v_s * b_s) * ~self.pos
+        # element with k_L = #(t < u): positive-slope neurons at sorted positions < k_L
+        self.sa_pos = torch.cat([z, torch.cumsum(va_p, 0)])
+        self.sb_pos = torch.cat([z, torch.cumsum(vb_p, 0)])
+        # element with k_R = #(t <= u): negative-slope neurons at sorted positions >= k_R
+        self.sa_neg = torch.cat([torch.flip(torch.cumsum(torch.flip(va_n, [0]), 0), [0]), z])
+        self.sb_neg = torch.cat([torch.flip(torch.cumsum(torch.flip(vb_n, [0]), 0), [0]), z])
+
+    def buckets(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.searchsorted(self.t, u, right=False),
+                torch.searchsorted(self.t, u, right=True))
+
+
+def mlp_eval(mlp: CoordinateMLP, u: torch.Tensor) -> torch.Tensor:
+    """``mlp(u)`` (float64) for a 1-D tensor ``u`` via the breakpoint tables."""
+    tb = _Tables(mlp)
+    u64 = u.double()
+    kl, kr = tb.buckets(u64)
+    slope = tb.sa_pos[kl] + tb.sa_neg[kr]
+    return (tb.c + tb.c0) + slope * u64 + (tb.sb_pos[kl] + tb.sb_neg[kr])
+
+
+def mlp_grad(mlp: CoordinateMLP, u: torch.Tensor, cot: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient of ``Σ_i cot_i·mlp(u_i)`` w.r.t. (fc1.weight, fc1.bias, fc2.weight,
+    fc2.bias), shaped like them (float64)."""
+    tb = _Tables(mlp)
+    u64, c64 = u.double(), cot.double()
+    kl, kr = tb.buckets(u64)
+    m = tb.t.numel()
+    cu = c64 * u64
+    s1 = torch.zeros_like(tb.a)
+    s2 = torch.zeros_like(tb.a)
+    total1, total2 = float(c64.sum()), float(cu.sum())
+    s1[tb.const], s2[tb.const] = total1, total2
+    if m:
+        b1l = torch.bincount(kl, weights=c64, minlength=m + 1)
+        b2l = torch.bincount(kl, weights=cu, minlength=m + 1)
+        b1r = torch.bincount(kr, weights=c64, minlength=m + 1)
+        b2r = torch.bincount(kr, weights=cu, minlength=m + 1)
+        # positive slope at sorted position p: active iff k_L > p (suffix over k >= p+1)
+        suf1 = torch.flip(torch.cumsum(torch.flip(b1l, [0]), 0), [0])[1:]
+        suf2 = torch.flip(torch.cumsum(torch.flip(b2l, [0]), 0), [0])[1:]
+        # negative slope at p: active iff k_R <= p (prefix over k <= p)
+        pre1, pre2 = torch.cumsum(b1r, 0)[:m], torch.cumsum(b2r, 0)[:m]
+        s1[tb.idx] = torch.where(tb.pos, suf1, pre1)
+        s2[tb.idx] = torch.where(tb.pos, suf2, pre2)
+    dv = tb.a * s2 + tb.b * s1
+    da, db = tb.v * s2, tb.v * s1
+    return (da.reshape(-1, 1), db, dv.reshape(1, -1),
+            torch.tensor([total1], dtype=torch.float64))
+
+
 class MetaGradAlgorithm(AlgorithmBase):
     name = "metagrad"
 
@@ -56,42 +135,34 @@ class MetaGradAlgorithm(AlgorithmBase):
         self.hyper_adam = Adam(o.metagrad_lr, o.adam_beta1, o.adam_beta2, o.adam_eps)
         self._prev: dict[str, tuple[torch.Tensor, float]] = {}
 
-    def _chunks(self, n: int) -> range:
-        return range(0, n, self.options.metagrad_chunk)
-
     def after_backward(self, batch: Batch) -> float:
-        ch = self.options.metagrad_chunk
-        for p in self.hyper.parameters():
-            p.grad = None
         stepped = False
+        grads = [torch.zeros_like(p, dtype=torch.float64) for p in self.hyper.parameters()]
         for grp in self.groups:  # graph order
             if not grp.is_gemm:
                 continue
             w = grp.weight
             g = w.grad.detach().reshape(-1)
-            n = g.numel()
             prev = self._prev.get(grp.node)
             if prev is not None:  # hypernet_bwd: φ-gradient through last step's update
                 u_prev, s_prev = prev
-                for i in self._chunks(n):
-                    out = s_prev * self.hyper(u_prev[i:i + ch])
-                    (-self.lr * (g[i:i + ch] * out).sum()).backward()
+                cot = (-self.lr * s_prev) * g.double()
+                for acc, part in zip(grads, mlp_grad(self.hyper, u_prev, cot), strict=True):
+                    acc.add_(part)
                 stepped = True
-                self.log.vector(grp.node, "hypernet", "hypernet_bwd", n)
+                self.log.vector(grp.node, "hypernet", "hypernet_bwd", g.numel())
             s = float(torch.sqrt((g.double() ** 2).mean()))
             s = s if s > 0.0 else 1.0
             u = g / s
-            with torch.no_grad():  # hypernet_fwd: Ĝ = G + s·H(u)
-                g_hat = torch.empty_like(g)
-                for i in self._chunks(n):
-                    g_hat[i:i + ch] = g[i:i + ch] + s * self.hyper(u[i:i + ch])
+            g_hat = (g.double() + s * mlp_eval(self.hyper, u)).to(g.dtype)  # hypernet_fwd
             self._prev[grp.node] = (u.clone(), s)
-            self.log.vector(grp.node, "hypernet", "hypernet_fwd", n)
+            self.log.vector(grp.node, "hypernet", "hypernet_fwd", g.numel())
             if self.options.metagrad_update == "hyper":
                 w.grad = g_hat.view_as(w)
         if stepped:
-            for p in self.hyper.parameters():
-                self.hyper_adam.step(p, p.grad)
+            with torch.no_grad():
+                for p, gr in zip(self.hyper.parameters(), grads, strict=True):
+                    self.hyper_adam.step(p, gr.to(p.dtype))
             self.log.vector("hypernet", "hypernet", "adam_update",
                             3 * self.options.metagrad_hidden + 1)
         return 0.0

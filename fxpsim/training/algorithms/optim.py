@@ -41,13 +41,13 @@ class SgdMomentum:
     @torch.no_grad()
     def step(self, p: torch.Tensor, g: torch.Tensor) -> None:
         """Update ``p`` in place with gradient ``g``."""
-        d = g + self.weight_decay * p if self.weight_decay else g.clone()
+        d = torch.add(g, p, alpha=self.weight_decay) if self.weight_decay else g.clone()
         buf = self.bufs.get(id(p))
         if buf is None:
             buf = self.bufs[id(p)] = d
         else:
             buf.mul_(self.momentum).add_(d)
-        p.sub_(self.lr * buf)
+        p.add_(buf, alpha=-self.lr)
 
 
 @dataclass
@@ -86,7 +86,11 @@ class Adam:
 
     @torch.no_grad()
     def step(self, p: torch.Tensor, g: torch.Tensor) -> None:
-        """Update ``p`` in place with gradient ``g`` and commit the moments."""
-        mo = self.moments(p).advanced(g, self.beta1, self.beta2)
-        self.state[id(p)] = mo
-        p.sub_(self.delta(mo))
+        """Update ``p`` and the moments in place with gradient ``g`` (same formula as
+        :meth:`delta`, evaluated in place: ``p -= (lr/(1−β1^t))·m / (√(v/(1−β2^t)) + ε)``)."""
+        mo = self.moments(p)
+        mo.t += 1
+        mo.m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
+        mo.v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        denom = (mo.v / (1 - self.beta2 ** mo.t)).sqrt_().add_(self.eps)
+        p.addcdiv_(mo.m, denom, value=-self.lr / (1 - self.beta1 ** mo.t))

@@ -32,8 +32,7 @@ class AlgoOptions:
 
     MetaGrad (§4.2) [interp]: 1→``metagrad_hidden``→1 ReLU MLP shared by all layers, Adam
     ``metagrad_lr``; ``metagrad_update`` ``hyper`` (the update uses Ĝ = H(G)) or ``plain``
-    (§4.2 literally: value of G, hypernetwork only trained); ``metagrad_chunk`` elements per
-    chunk when evaluating the MLP (memory bound, no effect on values).
+    (§4.2 literally: value of G, hypernetwork only trained).
 
     Octo (§6): ``octo_lambda`` L2 on the compensation tensors μ, o.
     """
@@ -62,7 +61,6 @@ class AlgoOptions:
     metagrad_hidden: int = 100
     metagrad_lr: float = 1e-3
     metagrad_update: Literal["hyper", "plain"] = "hyper"
-    metagrad_chunk: int = 1 << 18
     octo_lambda: float = 0.1
 
     def __post_init__(self) -> None:
@@ -72,7 +70,7 @@ class AlgoOptions:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr: must be > 0 or None, got {self.lr!r}")
-        for name in ("laq_rounds", "metagrad_hidden", "metagrad_chunk"):
+        for name in ("laq_rounds", "metagrad_hidden"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {v!r}")
@@ -92,13 +90,20 @@ class AlgoOptions:
 
 
 def options_from_run(run: object, **overrides: object) -> AlgoOptions:
-    """AlgoOptions with the RunConfig's ``lr`` and ``fb_*`` fields (plus ``overrides``)."""
+    """AlgoOptions with the RunConfig's ``lr``, ``fb_*`` and algorithm-knob fields (plus
+    ``overrides``)."""
     base = dict(
         lr=getattr(run, "lr", None),
         fb_a=getattr(run, "fb_a", 0.6),
         fb_coef_on=getattr(run, "fb_coef_on", "trial"),
         fb_trial_batch=getattr(run, "fb_trial_batch", "same"),
         fb_trial_updates_moments=getattr(run, "fb_trial_updates_moments", False),
+        laq_rounds=getattr(run, "laq_rounds", 5),
+        lbt_alpha=getattr(run, "lbt_alpha", 1e-3),
+        bnrect_lambda=getattr(run, "bnrect_lambda", 1e-4),
+        metagrad_hidden=getattr(run, "metagrad_hidden", 100),
+        metagrad_update=getattr(run, "metagrad_update", "hyper"),
+        octo_lambda=getattr(run, "octo_lambda", 0.1),
     )
     base.update(overrides)
     return AlgoOptions(**base)  # type: ignore[arg-type]
