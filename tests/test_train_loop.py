@@ -162,3 +162,15 @@ def test_zigzag_tracker() -> None:
     # last 3 samples of weight 0: 1, 0, 1 -> diffs -1, +1 -> 1 change; others 0
     assert la.osc_frequency == pytest.approx((1 / 4) / 3)
     assert la.amplitude_max == pytest.approx(2 / 3)
+
+
+def test_divergence_stops_training_and_is_reported() -> None:
+    """A run whose weights become NaN stops at that step and reports no accuracy (a network
+    with non-finite weights has none) instead of crashing in a quantizer."""
+    hw, _, ds = _ctx()
+    r = train(load_model("lenet5"), hw, _run(steps=6, lr=1e6), progress=False, dataset=ds)
+    assert r.diverged_at_step is not None and 1 <= r.diverged_at_step <= 6
+    assert r.accuracy.test is None and r.accuracy.train is None
+    s = r.summary()
+    assert s["diverged_at_step"] == r.diverged_at_step and s["accuracy"]["test"] is None
+    assert len(r.step_losses) == r.diverged_at_step - 1

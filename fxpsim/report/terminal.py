@@ -103,6 +103,12 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
     t = outcome.training
     if t is None:
         console.print("accuracy: not trained (timing only: phase=infer, steps=0 or epochs=0)")
+    elif t.diverged_at_step is not None:
+        console.print(
+            f"accuracy: none: training diverged at step {t.diverged_at_step} (loss or weights "
+            f"became NaN/inf with {outcome.run.w_bits}/{outcome.run.a_bits}/{outcome.run.g_bits}"
+            f"-bit W/A/G, rounding.g={outcome.run.rounding_g}, algo={t.algo})"
+        )
     else:
         console.print(
             f"accuracy (bit-exact {outcome.run.w_bits}/{outcome.run.a_bits}/"

@@ -43,6 +43,7 @@ from fxpsim.training.data import Dataset, adapt, batches, load_dataset
 from fxpsim.training.formats import NumericsConfig
 from fxpsim.training.metrics import ZigZagTracker, steps_to_target
 from fxpsim.training.qnet import build_qnet
+from fxpsim.training.quantizers import NonFiniteError
 from fxpsim.training.result import (
     Accuracy,
     EpochRecord,
@@ -194,10 +195,11 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
     history: list[EpochRecord] = []
     losses: list[float] = []
     step = 0
+    diverged: int | None = None
     prog = _progress(progress, budget.steps)
     try:
         for epoch in range(budget.epochs):
-            if step >= budget.steps:
+            if step >= budget.steps or diverged is not None:
                 break
             it = [(torch.from_numpy(bx), torch.from_numpy(by)) for bx, by in
                   batches(ds.train_x, ds.train_y, bsz, seed=seed, epoch=epoch, drop_last=drop)]
@@ -208,7 +210,14 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
                 if step >= budget.steps:
                     break
                 nx, ny = it[i + 1] if i + 1 < len(it) else it[i]
-                st = algo.step(Batch(bx, by, nx, ny))
+                try:
+                    st = algo.step(Batch(bx, by, nx, ny))
+                except NonFiniteError:  # a quantizer met NaN/inf: the run diverged
+                    diverged = step + 1
+                    break
+                if not (math.isfinite(st.loss) and algo_weights_finite(algo)):
+                    diverged = step + 1
+                    break
                 tracker.observe(algo.update_grads(), algo.weight_views())
                 step += 1
                 losses.append(st.loss)
@@ -217,6 +226,8 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
                 e_n += st.count
                 if prog is not None:
                     prog.update(prog.task_ids[0], advance=1, loss=f"{st.loss:.3f}")
+            if diverged is not None:
+                break
             t_loss, t_acc = evaluate(algo, test_x, test_y, bsz)
             history.append(EpochRecord(epoch + 1, step, e_loss / max(e_n, 1),
                                        e_hits / max(e_n, 1), t_loss, t_acc))
@@ -224,11 +235,18 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
         if prog is not None:
             prog.stop()
     return _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
-                   target_loss, time.perf_counter() - t0)
+                   target_loss, time.perf_counter() - t0, diverged)
+
+
+def algo_weights_finite(algo: object) -> bool:
+    """Whether every trainable weight is finite (checked after each step: one NaN or inf
+    would otherwise surface later as a quantizer error)."""
+    views = algo.weight_views().values()  # type: ignore[attr-defined]
+    return all(bool(torch.isfinite(master).all()) for master, _ in views)
 
 
 def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
-            target_loss, wall) -> TrainResult:
+            target_loss, wall, diverged=None) -> TrainResult:
     summ = net.stats_summary()
     gammas = getattr(algo, "gammas", {})
     layers = tuple(
@@ -246,13 +264,14 @@ def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
         data_license=ds.license, batch=int(run.batch), steps=len(losses),
         epochs=len(history), seed=int(run.seed), lr=opts.lr_for(run.algo),
         train_samples=int(ds.train_x.shape[0]), test_samples=int(ds.test_x.shape[0]),
-        accuracy=Accuracy(last.test_accuracy if last else 0.0, last.accuracy if last else 0.0),
+        accuracy=(Accuracy(None, None) if diverged is not None else
+                  Accuracy(last.test_accuracy if last else 0.0, last.accuracy if last else 0.0)),
         history=tuple(history), step_losses=tuple(losses), layers=layers,
         zigzag=tracker.result(), target_loss=target_loss,
         steps_to_target=steps_to_target(losses, target_loss), ops=ops,
         integer_macs=sum(v for (_, kind), v in macs.items() if kind == "integer"),
         float_macs=sum(v for (_, kind), v in macs.items() if kind == "float"),
-        wall_seconds=wall,
+        wall_seconds=wall, diverged_at_step=diverged,
     )
 
 

@@ -8,6 +8,10 @@ replaces:
   one IEEE rounding (as ``np.divide(x, Δ, dtype=float64)``), rounded by a deterministic mode
   and saturated symmetrically, exactly as :func:`fxpsim.fixedpoint.quantize` with
   ``QFormat(bits, 0)`` and ``saturate_symmetric`` does on that quotient.
+* :func:`quantize_stochastic_div`: ``fxpsim.fixedpoint.quantize(fl64(x / Δ), QFormat(bits,
+  0), "stochastic", "saturate_symmetric", rng)`` with the quotient formed per chunk (no
+  n-sized float64 / int64 temporaries): the same chunks, draws and chunk kernel as that
+  function's fused stochastic path.
 * :func:`gemm_i8`: ``torch._int_mm`` (exact int32 dot products) only when K·max|a|·max|b|
   fits every register the array uses and int32: then no partial sum, in any order, leaves
   the register, so the hardware value is the exact sum and there are no overflow events.
@@ -17,16 +21,40 @@ replaces:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
 
 from fxpsim.fixedpoint.gemm_kernels import register_range
 from fxpsim.fixedpoint.modes import R_CEIL, R_FLOOR, R_HALF_EVEN, R_TRUNC
+from fxpsim.fixedpoint.philox import philox_fill
+from fxpsim.fixedpoint.quantize import QCHUNK, SRC_ARRAY, SRC_PHILOX, _stochastic_chunk
+from fxpsim.fixedpoint.rng import lfsr_fill
 
 INT32_MAX = 2**31 - 1
+
+
+@contextmanager
+def numba_serial() -> Iterator[None]:
+    """Run Numba's parallel kernels on the calling thread only, inside the block (Numba's
+    thread count is a per-thread setting; restored on exit). The layers' kernels run between
+    torch ops whose OpenMP pool already occupies the cores: a second pool spinning up and
+    down on the same cores costs more than it gains (measured by ``fxpsim bench train``).
+    Results never depend on it (the kernels are thread-count independent)."""
+    old = numba.get_num_threads()
+    if old == 1:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
 #: rounding ids :func:`quantize_fixed` implements
 FIXED_ROUNDINGS = {"half_even": R_HALF_EVEN, "floor": R_FLOOR, "ceil": R_CEIL, "trunc": R_TRUNC}
 
@@ -93,6 +121,45 @@ def quantize_nhwc(x, delta, rmode, qmax, top, left, buf):
 
 
 @njit(parallel=True, cache=True)
+def quantize_stochastic_div(x, delta, qmax, r, src, rand, k0, k1, ctr, table, lanes, seq, info,
+                            pw, steps, galois, tapmask, width, out):
+    """out[i] = stochastic code of fl64(x[i]) / delta saturated to ±qmax, for flat x and out
+    (any int dtype holding ±qmax); draws as ``_quantize_stochastic_fast`` takes them (source
+    ``src``: pre-drawn ``rand``, Philox, or an LFSR plan; chunk c holds draws
+    [c·QCHUNK, (c+1)·QCHUNK)). Returns (non-finite quotients, clipped elements)."""
+    two_r = 2.0**r
+    q_f = float(qmax)
+    rmask = (np.int64(1) << r) - 1
+    n = x.size
+    n_bad = 0
+    n_ovf = 0
+    for c in prange((n + QCHUNK - 1) // QCHUNK):
+        a = c * QCHUNK
+        b = min(n, a + QCHUNK)
+        xs = x[a:b]  # slices with local indices vectorize; x[a + k] does not
+        v = np.empty(b - a, np.float64)
+        for k in range(xs.size):
+            v[k] = np.float64(xs[k]) / delta
+        codes = np.empty(b - a, np.int64)
+        if src == SRC_ARRAY:
+            cb, co, _ = _stochastic_chunk(v, codes, rand[a:b], 1.0, two_r, -q_f, q_f)
+        else:
+            buf = np.empty(b - a, np.int64)
+            if src == SRC_PHILOX:
+                philox_fill(buf, ctr + a, k0, k1, r)
+            else:
+                lfsr_fill(buf, a, b, table, lanes, seq, info, pw, steps, galois, tapmask,
+                          width, rmask)
+            cb, co, _ = _stochastic_chunk(v, codes, buf, 1.0, two_r, -q_f, q_f)
+        dst = out[a:b]
+        for k in range(dst.size):
+            dst[k] = codes[k]
+        n_bad += cb
+        n_ovf += co
+    return n_bad, n_ovf
+
+
+@njit(parallel=True, cache=True)
 def divide_f64(x, delta, out):
     """out[i] = fl64(x[i]) / delta (one IEEE float64 rounding, as numpy's divide)."""
     for i in prange(x.size):
@@ -127,11 +194,12 @@ def pix_to_nchw(vals, scale, k0, out):
     nn_ = vals.shape[1]
     for q in prange(nb * oh):
         b, y = q // oh, q % oh
-        row = q * ow
+        blk = vals[q * ow:(q + 1) * ow]  # slices with local indices vectorize
         for n in range(nn_):
             s = scale[n]
+            dst = out[b, k0 + n, y]
             for z in range(ow):
-                out[b, k0 + n, y, z] = np.float32(np.float64(vals[row + z, n]) * s)
+                dst[z] = np.float32(np.float64(blk[z, n]) * s)
 
 
 @njit(parallel=True, cache=True)
@@ -144,35 +212,47 @@ def _place_nhwc(src, top, left, dh, dw, buf):
         t = top + r * dh
         if t < 0 or t >= hb:
             continue
-        for c in range(nc_):
-            for u in range(w):
-                v = left + u * dw
-                if 0 <= v < wb:
-                    buf[b, t, v, c] = src[b, c, r, u]
+        row = buf[b, t]
+        for u in range(w):
+            v = left + u * dw
+            if 0 <= v < wb:
+                dst = row[v]  # the C codes of one pixel are contiguous in buf
+                for c in range(nc_):
+                    dst[c] = src[b, c, r, u]
 
 
 def place_nhwc(codes: torch.Tensor, top: int, left: int, dil: tuple[int, int],
-               size: tuple[int, int]) -> torch.Tensor:
+               size: tuple[int, int], buf: torch.Tensor | None = None) -> torch.Tensor:
     """Zero buffer (B, hb, wb, C) = ``size`` holding codes (B, C, H, W) (any int dtype, cast
     to int8) zero-dilated by ``dil`` with its (0, 0) element at (top, left); elements falling
-    outside the buffer are dropped (no window reads them)."""
+    outside the buffer are dropped (no window reads them). ``buf``: reuse the buffer an
+    earlier call returned for the same shapes and placement (it writes the same elements, so
+    every other element is still zero); a mismatched one is ignored."""
     nb, c = codes.shape[:2]
-    buf = torch.zeros((nb, size[0], size[1], c), dtype=torch.int8)
+    shape = (nb, size[0], size[1], c)
+    if buf is None or tuple(buf.shape) != shape or buf.dtype != torch.int8:
+        buf = torch.zeros(shape, dtype=torch.int8)
     _place_nhwc(codes.numpy(), top, left, dil[0], dil[1], buf.numpy())
     return buf
 
 
 def pixel_cols(buf: torch.Tensor, c0: int, c1: int, kernel: tuple[int, int],
-               stride: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+               stride: tuple[int, int], out_hw: tuple[int, int],
+               out: torch.Tensor | None = None) -> torch.Tensor:
     """Pixel-major im2col of a padded NHWC code buffer (B, hb, wb, C):
     out[(b·OH+y)·OW+z, (i·kw+j)·(c1-c0)+(c-c0)] = buf[b, y·sh+i, z·sw+j, c] (one strided copy;
-    for c1-c0 = C the kw·C bytes of a window row are contiguous)."""
+    for c1-c0 = C the kw·C bytes of a window row are contiguous). ``out``: a contiguous
+    buffer to write (reused across steps: fresh pages cost more than the copy); one of
+    another shape or dtype is ignored."""
     nb, hb, wb, c = buf.shape
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
     ncg = c1 - c0
     view = buf.as_strided((nb, oh, ow, kh, kw, ncg),
                           (hb * wb * c, sh * wb * c, sw * c, wb * c, c, 1), c0)
-    out = torch.empty((nb * oh * ow, kh * kw * ncg), dtype=buf.dtype)
+    shape = (nb * oh * ow, kh * kw * ncg)
+    if out is None or tuple(out.shape) != shape or out.dtype != buf.dtype \
+            or not out.is_contiguous():
+        out = torch.empty(shape, dtype=buf.dtype)
     out.view(nb, oh, ow, kh, kw, ncg).copy_(view)
     return out
 
@@ -239,14 +319,20 @@ def static_ok(terms: int, max_a: int, max_b: int, nc, int8: bool = True) -> bool
 
 
 def gemm_i8(a: torch.Tensor, b: torch.Tensor, nc, max_a: int, max_b: int, fallback,
-            terms: int | None = None) -> tuple[torch.Tensor, int]:
+            terms: int | None = None, out: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, int]:
     """(values (M, N) as int32 or int64, overflow events) of the codes ``a`` (M, K) x ``b``
     (K, N) (any strides) in the array of ``nc``. ``max_a``/``max_b`` bound |a| and |b|;
     ``terms`` bounds the nonzero products per output (default K). Direct ``torch._int_mm``
     when the static proof holds (module docstring), else
-    ``fallback(a_np, b_np, nc) -> (int64 values, events)`` on contiguous numpy copies."""
+    ``fallback(a_np, b_np, nc) -> (int64 values, events)`` on contiguous numpy copies.
+    ``out``: an int32 (M, N) buffer the direct path may write (ignored when it does not fit)."""
     int8 = a.dtype == torch.int8 and b.dtype == torch.int8
     if static_ok(a.shape[1] if terms is None else terms, max_a, max_b, nc, int8):
+        shape = (a.shape[0], b.shape[1])
+        if out is not None and tuple(out.shape) == shape and out.dtype == torch.int32 \
+                and out.is_contiguous():
+            return torch._int_mm(a, b, out=out), 0
         return torch._int_mm(a, b), 0
     vals, events = fallback(np.ascontiguousarray(a.numpy()), np.ascontiguousarray(b.numpy()),
                             nc)

@@ -27,7 +27,7 @@ Backward-data is skipped when the input needs no gradient (the first layer).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from fxpsim.training.formats import NumericsConfig
 from fxpsim.training.qkernels import (
     gemm_i8,
     im2col,
+    numba_serial,
     pix_to_nchw,
     pixel_cols,
     place_nhwc,
@@ -67,6 +68,17 @@ class LayerRuntime:
     gamma: float = 1.0
     grad_observer: Callable[[str, torch.Tensor], None] | None = None
     act_buf: torch.Tensor | None = None  # scratch: padded NHWC codes of the last quant_act
+    # Work buffers reused across steps (fresh multi-MB pages cost more than the copies that
+    # fill them). A user takes one out (pop) and puts it back when done, so a forward whose
+    # backward is still pending never shares a buffer with another call.
+    scratch: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def take(self, key: str) -> torch.Tensor | None:
+        return self.scratch.pop(key, None)
+
+    def give(self, key: str, buf: torch.Tensor | None) -> None:
+        if buf is not None:
+            self.scratch[key] = buf
 
 
 @dataclass(frozen=True)
@@ -184,13 +196,17 @@ def _scale_vec(scale: np.ndarray | float, n: int) -> np.ndarray:
 
 
 def _conv_gemm(cols: torch.Tensor, w_mat: torch.Tensor, rt: LayerRuntime, c_q: QTensor,
-               w_q: QTensor, scale: np.ndarray, k0: int, out: np.ndarray, pixel: bool) -> int:
+               w_q: QTensor, scale: np.ndarray, k0: int, out: np.ndarray, pixel: bool,
+               mm_key: str = "mm") -> int:
     """out[:, k0:k0+n] = fp32(acc·scale) of acc = w_mat (n, K) x cols (K, B·P) (channel-major,
     the hardware k order; out (B, K, P)), or, for pixel-major cols (B·P, K), of
     acc = cols x w_mat (K, n) (out (B, K, OH, OW)); the latter only under the static proof."""
     if pixel:
-        vals, ev = gemm_i8(cols, w_mat, rt.numerics, c_q.qmax, w_q.qmax, int_gemm)
+        mm = rt.take(mm_key)
+        vals, ev = gemm_i8(cols, w_mat, rt.numerics, c_q.qmax, w_q.qmax, int_gemm, out=mm)
         pix_to_nchw(vals.numpy(), scale, k0, out)
+        if vals.dtype == torch.int32:
+            rt.give(mm_key, vals)
     else:
         vals, ev = gemm_i8(w_mat, cols, rt.numerics, w_q.qmax, c_q.qmax, int_gemm)
         rows_to_nchw(vals.numpy(), scale, k0, out)
@@ -214,6 +230,16 @@ class QConv2dFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):  # type: ignore[override]
+        with numba_serial():
+            return QConv2dFn._forward(ctx, x, w, rt, geom)
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        with numba_serial():
+            return QConv2dFn._backward(ctx, gy)
+
+    @staticmethod
+    def _forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):
         nb, c, h, wd = x.shape
         k, cg, kh, kw = w.shape
         (sh, sw), (ph, pw), g = geom.stride, geom.padding, geom.groups
@@ -239,7 +265,7 @@ class QConv2dFn(torch.autograd.Function):
                 w_g = wq.codes[gi * kg:(gi + 1) * kg]
                 if fast:
                     cols = pixel_cols(buf, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
-                                      (oh, ow))
+                                      (oh, ow), rt.take(f"cols{gi}"))
                     w_mat = w_g.permute(2, 3, 1, 0).reshape(kh * kw * cg, kg)
                     events += _conv_gemm(cols, w_mat, rt, xq, wq, scale, gi * kg, out, True)
                     kept.append(cols)
@@ -260,7 +286,7 @@ class QConv2dFn(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, gy):  # type: ignore[override]
+    def _backward(ctx, gy):
         rt, geom, xq, wq = ctx.rt, ctx.geom, ctx.xq, ctx.wq
         x_f, w = ctx.saved_tensors
         nc = rt.numerics
@@ -288,20 +314,23 @@ class QConv2dFn(torch.autograd.Function):
                 # kernel-1-pad with the flipped kernel
                 dpad = (kh - 1 - ph, kw - 1 - pw)
                 buf = place_nhwc(gq.codes, dpad[0], dpad[1], (sh, sw),
-                                 (h + kh - 1, wd + kw - 1)) if fast else None
+                                 (h + kh - 1, wd + kw - 1), rt.take("dbuf")) if fast else None
                 for gi in range(g):
                     wf_g = wf[gi * kg:(gi + 1) * kg]
                     if fast:
                         cols = pixel_cols(buf, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
-                                          (h, wd))
+                                          (h, wd), rt.take("dcols"))
                         w_mat = wf_g.permute(2, 3, 0, 1).reshape(kh * kw * kg, cg)
-                        events += _conv_gemm(cols, w_mat, rt, gq, wb, scale, gi * cg, out, True)
+                        events += _conv_gemm(cols, w_mat, rt, gq, wb, scale, gi * cg, out, True,
+                                             "dmm")
+                        rt.give("dcols", cols)
                     else:
                         cols = im2col(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1), dpad,
                                       (sh, sw), (h, wd))
                         w_mat = wf_g.permute(1, 0, 2, 3).reshape(cg, kg * kh * kw)
                         events += _conv_gemm(cols, w_mat, rt, gq, wb, scale, gi * cg,
                                              out.reshape(nb, c, h * wd), False)
+                rt.give("dbuf", buf)
                 dx = torch.from_numpy(out)
             else:
                 g_in = gy if gq is None else gq.dequantize()
@@ -337,6 +366,10 @@ class QConv2dFn(torch.autograd.Function):
                                                  geom.padding, 1, g)
             _record(rt, "conv2d", "backward_weight", cg * kh * kw, nb * oh * ow, kg, g,
                     integer, events)
+        # the columns go back to the pool (a second backward rebuilds them from xq's codes,
+        # which stay this forward's own)
+        for gi, cols in enumerate(ctx.cols or ()):
+            rt.give(f"cols{gi}", cols)
         ctx.cols = None
         return dx, dw, None, None
 
@@ -348,6 +381,16 @@ class QLinearFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, rt: LayerRuntime):  # type: ignore[override]
+        with numba_serial():
+            return QLinearFn._forward(ctx, x, w, rt)
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        with numba_serial():
+            return QLinearFn._backward(ctx, gy)
+
+    @staticmethod
+    def _forward(ctx, x, w, rt: LayerRuntime):
         b, n_in = x.shape
         n_out = w.shape[0]
         xq, wq = quant_act(rt, x), quant_weight(rt, w)
@@ -367,7 +410,7 @@ class QLinearFn(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, gy):  # type: ignore[override]
+    def _backward(ctx, gy):
         rt, xq, wq = ctx.rt, ctx.xq, ctx.wq
         x_f, w = ctx.saved_tensors
         nc = rt.numerics

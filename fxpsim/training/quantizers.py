@@ -27,6 +27,10 @@ import numpy as np
 import torch
 
 from fxpsim.fixedpoint import QFormat, quantize
+from fxpsim.fixedpoint.modes import R_STOCHASTIC, check_random_bits, rounding_id
+from fxpsim.fixedpoint.quantize import _EMPTY_RAND, _NO_LFSR, SRC_ARRAY, SRC_LFSR, SRC_PHILOX
+from fxpsim.fixedpoint.quantize import random_source as _random_source
+from fxpsim.fixedpoint.rng import LFSR
 from fxpsim.training.formats import TensorNumerics
 from fxpsim.training.qkernels import (
     FIXED_ROUNDINGS,
@@ -34,7 +38,12 @@ from fxpsim.training.qkernels import (
     narrow_codes,
     quantize_fixed,
     quantize_nhwc,
+    quantize_stochastic_div,
 )
+
+
+class NonFiniteError(ValueError):
+    """A tensor to quantize holds NaN or inf (the training loop reports a divergence)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,13 @@ def quantize_symmetric(
     if rmode is not None:  # one fused pass: fp32 in, codes out
         n_bad, n_clip = quantize_fixed(flat, float(delta), rmode, qmax, codes.numpy().reshape(-1))
         if n_bad:
-            raise ValueError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
+            raise NonFiniteError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
+        return QTensor(codes, delta, bits, int(n_clip))
+    if rounding_id(tn.rounding) == R_STOCHASTIC:  # fused: fp32 in, codes out
+        n_bad, n_clip = _stochastic_div(flat, float(delta), qmax, rng, random_bits,
+                                        codes.numpy().reshape(-1))
+        if n_bad:
+            raise NonFiniteError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
         return QTensor(codes, delta, bits, int(n_clip))
     scaled = np.empty(flat.size, dtype=np.float64)
     divide_f64(flat, float(delta), scaled)
@@ -142,13 +157,37 @@ def quantize_symmetric(
     return QTensor(codes, delta, bits, int(res.n_overflow))
 
 
+def _stochastic_div(flat: np.ndarray, delta: float, qmax: int, rng: object, random_bits: int,
+                    out: np.ndarray) -> tuple[int, int]:
+    """:func:`~fxpsim.training.qkernels.quantize_stochastic_div` with the random source that
+    :func:`fxpsim.fixedpoint.quantize` picks for ``rng`` (same checks, same generator
+    advance), so the codes equal ``quantize(fl64(flat / delta), ...)``'s."""
+    n = flat.size
+    plan = None
+    if isinstance(rng, LFSR):
+        r = rng.check_bits(check_random_bits(random_bits))
+        plan = rng.plan(n)  # None: wide LFSR with few draws per lane (nothing advanced)
+    if plan is None:
+        rand, philox, k0, k1, ctr, r = _random_source(rng, R_STOCHASTIC, n, random_bits)
+        src = SRC_PHILOX if philox else SRC_ARRAY
+        lfsr_args = _NO_LFSR
+    else:
+        rand, k0, k1, ctr, src = _EMPTY_RAND, 0, 0, 0, SRC_LFSR
+        lfsr_args = plan.fill_args()
+    return quantize_stochastic_div(flat, delta, qmax, r, src, rand, k0, k1, ctr, *lfsr_args,
+                                   out)
+
+
 def quantize_padded_nhwc(
-    x: torch.Tensor, tn: TensorNumerics, pad: tuple[int, int]
+    x: torch.Tensor, tn: TensorNumerics, pad: tuple[int, int],
+    buf: torch.Tensor | None = None,
 ) -> tuple[QTensor, torch.Tensor] | None:
     """Per-tensor :func:`quantize_symmetric` of a (B, C, H, W) tensor with codes written into
     a zero int8 NHWC buffer (B, H+2·ph, W+2·pw, C) at offset ``pad``: returns (QTensor whose
     ``codes`` is the NCHW view of the buffer's interior, buffer), or None when this fused
-    path does not apply (stochastic or other rounding modes, more than 8 bits)."""
+    path does not apply (stochastic or other rounding modes, more than 8 bits). ``buf``:
+    reuse a buffer an earlier call returned for the same shapes (only the interior is
+    written, so its border is still zero); one of another shape is ignored."""
     rmode = FIXED_ROUNDINGS.get(tn.rounding)
     if rmode is None or tn.bits is None or tn.bits > 8 or x.dim() != 4:
         return None
@@ -156,10 +195,12 @@ def quantize_padded_nhwc(
     delta = scale_from_clip(absmax(x, False), bits, tn.scale)
     nb, c, h, w = x.shape
     (ph, pw) = pad
-    buf = torch.zeros((nb, h + 2 * ph, w + 2 * pw, c), dtype=torch.int8)
+    shape = (nb, h + 2 * ph, w + 2 * pw, c)
+    if buf is None or tuple(buf.shape) != shape or buf.dtype != torch.int8:
+        buf = torch.zeros(shape, dtype=torch.int8)
     n_bad, n_clip = quantize_nhwc(x.detach().contiguous().numpy(), float(delta), rmode,
                                   (1 << (bits - 1)) - 1, ph, pw, buf.numpy())
     if n_bad:
-        raise ValueError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
+        raise NonFiniteError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
     codes = buf[:, ph:ph + h, pw:pw + w, :].permute(0, 3, 1, 2)
     return QTensor(codes, delta, bits, int(n_clip)), buf

@@ -22,10 +22,11 @@ def _r(x: float | None) -> float | None:
 @dataclass(frozen=True)
 class Accuracy:
     """Final top-1 accuracy, fractions in [0, 1]: ``test`` on the test subset after the last
-    epoch (eval mode), ``train`` the mean over the last epoch's training batches."""
+    epoch (eval mode), ``train`` the mean over the last epoch's training batches. Both are
+    None when training diverged (a network with non-finite weights has no accuracy)."""
 
-    test: float
-    train: float
+    test: float | None
+    train: float | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class TrainResult:
     integer_macs: int  # MACs run as integer GEMMs
     float_macs: int  # MACs run as fp32 GEMMs (float operands)
     wall_seconds: float = 0.0  # not part of summary(): it is not deterministic
+    # the step whose loss or weights became non-finite (training stopped there), else None
+    diverged_at_step: int | None = None
 
     @property
     def seconds_per_step(self) -> float:
@@ -108,6 +111,7 @@ class TrainResult:
             "train_samples": self.train_samples,
             "test_samples": self.test_samples,
             "accuracy": {"test": _r(self.accuracy.test), "train": _r(self.accuracy.train)},
+            "diverged_at_step": self.diverged_at_step,
             "history": [
                 {"epoch": h.epoch, "steps": h.steps, "loss": _r(h.loss),
                  "accuracy": _r(h.accuracy), "test_loss": _r(h.test_loss),
