@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -14,13 +15,15 @@ from test_train_layers import _as_acc, _ints, _nc, _runtime, conv_ref, dgrad_ref
 
 from fxpsim.fixedpoint import oracle
 from fxpsim.fixedpoint.formats import QFormat
-from fxpsim.fixedpoint.rng import Philox
+from fxpsim.fixedpoint.quantize import QCHUNK
+from fxpsim.fixedpoint.rng import LFSR, Philox
 from fxpsim.training import qlayers
 from fxpsim.training.formats import NumericsConfig, TensorNumerics
 from fxpsim.training.qkernels import (
     FIXED_ROUNDINGS,
     gemm_i8,
     im2col,
+    numba_serial,
     pix_to_nchw,
     pixel_cols,
     place_nhwc,
@@ -30,7 +33,11 @@ from fxpsim.training.qkernels import (
     static_ok,
 )
 from fxpsim.training.qlayers import ConvGeom, QConv2dFn
-from fxpsim.training.quantizers import quantize_padded_nhwc, quantize_symmetric
+from fxpsim.training.quantizers import (
+    quantize_padded_nhwc,
+    quantize_symmetric,
+    scale_from_clip,
+)
 
 # ---- quantizer ------------------------------------------------------------------------------
 
@@ -265,3 +272,163 @@ def test_conv_fast_paths_match_python_int_reference(monkeypatch, kernel, stride,
     assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
     assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
     assert [r.acc_events for r in rt.counters.gemms] == [0, 0, 0]
+
+
+# ---- fused stochastic gradient quantizer, reused buffers, serial Numba ---------------------
+
+
+class _Drawn:
+    """An RNG with ``draw(n, bits)`` only (the pre-drawn array source)."""
+
+    def __init__(self, seed: int) -> None:
+        self.gen = np.random.default_rng(seed)
+
+    def draw(self, n: int, bits: int) -> np.ndarray:
+        return self.gen.integers(0, 1 << bits, n, dtype=np.uint64)
+
+
+def _stochastic_ref_rand(kind: str, n: int, bits: int) -> tuple[list[int], list[int]]:
+    """(draws of a request of n, draws of a following request of 5)."""
+    if kind == "philox":
+        both = oracle.philox_draw(91, 0, n + 5, bits)
+        return both[:n], both[n:]
+    if kind == "lfsr":  # the sequential (one lane step at a time) reference draws
+        ref = LFSR(16, "x^16+x^14+x^13+x^11+1", seed=0xACE1, lanes=16)
+        return ref.draw_sequential(n, bits).tolist(), ref.draw_sequential(5, bits).tolist()
+    return _Drawn(4).draw(n, bits).tolist(), []
+
+
+def _stochastic_rng(kind: str):
+    if kind == "philox":
+        return Philox(91)
+    if kind == "lfsr":
+        return LFSR(16, "x^16+x^14+x^13+x^11+1", seed=0xACE1, lanes=16)
+    return _Drawn(4)
+
+
+@pytest.mark.parametrize("kind", ["philox", "lfsr", "array"])
+@pytest.mark.parametrize("scale", ["fp32", "pow2"])
+def test_stochastic_quantizer_matches_oracle_for_every_random_source(kind, scale):
+    """The fused divide + stochastic kernel (chunks of QCHUNK, int8 out) equals the oracle's
+    stochastic rounding of the Python-float quotients with the reference draws, over several
+    chunks and a ragged tail, on exact ties, near-ties, clipped and zero values; the
+    generator advances by exactly one draw per element."""
+    n = 2 * QCHUNK + 37
+    gen = np.random.default_rng(11)
+    x = (gen.standard_normal(n) * 0.02).astype(np.float32)
+    amax = float(np.abs(x).max())
+    d = float(scale_from_clip(np.asarray(amax * 0.5), 8, scale))
+    edges = [(k + 0.5) * d for k in range(-3, 3)] + [k * d for k in (-127, 127, 126)]
+    edges += [float(np.nextafter(np.float32(e), np.float32(s))) for e in edges[:6]
+              for s in (-1, 1)]
+    edges += [0.0, -0.0, 1e-40, amax, -amax, 0.9 * amax]  # |x| <= amax: Δ stays d
+    x[QCHUNK - 10:QCHUNK - 10 + len(edges)] = np.array(edges, dtype=np.float32)
+    xt = torch.from_numpy(x.reshape(1, 1, 1, n))
+    rng = _stochastic_rng(kind)
+    q = quantize_symmetric(xt, TensorNumerics(8, "stochastic", scale=scale), rng=rng,
+                           random_bits=8, clip_factor=0.5)
+    assert float(q.scale) == d and q.codes.dtype == torch.int8
+    rand, after = _stochastic_ref_rand(kind, n, 8)
+    vals = [float(v) / d for v in x.tolist()]
+    want, n_ovf, _ = oracle.quantize(vals, QFormat(8, 0), "stochastic", "saturate_symmetric",
+                                     rand, 8)
+    assert q.codes.flatten().tolist() == want
+    assert q.n_clipped == n_ovf > 0
+    if kind != "array":  # the next draws continue the reference stream
+        assert np.asarray(rng.draw(5, 8)).tolist() == after
+    x[3] = np.inf
+    with pytest.raises(ValueError, match="x:"):
+        quantize_symmetric(torch.from_numpy(x), TensorNumerics(8, "stochastic"), rng=Philox(1))
+
+
+def test_reused_buffers_equal_fresh_ones():
+    """pixel_cols / place_nhwc / quantize_padded_nhwc / gemm_i8 given a buffer from an
+    earlier call (dirty where they write) give the definition's values, not stale ones."""
+    gen = torch.Generator().manual_seed(12)
+    a = torch.randint(-127, 128, (2, 3, 5, 4), dtype=torch.int8, generator=gen)
+    b = torch.randint(-127, 128, (2, 3, 5, 4), dtype=torch.int8, generator=gen)
+    size = (11, 9)
+    buf_a = place_nhwc(a, 1, 1, (2, 2), size)
+    buf_b = place_nhwc(b, 1, 1, (2, 2), size, buf_a)
+    assert buf_b.data_ptr() == buf_a.data_ptr()
+    x = _ints(b)
+    for t in range(size[0]):
+        for u in range(size[1]):
+            for c in range(3):
+                assert int(buf_b[0, t, u, c]) == _window(x, 0, c, t - 1, u - 1, (2, 2))
+    dirty = torch.full((2 * 9 * 7, 9 * 3), 99, dtype=torch.int8)
+    cols = pixel_cols(buf_b, 0, 3, (3, 3), (1, 1), (9, 7), dirty)
+    assert cols.data_ptr() == dirty.data_ptr()
+    for y in range(9):
+        for z in range(7):
+            row = (1 * 9 + y) * 7 + z
+            assert cols[row].tolist() == [_window(x, 1, c, y + i - 1, z + j - 1, (2, 2))
+                                          for i in range(3) for j in range(3) for c in range(3)]
+    xf = torch.randn(2, 3, 5, 4, generator=gen)
+    q1, pbuf = quantize_padded_nhwc(xf * 5, TensorNumerics(8, "half_even"), (1, 2))
+    q2, pbuf2 = quantize_padded_nhwc(xf, TensorNumerics(8, "half_even"), (1, 2), pbuf)
+    fresh, fbuf = quantize_padded_nhwc(xf, TensorNumerics(8, "half_even"), (1, 2))
+    assert pbuf2.data_ptr() == pbuf.data_ptr() and torch.equal(pbuf2, fbuf)
+    assert q2.codes.tolist() == fresh.codes.tolist()
+    am = torch.randint(-127, 128, (7, 40), dtype=torch.int8, generator=gen)
+    bm = torch.randint(-127, 128, (40, 5), dtype=torch.int8, generator=gen)
+    out = torch.full((7, 5), -5, dtype=torch.int32)
+    vals, ev = gemm_i8(am, bm, _nc(8, 8, 8, 32, "saturate"), 127, 127, None, out=out)
+    assert ev == 0 and vals.data_ptr() == out.data_ptr()
+    assert vals.tolist() == [[sum(int(am[i, k]) * int(bm[k, j]) for k in range(40))
+                              for j in range(5)] for i in range(7)]
+
+
+def test_conv_layer_reusing_buffers_over_interleaved_steps(monkeypatch):
+    """Two forwards, then their backwards in reverse order, then a third step, on one layer
+    runtime (the pooled column / GEMM buffers): every output and gradient equals the
+    Python-int reference of its own step."""
+    monkeypatch.setattr(qlayers, "int_gemm", None)  # the proof holds: no fallback
+    kernel, stride, pad, hw, nb = (3, 3), (2, 2), (1, 1), (5, 5), 2
+    nc = _nc(8, 8, 8, 32, "saturate")
+    rt = _runtime(nc, seed=5)
+    gen = torch.Generator().manual_seed(13)
+    w = torch.randn(3, 2, *kernel, generator=gen).requires_grad_()
+    steps = []
+    for _ in range(3):
+        x = torch.randn(nb, 2, *hw, generator=gen).requires_grad_()
+        steps.append([x, None, None])
+    for s in steps[:2]:
+        s[1] = QConv2dFn.apply(s[0], w, rt, ConvGeom(kernel, stride, pad, 1))
+    draws = Philox(nc.rng.stream_seed(5, 0))
+    order = [1, 0, 2]
+    for i in order:
+        x = steps[i][0]
+        if steps[i][1] is None:
+            steps[i][1] = QConv2dFn.apply(x, w, rt, ConvGeom(kernel, stride, pad, 1))
+        y = steps[i][1]
+        gy = torch.randn(y.shape, generator=gen)
+        w.grad = None
+        y.backward(gy)
+        xq = quantize_symmetric(x, nc.activations)
+        wq = quantize_symmetric(w, nc.weights)
+        gq = quantize_symmetric(gy, nc.gradients, rng=draws, random_bits=8)
+        ref_y, _ = conv_ref(_ints(xq.codes), _ints(wq.codes), stride, pad, 1, 32, "saturate")
+        ref_dx, _ = dgrad_ref(_ints(gq.codes), _ints(wq.codes), hw, stride, pad, 1, 32,
+                              "saturate")
+        ref_dw, _ = wgrad_ref(_ints(xq.codes), _ints(gq.codes), kernel, stride, pad, 1, 32,
+                              "saturate")
+        assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+        assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
+        assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
+    assert set(rt.scratch) >= {"cols0", "mm", "dmm", "dcols", "dbuf"}
+
+
+def test_numba_serial_restores_the_thread_count():
+    old = numba.get_num_threads()
+    with numba_serial():
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == old
+    if numba.config.NUMBA_NUM_THREADS > 1:
+        numba.set_num_threads(2)
+        try:
+            with pytest.raises(RuntimeError), numba_serial():
+                raise RuntimeError("inside")
+            assert numba.get_num_threads() == 2
+        finally:
+            numba.set_num_threads(old)

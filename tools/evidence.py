@@ -51,9 +51,11 @@ def run_one(label: str, opts: list[str], seed: int, epochs: int, extra: list[str
     return json.loads(summary.read_text())
 
 
-def fmt(v: list[float], pct: bool = False) -> str:
-    """One value, or mean [min-max] over seeds."""
+def fmt(v: list[float | None], pct: bool = False) -> str:
+    """One value, or mean [min-max] over seeds; a diverged seed (None) is named."""
     spec = ".2%" if pct else ".4f"
+    if any(x is None for x in v):
+        return ", ".join("diverged" if x is None else format(x, spec) for x in v)
     if len(v) == 1:
         return format(v[0], spec)
     return (f"{format(statistics.mean(v), spec)} [{format(min(v), spec)}-"
@@ -91,7 +93,8 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for label, ts in rows:
         acc = [t["accuracy"]["test"] for t in ts]
-        loss = [t["history"][-1]["loss"] for t in ts]
+        loss = [t["history"][-1]["loss"] if t["history"] and t["diverged_at_step"] is None
+                else None for t in ts]
         stt = [t.get("steps_to_target") for t in ts]
         zz = [t["zigzag"]["neg_cos_fraction"] for t in ts]
 
