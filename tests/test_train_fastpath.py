@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -23,7 +22,6 @@ from fxpsim.training.qkernels import (
     FIXED_ROUNDINGS,
     gemm_i8,
     im2col,
-    numba_serial,
     pix_to_nchw,
     pixel_cols,
     place_nhwc,
@@ -417,18 +415,3 @@ def test_conv_layer_reusing_buffers_over_interleaved_steps(monkeypatch):
         assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
         assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
     assert set(rt.scratch) >= {"cols0", "mm", "dmm", "dcols", "dbuf"}
-
-
-def test_numba_serial_restores_the_thread_count():
-    old = numba.get_num_threads()
-    with numba_serial():
-        assert numba.get_num_threads() == 1
-    assert numba.get_num_threads() == old
-    if numba.config.NUMBA_NUM_THREADS > 1:
-        numba.set_num_threads(2)
-        try:
-            with pytest.raises(RuntimeError), numba_serial():
-                raise RuntimeError("inside")
-            assert numba.get_num_threads() == 2
-        finally:
-            numba.set_num_threads(old)

@@ -148,6 +148,7 @@ def conv_rows(layers, batch: int, seed: int, repeats: int) -> list[BenchRow]:
 
 def _print_table(rows: list[BenchRow], info: dict[str, object]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"fxpsim bench arith -- {info['cpu']}, numba threads "
@@ -155,9 +156,10 @@ def _print_table(rows: list[BenchRow], info: dict[str, object]) -> None:
     for col in ("group", "case", "seconds", "rate", "unit", "ratio", "target", "note"):
         table.add_column(col, justify="right" if col in ("seconds", "rate", "ratio") else "left")
     for r in rows:
-        table.add_row(r.group, r.case, f"{r.seconds:.4g}", f"{r.rate:.4g}", r.unit,
+        # escape: reference rows are named "[torch._int_mm]", which rich would read as markup
+        table.add_row(r.group, escape(r.case), f"{r.seconds:.4g}", f"{r.rate:.4g}", r.unit,
                       "" if r.ratio is None else f"{r.ratio:.3f}",
-                      "" if r.target is None else f">= {r.target:g}", r.note)
+                      "" if r.target is None else f">= {r.target:g}", escape(r.note))
     console = Console()
     if not console.is_terminal:  # keep the table readable when piped to a file
         console = Console(width=200)

@@ -178,7 +178,7 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
         budget = plan_budget(graph, run)
         ds = load_for(graph, run, budget.limit_train, budget.limit_test)
     else:  # steps/epochs given: the whole training split
-        ds = load_for(graph, run, None, TEST_SAMPLES)
+        ds = load_for(graph, run, None, _eval_samples(run, TEST_SAMPLES))
         budget = plan_budget(graph, run, ds.train_x.shape[0])
     net = build_qnet(graph, numerics_for(hw, run), seed=seed)
     algo = make_algorithm(run.algo, net, graph, opts, seed=seed)  # type: ignore[attr-defined]

@@ -21,11 +21,8 @@ replaces:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -39,22 +36,6 @@ from fxpsim.fixedpoint.rng import lfsr_fill
 INT32_MAX = 2**31 - 1
 
 
-@contextmanager
-def numba_serial() -> Iterator[None]:
-    """Run Numba's parallel kernels on the calling thread only, inside the block (Numba's
-    thread count is a per-thread setting; restored on exit). The layers' kernels run between
-    torch ops whose OpenMP pool already occupies the cores: a second pool spinning up and
-    down on the same cores costs more than it gains (measured by ``fxpsim bench train``).
-    Results never depend on it (the kernels are thread-count independent)."""
-    old = numba.get_num_threads()
-    if old == 1:
-        yield
-        return
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
 #: rounding ids :func:`quantize_fixed` implements
 FIXED_ROUNDINGS = {"half_even": R_HALF_EVEN, "floor": R_FLOOR, "ceil": R_CEIL, "trunc": R_TRUNC}
 

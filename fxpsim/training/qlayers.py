@@ -39,7 +39,6 @@ from fxpsim.training.formats import NumericsConfig
 from fxpsim.training.qkernels import (
     gemm_i8,
     im2col,
-    numba_serial,
     pix_to_nchw,
     pixel_cols,
     place_nhwc,
@@ -230,13 +229,11 @@ class QConv2dFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):  # type: ignore[override]
-        with numba_serial():
-            return QConv2dFn._forward(ctx, x, w, rt, geom)
+        return QConv2dFn._forward(ctx, x, w, rt, geom)
 
     @staticmethod
     def backward(ctx, gy):  # type: ignore[override]
-        with numba_serial():
-            return QConv2dFn._backward(ctx, gy)
+        return QConv2dFn._backward(ctx, gy)
 
     @staticmethod
     def _forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):
@@ -381,13 +378,11 @@ class QLinearFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, rt: LayerRuntime):  # type: ignore[override]
-        with numba_serial():
-            return QLinearFn._forward(ctx, x, w, rt)
+        return QLinearFn._forward(ctx, x, w, rt)
 
     @staticmethod
     def backward(ctx, gy):  # type: ignore[override]
-        with numba_serial():
-            return QLinearFn._backward(ctx, gy)
+        return QLinearFn._backward(ctx, gy)
 
     @staticmethod
     def _forward(ctx, x, w, rt: LayerRuntime):
