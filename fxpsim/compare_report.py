@@ -36,6 +36,12 @@ def _comp(v: Mapping[str, Any], name: str) -> float:
     return v["totals"]["energy_by_component"].get(name, 0.0)
 
 
+def _diverged(v: Mapping[str, Any]) -> int | None:
+    """The step at which the variant's training diverged (NaN/inf), if it did."""
+    acc = v.get("accuracy")
+    return acc.get("diverged_at_step") if isinstance(acc, Mapping) else None
+
+
 def _acc(v: Mapping[str, Any]) -> float | None:
     acc = v.get("accuracy")
     if isinstance(acc, Mapping):
@@ -58,7 +64,8 @@ def rows(cmp: Mapping[str, Any]) -> list[dict[str, object]]:
             dram_bytes=t["dram_bytes"], stall_cycles=t["stall_cycles"], rng_bits=t["rng_bits"],
             rng_energy_uj=round(_comp(v, "rng") / 1e6, 6), requant_events=t["requant_events"],
             requant_energy_uj=round(_comp(v, "requant") / 1e6, 6),
-            accuracy="" if acc is None else acc,
+            accuracy=(acc if acc is not None else
+                      f"diverged at step {_diverged(v)}" if _diverged(v) else ""),
             accuracy_delta=f"{d['accuracy']['abs']:+.4f}" if "accuracy" in d else "",
         )
         out.append(row)
@@ -86,7 +93,8 @@ def _display_rows(cmp: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
             f"{r['energy_uj']:,.3f}", "(base)" if first else f"{r['energy_delta_pct']}%",
             f"{r['dram_bytes'] / 1e6:,.2f}", f"{r['rng_bits']:,}", f"{r['rng_energy_uj']:,.3f}",
             f"{r['requant_energy_uj']:,.3f}",
-            "-" if r["accuracy"] == "" else f"{r['accuracy']:.4f}",
+            ("-" if r["accuracy"] == "" else r["accuracy"] if isinstance(r["accuracy"], str)
+             else f"{r['accuracy']:.4f}"),
             "" if first or not r["accuracy_delta"] else str(r["accuracy_delta"]),
         ])
     return head, body

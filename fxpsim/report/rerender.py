@@ -80,7 +80,7 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
     ]
     acc = s.get("accuracy")
     if isinstance(acc, Mapping):
-        scalars = [[k, f"{v:.4f}"] for k, v in acc.items()
+        scalars = [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in acc.items()
                    if isinstance(v, int | float) and not isinstance(v, bool)]
         parts += ["## Accuracy", "", _md_table(["metric", "value"], scalars), ""]
     parts += ["## Per layer (cycles by pass)", ""]

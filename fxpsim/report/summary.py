@@ -38,6 +38,8 @@ def _training(outcome: RunOutcome) -> dict[str, object]:
     t = outcome.training.summary()
     acc = dict(t["accuracy"])  # type: ignore[arg-type]
     acc["history"] = t["history"]
+    if t["diverged_at_step"] is not None:
+        acc["diverged_at_step"] = t["diverged_at_step"]
     return {"accuracy": acc, "training": t}
 
 

@@ -124,8 +124,11 @@ def int_gemm(a: np.ndarray, b: np.ndarray, nc: NumericsConfig) -> tuple[np.ndarr
 
 
 def _scaled(values: np.ndarray, scale: np.ndarray | float) -> torch.Tensor:
-    """fp32(values·scale) with the product formed in float64 (one rounding)."""
-    return torch.from_numpy((values.astype(np.float64) * scale).astype(np.float32))
+    """fp32(values·scale) with the product formed in float64 (one rounding). A product beyond
+    fp32's range becomes inf, as in an fp32 output stage; the training loop reports that as
+    a divergence, so numpy's overflow warning is silenced here."""
+    with np.errstate(over="ignore"):
+        return torch.from_numpy((values.astype(np.float64) * scale).astype(np.float32))
 
 
 # ---- shared quantization steps -------------------------------------------------------------
