@@ -101,7 +101,7 @@ def _get(d: Mapping[str, Any], path: str) -> float:
     return cur if isinstance(cur, int | float) else 0
 
 
-def _accuracy_value(summary: Mapping[str, Any]) -> float | None:
+def accuracy_value(summary: Mapping[str, Any]) -> float | None:
     acc = summary.get("accuracy")
     if isinstance(acc, Mapping):
         for key in ("test", "train"):
@@ -123,7 +123,7 @@ def compare_dict(name: str, axes: Sequence[Axis], variants: Sequence[Variant],
     entries = []
     for v, s in zip(variants, summaries, strict=True):
         deltas = {m: _delta(_get(s["totals"], m), _get(base["totals"], m)) for m in DELTA_METRICS}
-        acc, acc0 = _accuracy_value(s), _accuracy_value(base)
+        acc, acc0 = accuracy_value(s), accuracy_value(base)
         if acc is not None and acc0 is not None:
             deltas["accuracy"] = _delta(acc, acc0)
         entries.append({

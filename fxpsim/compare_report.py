@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from fxpsim.compare import accuracy_value
 from fxpsim.report import plots
 from fxpsim.report.html import NO_TRAINING, history_series, note, page, table
 
@@ -42,13 +43,6 @@ def _diverged(v: Mapping[str, Any]) -> int | None:
     return acc.get("diverged_at_step") if isinstance(acc, Mapping) else None
 
 
-def _acc(v: Mapping[str, Any]) -> float | None:
-    acc = v.get("accuracy")
-    if isinstance(acc, Mapping):
-        for key in ("test", "train"):
-            if isinstance(acc.get(key), int | float):
-                return acc[key]
-    return None
 
 
 def rows(cmp: Mapping[str, Any]) -> list[dict[str, object]]:
@@ -56,7 +50,7 @@ def rows(cmp: Mapping[str, Any]) -> list[dict[str, object]]:
     out = []
     for v in cmp["variants"]:
         t, d = v["totals"], v["deltas"]
-        acc = _acc(v)
+        acc = accuracy_value(v)
         row: dict[str, object] = {"variant": v["label"], **v["values"]}
         row.update(
             cycles=t["cycles"], cycles_delta_pct=_pct(d["cycles"]), seconds=t["seconds"],

@@ -1,13 +1,13 @@
 """Plain name lists shared by the config layer and the numeric core (no heavy imports).
 
-``fxpsim.fixedpoint`` defines the same rounding names (``ROUNDING_MODES``); a test checks that
-the two agree, so run options can be validated without importing Numba.
+``fxpsim.fixedpoint.modes`` re-exports these as ``ROUNDING_MODES`` (its kernel ids index
+into them), so run options can be validated without importing Numba.
 """
 
 from __future__ import annotations
 
-# Canonical rounding names accepted by run options (``rounding.w=...``); the same tuple, in
-# the same order, as ``fxpsim.fixedpoint.ROUNDING_MODES`` (semantics documented there).
+# Canonical rounding names accepted by run options (``rounding.w=...``); the order is the
+# kernels' mode ids (``fxpsim.fixedpoint.modes``, where the semantics are documented).
 ROUNDING_CANONICAL: tuple[str, ...] = (
     "floor",
     "ceil",

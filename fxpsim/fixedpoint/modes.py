@@ -70,23 +70,11 @@ counts). Overflows are counted (``return_stats=True``), never silent.
 
 from __future__ import annotations
 
-ROUNDING_MODES: tuple[str, ...] = (
-    "floor",
-    "ceil",
-    "trunc",
-    "away",
-    "half_up",
-    "half_down",
-    "half_zero",
-    "half_away",
-    "half_even",
-    "half_odd",
-    "jam",
-    "jam_unbiased",
-    "stochastic",
-    "stochastic_equal",
-)
-ROUNDING_ALIASES: dict[str, str] = {"rne": "half_even", "rna": "half_away", "rtz": "trunc"}
+# One list for the whole project: it lives in the import-light config layer so run options
+# are validated without Numba; the kernel ids below index into it.
+from fxpsim.config.names import ROUNDING_ALIASES  # noqa: E402, F401
+from fxpsim.config.names import ROUNDING_CANONICAL as ROUNDING_MODES  # noqa: E402
+
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate", "saturate_symmetric", "numeric_std")
 
 # Integer ids used inside the Numba kernels (index into the tuples above).
