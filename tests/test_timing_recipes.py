@@ -140,15 +140,16 @@ def test_metagrad_hypernet_cost():
     assert len(hyp) == 1 and hyp[0].elems == 31
 
 
-def test_octo_lac_and_backward_requant():
+def test_octo_lac_and_backward_prc():
     g = small()
     ops = lower(g, TimingRequest(algo="octo", batch=2))
     assert [o.layer for o in vec(ops, "lac_fwd")] == ["c1", "c2"]
     assert [o.layer for o in vec(ops, "lac_bwd")] == ["c2", "c1"]
-    req = [(o.layer, o.elems) for o in vec(ops, "quantize", "octo_requant")]
-    # im2col X for every GEMM layer; W only where a dX follows (not c1)
-    assert req == [("fc", 2 * 64), ("fc", 192), ("c2", 2 * 16 * 36), ("c2", 144),
-                   ("c1", 2 * 16 * 27)]
+    # PRC clips dY of every GEMM layer (B x output elements); X and W keep their forward
+    # codes, so octo_requant quantizes nothing
+    assert not vec(ops, "quantize", "octo_requant")
+    prc = [(o.layer, o.elems) for o in vec(ops, "prc_clip", "octo_requant")]
+    assert prc == [("fc", 2 * 3), ("c2", 2 * 4 * 4 * 4), ("c1", 2 * 4 * 4 * 4)]
     lac_upd = [o for o in vec(ops, "adam_update") if o.elems == 3 * 64]
     assert [o.layer for o in lac_upd] == ["c1", "c2"]
     inf = lower(g, TimingRequest(algo="octo", phase="infer", batch=2))

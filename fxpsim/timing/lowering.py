@@ -326,12 +326,10 @@ def _octo_requant(e: _Emit) -> None:
     if not n.is_gemm:
         return
     E, g = e.B * n.out_elems, e.code("g")
-    # PRC on dY: one more cmp for the min (the max is grad_quant's) + clip to 0.95*[min, max]
+    # PRC on dY: one more cmp for the min (the max is grad_quant's) + clip to 0.95*[min, max].
+    # X and W enter the backward GEMMs as their forward INT8 codes (no re-quantization), as
+    # the Octo demo's quantized layers reuse them to save memory -- and as the value plane does.
     e.vec("prc_clip", E, (("cmp", 3),), _dp(g), _nb(E, g), _nb(E, g))
-    m, k, _, grp, _ = gemm_dims(n, e.B, "forward")
-    e.requant_tensor(m * k * grp, e.code("a"), "a", clip=2)  # im2col'd X, for dW
-    if e.ctx.needs_dx(n):
-        e.requant_tensor(_elems(n.weight_shape), 32, "w", clip=2)  # W, for dX
 
 
 def _bn_rectify(e: _Emit) -> None:

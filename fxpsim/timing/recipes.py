@@ -34,9 +34,10 @@ reverse = reverse graph order)
     Nothing when gradients are float (``g_bits`` None).
 ``lbt_interval`` (reverse order) GEMM layer: ``lbt_count`` (compare-and-count over dY; the
     max |dY| is the one ``grad_quant`` already reduced).
-``octo_requant`` (reverse order) GEMM layer: ``prc_clip`` over dY, then
-    ``reduce_max`` + ``quantize`` of the im2col'd input X (for dW) and, except for the first
-    GEMM layer (no dX), ``reduce_max`` + ``quantize`` of W (for dX).
+``octo_requant`` (reverse order) GEMM layer: ``prc_clip`` over dY (parameterized range
+    clipping before the gradient is quantized). X and W enter the backward GEMMs as their
+    forward INT8 codes, not re-quantized: our reading of ALGORITHMS.md §6.3, following the
+    Octo demo's quantized FC layers, which reuse the forward copies to save memory.
 ``bn_rectify`` (graph order) batchnorm: one ``bn_rectify`` op over its channels.
 ``hypernet`` (graph order) GEMM layer: ``hypernet_bwd`` then ``hypernet_fwd`` over its
     weights; after the last layer one ``adam_update`` over the hypernetwork's parameters.
