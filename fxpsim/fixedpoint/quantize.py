@@ -42,7 +42,7 @@ from .modes import (
     rounding_id,
 )
 from .rng import LFSR, Philox, lfsr_fill, philox_bits, philox_fill
-from .rounding import cast_huge, overflow_core, round_core
+from .rounding import cast_huge, overflow_core, round_core, round_float_basic
 
 TINY = 2.0**-1000
 HUGE = 2.0**62
@@ -130,14 +130,7 @@ def _quantize_fast(x, out, frac, rmode, lo, hi):
     for i in prange(x.size):
         xi = x[i]
         v = xi * scale
-        if rmode == R_HALF_EVEN:
-            rv = np.rint(v)
-        elif rmode == R_FLOOR:
-            rv = np.floor(v)
-        elif rmode == R_CEIL:
-            rv = np.ceil(v)
-        else:
-            rv = np.trunc(v)
+        rv = round_float_basic(v, rmode)
         n_bad += np.int64((xi - xi) != 0.0)
         n_inexact += np.int64(rv != v)
         below = rv < lo_f

@@ -36,6 +36,19 @@ from .modes import (
 
 
 @njit(inline="always", cache=True)
+def round_float_basic(v, rmode):
+    """Exact float rounding for the four modes numpy does natively (half_even = rint, floor,
+    ceil; anything else = trunc): branch-free per mode, so callers' loops vectorize."""
+    if rmode == R_HALF_EVEN:
+        return np.rint(v)
+    if rmode == R_FLOOR:
+        return np.floor(v)
+    if rmode == R_CEIL:
+        return np.ceil(v)
+    return np.trunc(v)
+
+
+@njit(inline="always", cache=True)
 def round_core(rmode, fl, inexact, cmp, thr, rnd):
     """Rounded integer (int64) for rounding mode id ``rmode``.
 

@@ -32,6 +32,7 @@ from fxpsim.fixedpoint.modes import R_CEIL, R_FLOOR, R_HALF_EVEN, R_TRUNC
 from fxpsim.fixedpoint.philox import philox_fill
 from fxpsim.fixedpoint.quantize import QCHUNK, SRC_ARRAY, SRC_PHILOX, _stochastic_chunk
 from fxpsim.fixedpoint.rng import lfsr_fill
+from fxpsim.fixedpoint.rounding import round_float_basic
 
 INT32_MAX = 2**31 - 1
 
@@ -50,14 +51,7 @@ def quantize_fixed(x, delta, rmode, qmax, out):
     n_clip = 0
     for i in prange(x.size):
         v = np.float64(x[i]) / delta
-        if rmode == R_HALF_EVEN:
-            rv = np.rint(v)
-        elif rmode == R_FLOOR:
-            rv = np.floor(v)
-        elif rmode == R_CEIL:
-            rv = np.ceil(v)
-        else:
-            rv = np.trunc(v)
+        rv = round_float_basic(v, rmode)
         bad = (v - v) != 0.0
         n_bad += np.int64(bad)
         below = rv < -q_f
@@ -81,14 +75,7 @@ def quantize_nhwc(x, delta, rmode, qmax, top, left, buf):
         for c in range(nc_):
             for u in range(w):
                 v = np.float64(x[b, c, r, u]) / delta
-                if rmode == R_HALF_EVEN:
-                    rv = np.rint(v)
-                elif rmode == R_FLOOR:
-                    rv = np.floor(v)
-                elif rmode == R_CEIL:
-                    rv = np.ceil(v)
-                else:
-                    rv = np.trunc(v)
+                rv = round_float_basic(v, rmode)
                 bad = (v - v) != 0.0
                 n_bad += np.int64(bad)
                 below = rv < -q_f
