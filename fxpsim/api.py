@@ -100,13 +100,19 @@ def report_files(outcome: RunOutcome) -> dict[str, str]:
     return {name: text for name, text in files.items() if name in wanted}
 
 
+def check_out_folder(out: str | Path | None) -> None:
+    """``out=`` must name a folder (new or existing), never an existing file. Called before
+    simulating and training too, so a bad ``out=`` fails at once, not after minutes."""
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise FxpsimError(f"{out}: exists and is not a folder (out= names the report folder)")
+
+
 def write_report_folder(target: Path, files: Mapping[str, str]) -> Path:
     """Write ``files`` as the folder ``target`` atomically; user-facing errors for a target
     that is an existing file or cannot be written (also used by ``fxpsim compare``)."""
     from fxpsim.report.write import write_folder_atomically
 
-    if target.exists() and not target.is_dir():
-        raise FxpsimError(f"{target}: exists and is not a folder (out= names the report folder)")
+    check_out_folder(target)
     try:
         return write_folder_atomically(target, files)
     except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
@@ -121,10 +127,7 @@ def write_reports(outcome: RunOutcome) -> Path:
 def run_from_cli(options: Mapping[str, str]) -> int:
     from fxpsim.report.terminal import print_run
 
-    out = options.get("out")
-    if out and Path(out).exists() and not Path(out).is_dir():
-        # fail before the simulation and training, not after
-        raise FxpsimError(f"{out}: exists and is not a folder (out= names the report folder)")
+    check_out_folder(options.get("out"))
     outcome = simulate_run(options)
     print_run(outcome)
     folder = write_reports(outcome)

@@ -197,10 +197,10 @@ def compare_from_cli(options: Mapping[str, str]) -> int:
     from fxpsim.compare_report import print_compare
 
     formats = _formats(options)
+    from fxpsim.api import check_out_folder
+
     out = options.get("out") or None
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        # fail before minutes of simulation and training, not after
-        raise FxpsimError(f"{out}: exists and is not a folder (out= names the report folder)")
+    check_out_folder(out)
     cmp = run_compare(options)
     print_compare(cmp)
     folder = write_compare(cmp, formats, out)

@@ -8,7 +8,7 @@ hashable and deterministic to serialize.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Metrics:
 
 @dataclass(frozen=True)
 class LayerPassResult:
-    """One layer x pass of the simulated step (``pass_name`` in PASS_ORDER)."""
+    """One layer x pass of the simulated step (``pass_name`` as the recipe names it)."""
 
     layer: str
     op: str
@@ -83,16 +83,6 @@ class LayerPassResult:
     gemm: tuple[int, int, int] | None = None  # (M, K, N) when the pass ran on the MAC array
     precision: str = ""
     utilization: float = 0.0  # MACs / (cycles x peak MACs per cycle)
-
-
-#: canonical order of passes in reports; algorithms may add their own after these
-PASS_ORDER: tuple[str, ...] = (
-    "forward",
-    "backward_data",
-    "backward_weight",
-    "grad_quant",
-    "update",
-)
 
 
 def total(records: Iterable[LayerPassResult]) -> Metrics:
@@ -108,7 +98,3 @@ def per_pass(records: Iterable[LayerPassResult]) -> dict[str, Metrics]:
     for r in records:
         out[r.pass_name] = out.get(r.pass_name, Metrics()) + r.metrics
     return out
-
-
-def with_metrics(record: LayerPassResult, metrics: Metrics) -> LayerPassResult:
-    return replace(record, metrics=metrics)

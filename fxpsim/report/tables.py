@@ -6,7 +6,7 @@ writers so that they can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from fxpsim.results import LayerPassResult, Metrics
 
@@ -106,14 +106,3 @@ def metrics_dict(m: Metrics, freq_hz: float) -> dict[str, object]:
 def ordered_passes(names: Iterable[str]) -> list[str]:
     """Passes in the order the step runs them (the records follow the recipe)."""
     return list(dict.fromkeys(names))
-
-
-def layers_by_pass(records: Sequence[LayerPassResult]) -> tuple[list[str], list[str], dict]:
-    """(layer names in order, pass names in order, {(layer, pass): Metrics})."""
-    layers = list(dict.fromkeys(r.layer for r in records))
-    passes = ordered_passes(r.pass_name for r in records)
-    cell: dict[tuple[str, str], Metrics] = {}
-    for r in records:
-        key = (r.layer, r.pass_name)
-        cell[key] = cell[key] + r.metrics if key in cell else r.metrics
-    return layers, passes, cell

@@ -170,6 +170,11 @@ def stationary_tensor(rows: str, cols: str) -> Tensor:
     raise AssertionError(spatial)
 
 
+def widest_mode(hw: HwConfig) -> PrecisionMode:
+    """The precision mode with the largest ``(w_bits, a_bits)`` (times float operands)."""
+    return max(hw.mac_array.precision_modes, key=lambda m: (m.w_bits, m.a_bits))
+
+
 def select_mode(hw: HwConfig, op: GemmOp, stationary: str) -> PrecisionMode:
     """The precision mode with the smallest ``(w_bits, a_bits)`` covering the op's operands.
 
@@ -184,7 +189,7 @@ def select_mode(hw: HwConfig, op: GemmOp, stationary: str) -> PrecisionMode:
         w_bits, a_bits = op.b_bits, op.a_bits
     cover = [m for m in hw.mac_array.precision_modes if m.w_bits >= w_bits and m.a_bits >= a_bits]
     if not cover and op.float_operands:
-        return max(hw.mac_array.precision_modes, key=lambda m: (m.w_bits, m.a_bits))
+        return widest_mode(hw)
     if not cover:
         have = ", ".join(f"{m.name}(w{m.w_bits}a{m.a_bits})" for m in hw.mac_array.precision_modes)
         raise UnsupportedError(

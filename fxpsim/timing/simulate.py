@@ -45,7 +45,7 @@ from fxpsim.graph.ir import Graph
 from fxpsim.results import LayerPassResult, Metrics, Tally
 from fxpsim.timing import scalesim_timing
 from fxpsim.timing.energy import energy_components, is_stochastic
-from fxpsim.timing.mapping import ceil_div, hw_source, map_gemm, nbytes
+from fxpsim.timing.mapping import ceil_div, hw_source, map_gemm, nbytes, widest_mode
 from fxpsim.timing.ops import GemmOp, Op, TimingRequest, VectorOp
 from fxpsim.timing.schedule import OpWork, TileGroup, run_schedule
 from fxpsim.timing.trace import TraceEvent
@@ -70,7 +70,7 @@ def simulate(graph: Graph, hw: HwConfig, req: TimingRequest, *,
     ops = lower(graph, req, random_bits=bits)
     result = simulate_ops(ops, hw, req, trace=trace)
     if any(isinstance(op, GemmOp) and op.float_operands for op in ops):
-        widest = max(hw.mac_array.precision_modes, key=lambda m: (m.w_bits, m.a_bits))
+        widest = widest_mode(hw)
         note = (f"float operands: {hw.name} has no float MAC; GEMMs with a float operand are "
                 f"timed in its widest integer mode ({widest.name}) when no mode covers them")
         result = replace(result, notes=(*result.notes, note))
