@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from fxpsim.errors import ConfigError, FxpsimError
@@ -47,6 +48,11 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
     graph = load_model(run.model)
+    notes: tuple[str, ...] = ()
+    if graph.workload_only and "batch" not in options:
+        # SCALE-Sim has no batch: its topology layers are single images
+        run = run.model_copy(update={"batch": 1})
+        notes = ("batch 1: a SCALE-Sim topology has no batch (give batch=N to change it)",)
     req = TimingRequest(
         phase=run.phase,
         algo=run.algo,
@@ -68,6 +74,8 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
             raise
         # the time plane names the config by its name; the user wants the file
         raise ConfigError(hw.source, exc.key_path, exc.message) from None
+    if notes:
+        timing = replace(timing, notes=(*notes, *timing.notes))
     training = None
     if trains(run):
         from fxpsim.training.loop import run_training

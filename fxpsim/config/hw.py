@@ -232,6 +232,16 @@ class Leakage(_Model):
     logic_mw: NonNegFloat = 0.0
 
 
+class ScaleSimInterface(_Model):
+    """SCALE-Sim's DRAM interface, set by the ``.cfg`` importer (``timing=scalesim`` only):
+    ``CALC`` (no memory stalls) or ``USER`` (per-operand DRAM words per cycle)."""
+
+    interface_bandwidth: Literal["CALC", "USER"] = "CALC"
+    ifmap_words_per_cycle: PosInt = 10
+    filter_words_per_cycle: PosInt = 10
+    ofmap_words_per_cycle: PosInt = 10
+
+
 class HwConfig(_Model):
     schema_version: Literal[1]
     name: str = Field(min_length=1)
@@ -244,6 +254,7 @@ class HwConfig(_Model):
     dram: Dram
     energy: Energy
     leakage: Leakage = Field(default_factory=Leakage)
+    scalesim: ScaleSimInterface | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> HwConfig:

@@ -15,9 +15,15 @@ cycle. Everything else fxpsim needs is filled in here, each choice documented:
   (Horowitz ISSCC'14 45 nm anchors x 0.507); SRAM access energy from the same fit,
   10 pJ x sqrt(bank KiB / 8) per 64 bits x 0.507, writes 1.2 x reads; no leakage.
 
-Keys fxpsim does not model (offsets, request buffers, ``[layout]``, ``[sparsity]`` with
-sparsity off, Ramulator traces, topology paths) are accepted and ignored; unknown sections or
-keys are errors, as is ``SparsitySupport: true``.
+``InterfaceBandwidth`` (``CALC`` or ``USER``, default ``USER``) and the per-operand DRAM
+words/cycle SCALE-Sim 3.0.0 uses in USER mode (ifmap/filter: ``[layout]
+{Ifmap,Filter}SRAMBankBandwidth``, ofmap: ``Bandwidth``) go to the ``scalesim`` section,
+read by ``timing=scalesim`` (:mod:`fxpsim.timing.scalesim_memory`).
+
+Keys fxpsim does not model (offsets, request buffers, SRAM bank counts and ports,
+``[sparsity]`` with sparsity off, Ramulator traces, topology paths) are accepted and
+ignored; unknown sections or keys are errors, as are ``SparsitySupport: true`` and a custom
+SRAM layout.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ KEYS: dict[str, dict[str, tuple[str, bool]]] = {
         "RandomNumberGeneratorSeed": (_INT, False), "NonZeroElems": (_INT, False),
     },
     "layout": {
-        f"{op}{k}": (kind, False)
+        f"{op}{k}": (kind, k == "SRAMBankBandwidth")
         for op in ("Ifmap", "Filter")
         for k, kind in (("CustomLayout", _BOOL), ("SRAMBankBandwidth", _INT),
                         ("SRAMBankNum", _INT), ("SRAMBankPort", _INT))
@@ -185,6 +191,11 @@ def scalesim_to_raw(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(
             source, "sparsity.SparsitySupport", "fxpsim does not model sparsity; set it to false"
         )
+    if cfg.get("layout", {}).get("IfmapCustomLayout") or cfg.get("layout", {}).get(
+            "FilterCustomLayout"):
+        raise ConfigError(source, "layout", "fxpsim does not model custom SRAM layouts; "
+                          "set IfmapCustomLayout and FilterCustomLayout to False")
+    interface = _interface(cfg, mode, source)
     rows, cols = arch["ArrayHeight"], arch["ArrayWidth"]
     banks = arch.get("MemoryBanks", 1)
     word_bits = 8 * BYTES_PER_WORD
@@ -238,4 +249,25 @@ def scalesim_to_raw(text: str, source: str) -> dict[str, Any]:
         },
         "energy": {k: (dict(v) if isinstance(v, dict) else v) for k, v in EDGE_ENERGY.items()},
         "leakage": {"logic_mw": 0.0},  # assumption: SCALE-Sim has no leakage
+        "scalesim": interface,
+    }
+
+
+def _interface(cfg: dict[str, dict[str, Any]], mode: str, source: str) -> dict[str, Any]:
+    """SCALE-Sim 3.0.0's DRAM words/cycle per operand (single_layer_sim.run): in USER mode
+    ifmap and filter read ``[layout] {Ifmap,Filter}SRAMBankBandwidth``, the ofmap
+    ``Bandwidth``. Without a ``[layout]`` entry fxpsim uses ``Bandwidth`` (SCALE-Sim v2's
+    meaning; 3.0.0 itself requires the section)."""
+    bw = cfg["architecture_presets"]["Bandwidth"]
+    if mode == "CALC":
+        return {"interface_bandwidth": "CALC"}
+    if bw != int(bw):
+        raise ConfigError(source, "architecture_presets.Bandwidth",
+                          f"expected whole words/cycle with InterfaceBandwidth USER, got {bw:g}")
+    layout = cfg.get("layout", {})
+    return {
+        "interface_bandwidth": "USER",
+        "ifmap_words_per_cycle": layout.get("IfmapSRAMBankBandwidth", int(bw)),
+        "filter_words_per_cycle": layout.get("FilterSRAMBankBandwidth", int(bw)),
+        "ofmap_words_per_cycle": int(bw),
     }

@@ -11,12 +11,20 @@ from fxpsim.report.tables import (
     LAYER_COLUMNS,
     layer_row,
 )
+from fxpsim.timing import scalesim_timing
 
 
 def layers_csv(outcome: RunOutcome) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(LAYER_COLUMNS), lineterminator="\n")
+    scalesim = outcome.run.timing == "scalesim"
+    extra = scalesim_timing.REPORT_COLUMNS if scalesim else ()
+    writer = csv.DictWriter(buf, fieldnames=[*LAYER_COLUMNS, *extra], lineterminator="\n")
     writer.writeheader()
     for r in outcome.timing.records:
-        writer.writerow(layer_row(r))
+        row = layer_row(r)
+        if scalesim and r.gemm is not None:  # SCALE-Sim's COMPUTE/BANDWIDTH_REPORT items
+            attrs = outcome.graph.node(r.layer).attrs
+            groups = getattr(attrs, "groups", 1)
+            row.update(scalesim_timing.report_columns(outcome.hw.config, *r.gemm, groups))
+        writer.writerow(row)
     return buf.getvalue()

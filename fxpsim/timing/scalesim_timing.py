@@ -35,14 +35,22 @@ and DRAM / SRAM-port / requantizer stalls come from the DMA pipeline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from fxpsim.timing.mapping import ceil_div
+from fxpsim.config.hw import HwConfig
+from fxpsim.errors import ConfigError
+from fxpsim.timing import scalesim_memory
+from fxpsim.timing.mapping import ceil_div, hw_source
+from fxpsim.timing.scalesim_memory import SETS_PER_BUFFER, ScaleSimLayer, ScaleSimMemory
 
 DATAFLOW_ALIASES: dict[str, str] = {
     "os": "output_stationary", "ws": "weight_stationary", "is": "input_stationary",
     "output_stationary": "output_stationary", "weight_stationary": "weight_stationary",
     "input_stationary": "input_stationary",
 }
+
+
+_SHORT = {"output_stationary": "os", "weight_stationary": "ws", "input_stationary": "is"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class ScaleSimDims:
 
 def _df(dataflow: str) -> str:
     try:
-        return DATAFLOW_ALIASES[dataflow]
+        return _SHORT[DATAFLOW_ALIASES[dataflow]]
     except KeyError:
         raise ValueError(f"dataflow must be os, ws or is, got {dataflow!r}") from None
 
@@ -64,9 +72,9 @@ def _df(dataflow: str) -> str:
 def gemm_dims(dataflow: str, m: int, k: int, n: int) -> ScaleSimDims:
     """(Sr, Sc, T) of a GEMM with ``m`` output pixels, reduction ``k``, ``n`` filters."""
     df = _df(dataflow)
-    if df == "output_stationary":
+    if df == "os":
         return ScaleSimDims(m, n, k)
-    if df == "weight_stationary":
+    if df == "ws":
         return ScaleSimDims(k, n, m)
     return ScaleSimDims(k, m, n)
 
@@ -89,7 +97,7 @@ def folds(rows: int, cols: int, dims: ScaleSimDims) -> int:
 
 def cycles_per_fold(dataflow: str, rows: int, cols: int, t: int) -> int:
     """Demand-matrix rows of one fold (see the module docstring)."""
-    if _df(dataflow) == "output_stationary":
+    if _df(dataflow) == "os":
         return t + rows + cols - 2
     return 2 * rows + cols + t - 2
 
@@ -105,3 +113,67 @@ def gemm_cycles(dataflow: str, rows: int, cols: int, m: int, k: int, n: int,
                 groups: int = 1) -> int:
     """Compute cycles of ``groups`` GEMMs of ``m x k x n`` in sequence."""
     return groups * compute_cycles(dataflow, rows, cols, gemm_dims(dataflow, m, k, n))
+
+
+# ---- SCALE-Sim's memory system (timing=scalesim) -------------------------------------------
+
+#: layers.csv columns added with timing=scalesim: SCALE-Sim's COMPUTE_REPORT and
+#: BANDWIDTH_REPORT items (words/cycle; DRAM items blank in CALC mode)
+REPORT_COLUMNS: tuple[str, ...] = (
+    "scalesim_total_cycles", "scalesim_stall_cycles", "scalesim_overall_util_pct",
+    "scalesim_mapping_efficiency_pct", "scalesim_compute_util_pct",
+    "scalesim_ifmap_sram_bw", "scalesim_filter_sram_bw", "scalesim_ofmap_sram_bw",
+    "scalesim_ifmap_dram_bw", "scalesim_filter_dram_bw", "scalesim_ofmap_dram_bw",
+)
+_SRAMS = ("ifmap_sram", "filter_sram", "ofmap_sram")
+
+
+def memory_of(hw: HwConfig) -> ScaleSimMemory:
+    """SCALE-Sim's memory parameters of ``hw``: its ``scalesim`` section (CALC when absent)
+    and the sizes of the ``ifmap_sram``/``filter_sram``/``ofmap_sram`` memories a ``.cfg``
+    import creates (SCALE-Sim truncates kB to an integer; 1024 one-byte words per kB)."""
+    iface = hw.scalesim
+    if iface is None or iface.interface_bandwidth == "CALC":
+        return ScaleSimMemory("CALC", 0, 0, 0, 1, 1, 1)
+    sizes = {m.name: m.size_kib for m in hw.memory if m.is_sram}
+    missing = [n for n in _SRAMS if n not in sizes]
+    if missing:
+        raise ConfigError(hw_source(hw), "scalesim.interface_bandwidth",
+                          f"USER mode needs the memories {', '.join(_SRAMS)} "
+                          f"(missing {', '.join(missing)})")
+    words = [int(sizes[n] or 0) * 1024 for n in _SRAMS]
+    if min(words) < SETS_PER_BUFFER:
+        raise ConfigError(hw_source(hw), "memory",
+                          "USER mode needs at least 1 kB in each SCALE-Sim SRAM")
+    return ScaleSimMemory("USER", *words, iface.ifmap_words_per_cycle,
+                          iface.filter_words_per_cycle, iface.ofmap_words_per_cycle)
+
+
+@lru_cache(maxsize=4096)
+def _layer(dataflow: str, rows: int, cols: int, m: int, k: int, n: int,
+           mem: ScaleSimMemory) -> ScaleSimLayer:
+    return scalesim_memory.layer(dataflow, rows, cols, m, k, n, mem)
+
+
+def gemm_report(hw: HwConfig, m: int, k: int, n: int) -> ScaleSimLayer:
+    """SCALE-Sim 3.0.0's report items for one GEMM group on ``hw``."""
+    ma = hw.mac_array
+    return _layer(_df(ma.dataflow), ma.rows, ma.cols, m, k, n, memory_of(hw))
+
+
+def gemm_timing(hw: HwConfig, m: int, k: int, n: int, groups: int = 1) -> tuple[int, int]:
+    """(cycles, stall cycles) of ``groups`` GEMMs run one after another, each as SCALE-Sim
+    reports a layer: ``Total Cycles`` = demand rows - 1 + memory stalls."""
+    r = gemm_report(hw, m, k, n)
+    return groups * r.total_cycles, groups * r.stall_cycles
+
+
+def report_columns(hw: HwConfig, m: int, k: int, n: int, groups: int = 1) -> dict[str, object]:
+    """The :data:`REPORT_COLUMNS` of one GEMM (cycles summed over ``groups``)."""
+    r = gemm_report(hw, m, k, n)
+    vals: tuple[object, ...] = (
+        groups * r.total_cycles, groups * r.stall_cycles, r.overall_util,
+        r.mapping_efficiency, r.compute_util, r.ifmap_sram_bw, r.filter_sram_bw,
+        r.ofmap_sram_bw, r.ifmap_dram_bw, r.filter_dram_bw, r.ofmap_dram_bw)
+    return {c: "" if v is None else (round(v, 6) if isinstance(v, float) else v)
+            for c, v in zip(REPORT_COLUMNS, vals, strict=True)}

@@ -28,9 +28,10 @@ the mapping's cycles, stretched if an SRAM port (``buffer`` stall) or the requan
 (``lanes`` outputs per cycle, ``requant`` stall) is slower; the remaining wait is ``dram``.
 Classes of identical tiles are merged (first appearance order) into tile groups.
 
-``timing=scalesim``: each GEMM's cycles are SCALE-Sim's compute cycles
-(:mod:`fxpsim.timing.scalesim_timing`), with no DRAM or other stalls; action counts and
-energy are the native ones.
+``timing=scalesim``: each GEMM's cycles are the total cycles SCALE-Sim 3.0.0 reports for it
+(:mod:`fxpsim.timing.scalesim_timing`): no stalls in CALC mode, its double-buffered
+scratchpads' stalls (as ``dram`` stalls) in USER mode; action counts and energy are the
+native ones.
 """
 
 from __future__ import annotations
@@ -302,7 +303,6 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
                  trace: bool = False) -> TimingResult:
     """:func:`simulate` on an already lowered op list (used by tests with hand-built ops)."""
     ctx = _Ctx(hw, req)
-    ma = hw.mac_array
     saved_fit = _saved_fit(ops, hw, req)
     works: list[OpWork] = []
     parts: list[tuple] = []
@@ -312,8 +312,7 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
         if isinstance(op, GemmOp):
             a, groups, mp, carry = _gemm(ctx, op, carry, nxt, saved_fit)
             if req.timing == "scalesim":
-                cyc = scalesim_timing.gemm_cycles(ma.dataflow, ma.rows, ma.cols,
-                                                  op.m, op.k, op.n, op.groups)
+                cyc, _ = scalesim_timing.gemm_timing(hw, op.m, op.k, op.n, op.groups)
                 groups = (TileGroup(1, 0, cyc, a.requant > 0),)
             works.append(OpWork(op.layer, op.pass_name, groups=groups))
             parts.append(("gemm", op, a, mp))
@@ -336,8 +335,9 @@ def _record(ctx: _Ctx, part: tuple, cycles: int) -> LayerPassResult:
     if tag == "gemm":
         rate = mp.rate
         peak = ma.rows * ma.cols * rate
-        if ctx.req.timing == "scalesim":
-            compute, stalls = cycles, Tally()
+        if ctx.req.timing == "scalesim":  # SCALE-Sim's memory stalls count as DRAM stalls
+            _, st = scalesim_timing.gemm_timing(hw, op.m, op.k, op.n, op.groups)
+            compute, stalls = cycles - st, Tally.of({"dram": st})
         else:
             compute = a.compute
             stalls = Tally.of({"buffer": a.buffer, "requant": a.requant_stall,
