@@ -36,6 +36,7 @@ which never stall: total cycles = demand rows - 1.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,81 +85,141 @@ class ScaleSimLayer:
     ofmap_dram_writes: int | None
 
 
-@dataclass(frozen=True)
-class _Fold:
-    r: int  # array rows used
-    c: int  # array columns used
-
-
 def _sizes(total: int, fold: int) -> list[int]:
     return [min(fold, total - i * fold) for i in range(ceil_div(total, fold))]
 
 
-def _diag_rank(d: np.ndarray, c: np.ndarray, m_full: int, m_all: int, n: int,
-               w_last: int) -> np.ndarray:
-    """Rank in read order of element (d - c, c) of a prefetch matrix read anti-diagonal by
-    anti-diagonal (row descending inside one), null entries skipped. Rows below ``m_full``
-    use all ``n`` columns, the rows of the last block only ``w_last``."""
-    cc = np.arange(n, dtype=np.int64)
-    height = np.where(cc < w_last, m_all, m_full)
-    out = np.empty(d.shape, dtype=np.int64)
-    step = max(1, (1 << 21) // n)  # bound the temporary (pairs x columns) arrays
-    for a in range(0, d.size, step):
-        dd = d[a:a + step, None]
-        below = np.clip(dd - cc, 0, height).sum(axis=1)
-        inside = ((cc < c[a:a + step, None]) & (dd - cc >= 0) & (dd - cc < height)).sum(axis=1)
-        out[a:a + step] = below + inside
-    return out
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A conv layer as SCALE-Sim addresses its ifmap (``operand_matrix.calc_ifmap_elem_addr``):
+    padded ifmap ``h x w x c`` (channels fastest), ``fh x fw`` filter, strides, ``ow`` ofmap
+    columns. Without it an ifmap row is ``k`` distinct words (a GEMM)."""
+
+    h: int
+    w: int
+    c: int
+    fh: int
+    fw: int
+    sh: int
+    sw: int
+    ow: int
 
 
-def _stream_demand(blocks: np.ndarray, height: int, n: int, widths: list[int],
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """First and last prefetch position each skewed demand row of a streamed block reads.
-
-    The operand's prefetch matrix stacks ``len(widths)`` blocks of ``height`` rows (block
-    ``b`` uses ``widths[b]`` of ``n`` columns); demand row ``i`` of block ``b`` reads column
-    ``j`` of block row ``i - j``. Returns ``(len(blocks), height + n - 1)`` arrays, ``-1``
-    where the row reads nothing."""
-    nb = len(widths)
-    m_all, m_full, w_last = nb * height, (nb - 1) * height, widths[-1]
-    if w_last == n:
-        m_full = m_all
-    length = height + n - 1
-    uniq, inv = np.unique(blocks, return_inverse=True)
-    i = np.arange(length, dtype=np.int64)
-    qf = np.full((len(uniq), length), -1, dtype=np.int64)
-    ql = np.full((len(uniq), length), -1, dtype=np.int64)
-    for u, b in enumerate(uniq):
-        w = widths[int(b)]
-        j0 = np.maximum(0, i - height + 1)
-        j1 = np.minimum(i, w - 1)
-        ok = j0 <= j1
-        d = int(b) * height + i[ok]
-        qf[u, ok] = _diag_rank(d, j0[ok], m_full, m_all, n, w_last)
-        ql[u, ok] = _diag_rank(d, j1[ok], m_full, m_all, n, w_last)
-    return qf[inv], ql[inv]
+def _ifmap_addr(p: np.ndarray, w: np.ndarray, k: int, g: ConvGeometry | None) -> np.ndarray:
+    """Address of window element ``w`` of ofmap pixel ``p`` (-1 outside the ifmap)."""
+    if g is None:
+        return p * k + w
+    orow, ocol = np.divmod(p, g.ow)
+    i_row, i_col = orow * g.sh, ocol * g.sw
+    c_row, rest = np.divmod(w, g.fw * g.c)
+    c_col, c_ch = np.divmod(rest, g.c)
+    ok = (c_row + i_row < g.h) & (c_col + i_col < g.w)
+    addr = ((c_row + i_row) * g.w + c_col + i_col) * g.c + c_ch
+    return np.where(ok, addr, -1)
 
 
 @njit(cache=True)
-def _walk(qf: np.ndarray, ql: np.ndarray, set_size: int, n: int, na: int,
-          step: int) -> np.ndarray:  # pragma: no cover - compiled
-    """read_buffer.service_reads over the demand: the row of every new_prefetch."""
+def _sets(a: np.ndarray, diagonal: bool, set_size: int) -> np.ndarray:  # pragma: no cover
+    """Set index of each element of a prefetch matrix, read anti-diagonal by anti-diagonal
+    (row descending inside one) or row by row; null (-1) entries take no place."""
+    m, n = a.shape
+    out = np.full((m, n), -1, dtype=np.int64)
+    rank = 0
+    if diagonal:
+        for d in range(m + n - 1):
+            for row in range(min(d, m - 1), max(0, d - n + 1) - 1, -1):
+                col = d - row
+                if a[row, col] >= 0:
+                    out[row, col] = rank // set_size
+                    rank += 1
+    else:
+        for row in range(m):
+            for col in range(n):
+                if a[row, col] >= 0:
+                    out[row, col] = rank // set_size
+                    rank += 1
+    return out
+
+
+@njit(cache=True)
+def _copies(a: np.ndarray, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """CSR lists: the sets holding each address (an im2col address appears up to fh*fw times)."""
+    top = 0
+    for v in a.ravel():
+        top = max(top, v + 1)
+    ptr = np.zeros(top + 1, dtype=np.int64)
+    for v in a.ravel():
+        if v >= 0:
+            ptr[v + 1] += 1
+    for i in range(top):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:-1].copy()
+    out = np.empty(ptr[top], dtype=np.int64)
+    av, sv = a.ravel(), sets.ravel()
+    for i in range(av.shape[0]):
+        v = av[i]
+        if v >= 0:
+            out[fill[v]] = sv[i]
+            fill[v] += 1
+    return ptr, out
+
+
+@njit(cache=True)
+def _walk(a: np.ndarray, ptr: np.ndarray, held: np.ndarray, stream: bool, height: int,
+          offset: int, by_col_fold: bool, R: int, rs: np.ndarray, cs: np.ndarray, per: int,
+          n_sets: int, na: int, step: int) -> np.ndarray:  # pragma: no cover - compiled
+    """read_buffer.service_reads over the whole demand: the row of every new_prefetch.
+
+    Streamed operand: block ``b`` (row or column fold) of ``height`` rows, demand row
+    ``offset + i`` of a fold reads element ``(b * height + i - j, j)`` in column order.
+    Stationary operand: fold row ``i < R`` reads block row ``fr * R + R - 1 - i`` of the
+    column fold's ``height``-row block (flipped), columns in order."""
     out = np.empty(64, dtype=np.int64)
     k = 0
     start = 0
-    for row in range(qf.shape[0]):
-        if qf[row] < 0:
-            continue
-        for q in (qf[row], ql[row]):
-            s = q // set_size
-            while (s - start) % n >= na:
-                start = (start + step) % n
-                if k == out.shape[0]:
-                    bigger = np.empty(2 * k, dtype=np.int64)
-                    bigger[:k] = out
-                    out = bigger
-                out[k] = row
-                k += 1
+    f = 0
+    for fc in range(cs.shape[0]):
+        for fr in range(rs.shape[0]):
+            base = f * per
+            f += 1
+            if stream:
+                b = fc if by_col_fold else fr
+                width = cs[fc] if by_col_fold else rs[fr]
+                n_cols = a.shape[1]
+                lo_i, hi_i = 0, height + n_cols - 1
+            else:
+                lo_i, hi_i = 0, R
+            for i in range(lo_i, hi_i):
+                row = base + offset + i
+                if stream:
+                    j0, j1 = max(0, i - height + 1), min(i, width - 1)
+                else:
+                    br = R - 1 - i
+                    if br >= rs[fr]:
+                        continue
+                    j0, j1 = 0, cs[fc] - 1
+                for j in range(j0, j1 + 1):
+                    if stream:
+                        v = a[b * height + i - j, j]
+                    else:
+                        v = a[fc * height + fr * R + R - 1 - i, j]
+                    if v < 0:
+                        continue
+                    while True:
+                        hit = False
+                        for q in range(ptr[v], ptr[v + 1]):
+                            if (held[q] - start) % n_sets < na:
+                                hit = True
+                                break
+                        if hit:
+                            break
+                        start = (start + step) % n_sets
+                        if k == out.shape[0]:
+                            bigger = np.empty(2 * k, dtype=np.int64)
+                            bigger[:k] = out
+                            out = bigger
+                        out[k] = row
+                        k += 1
     return out[:k]
 
 
@@ -265,10 +326,15 @@ class _Buffer:
     def period(self) -> int:  # cycles of one prefetch on the DRAM port (latency 1)
         return math.ceil(self.prefetch / self.bw) + 1
 
-    def events(self, qf: np.ndarray, ql: np.ndarray) -> np.ndarray:
+    def events(self, op: _Operand, R: int, rs: np.ndarray, cs: np.ndarray,
+               per: int) -> np.ndarray:
+        """Demand rows of every prefetch (a row once per prefetch it waits for)."""
         if self.step_sets == 0:  # the whole operand fits in the active half
             return np.empty(0, dtype=np.int64)
-        return _walk(qf, ql, self.set_size, self.sets, self.active_sets, self.step_sets)
+        sets = _sets(op.a, op.stream, self.set_size)
+        ptr, held = _copies(op.a, sets)
+        return _walk(op.a, ptr, held, op.stream, op.height, op.offset, op.by_col_fold, R, rs,
+                     cs, per, self.sets, self.active_sets, self.step_sets)
 
     def dram(self, prefetches: int) -> tuple[float, int]:
         """(avg DRAM words/cycle, DRAM words read) as read_buffer counts them."""
@@ -278,83 +344,89 @@ class _Buffer:
         return reads / (stop + first + 1), reads
 
 
-def _demand_rows(n_folds: int, per: int, offset: int, table: np.ndarray) -> np.ndarray:
-    out = np.full((n_folds, per), -1, dtype=np.int64)
-    out[:, offset:offset + table.shape[1]] = table
-    return out.reshape(-1)
-
-
-def _stationary_demand(R: int, k: int, rs: list[int], cs: list[int],
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """First/last prefetch position of the flipped stationary block rows (fold rows 0..R-1):
-    the prefetch matrix is row-major, one ``k x c`` block per column fold."""
-    base = np.cumsum([0] + [k * c for c in cs[:-1]])
-    i = np.arange(R)
-    qf = np.full((len(cs) * len(rs), R), -1, dtype=np.int64)
-    ql = qf.copy()
-    f = 0
-    for fc, c in enumerate(cs):
-        for fr, r in enumerate(rs):
-            row = R - 1 - i  # flipped: the block's last row first
-            ok = row < r
-            first = base[fc] + (fr * R + row[ok]) * c
-            qf[f, ok] = first
-            ql[f, ok] = first + c - 1
-            f += 1
-    return qf, ql
-
-
-def _writes(df: str, R: int, C: int, t: int, folds: list[_Fold], per: int) -> np.ndarray:
+def _writes(df: str, R: int, C: int, t: int, rs: np.ndarray, cs: np.ndarray,
+            fr: np.ndarray, fc: np.ndarray, per: int) -> np.ndarray:
     """Ofmap words each demand row writes (SCALE-Sim's skewed ofmap demand blocks)."""
-    out = np.zeros((len(folds), per), dtype=np.int64)
-    j = np.arange(C)
-    cache: dict[tuple[int, int], np.ndarray] = {}
-    for f, fold in enumerate(folds):
-        key = (fold.r, fold.c)
-        if key not in cache:
-            if df == "os":  # T-1 null rows, then R flipped rows skewed over C columns
-                i = np.arange(R + C - 1)[:, None] - j
-                cnt = ((i >= R - fold.r) & (i <= R - 1) & (j < fold.c)).sum(axis=1)
-            else:  # 2R-1 null rows, then T rows skewed over C columns
-                i = np.arange(t + C - 1)[:, None] - j
-                cnt = ((i >= 0) & (i < t) & (j < fold.c)).sum(axis=1)
-            cache[key] = cnt
-        cnt = cache[key]
-        at = t - 1 if df == "os" else 2 * R - 1
-        out[f, at:at + cnt.shape[0]] = cnt
+    keys, inv = np.unique(np.stack([rs[fr], cs[fc]], axis=1), axis=0, return_inverse=True)
+    j = np.arange(C)[None, None, :]
+    r, c = keys[:, 0, None, None], keys[:, 1, None, None]
+    if df == "os":  # T-1 null rows, then R flipped rows skewed over C columns
+        i = np.arange(R + C - 1)[None, :, None] - j
+        table = ((i >= R - r) & (i <= R - 1) & (j < c)).sum(axis=2)
+        at = t - 1
+    else:  # 2R-1 null rows, then T rows skewed over C columns
+        i = np.arange(t + C - 1)[None, :, None] - j
+        table = ((i >= 0) & (i < t) & (j < c)).sum(axis=2)
+        at = 2 * R - 1
+    out = np.zeros((len(fr), per), dtype=np.int64)
+    out[:, at:at + table.shape[1]] = table[inv.reshape(-1)]
     return out.reshape(-1)
 
 
-def _user(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, folds: list[_Fold],
-          per: int, mem: ScaleSimMemory) -> tuple[int, int, tuple[float | None, ...]]:
+@dataclass(frozen=True)
+class _Operand:
+    """An operand's prefetch matrix (blocks of ``height`` rows stacked, -1 = null) and how
+    the demand walks it (see :func:`_walk`)."""
+
+    a: np.ndarray
+    stream: bool
+    height: int
+    offset: int = 0
+    by_col_fold: bool = False
+
+
+def _stack(widths: list[int], height: int, n: int, addr: Callable[..., np.ndarray],
+           ) -> np.ndarray:
+    """Blocks ``b`` of ``height`` rows x ``n`` columns, ``addr(b, row, col)``; columns past
+    ``widths[b]`` null."""
+    b = np.arange(len(widths))[:, None, None]
+    row = np.arange(height)[None, :, None]
+    col = np.arange(n)[None, None, :]
+    vals = np.broadcast_to(addr(b, row, col), (len(widths), height, n))
+    ok = col < np.asarray(widths)[:, None, None]
+    return np.where(ok, vals, -1).reshape(len(widths) * height, n)
+
+
+def _operands(df: str, R: int, C: int, t: int, k: int, n: int, rl: list[int],
+              cl: list[int], geom: ConvGeometry | None) -> tuple[_Operand, _Operand]:
+    """SCALE-Sim's ifmap and filter prefetch matrices (``systolic_compute_*``)."""
+    def ifm(p: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return _ifmap_addr(p, w, k, geom)
+
+    def fil(w: np.ndarray, f: np.ndarray) -> np.ndarray:
+        return w * n + f
+
+    if df == "os":  # ifmap^T by row fold, filter by column fold; both read diagonally
+        i = _stack(rl, t, R, lambda b, w, j: ifm(b * R + j, w))
+        f = _stack(cl, t, C, lambda b, w, j: fil(w, b * C + j))
+        return _Operand(i, True, t), _Operand(f, True, t, by_col_fold=True)
+    if df == "ws":  # streamed ifmap by row fold, stationary filter by column fold
+        i = _stack(rl, t, R, lambda b, p, j: ifm(p, b * R + j))
+        f = _stack(cl, k, C, lambda b, w, j: fil(w, b * C + j))
+        return _Operand(i, True, t, offset=R), _Operand(f, False, k)
+    # IS: stationary ifmap^T by column fold, streamed filter^T by row fold
+    i = _stack(cl, k, C, lambda b, w, j: ifm(b * C + j, w))
+    f = _stack(rl, t, R, lambda b, q, j: fil(b * R + j, q))
+    return _Operand(i, False, k), _Operand(f, True, t, offset=R)
+
+
+def _user(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, n: int, per: int,
+          mem: ScaleSimMemory, geom: ConvGeometry | None,
+          ) -> tuple[int, int, tuple[float | None, ...]]:
     """(stall cycles, total cycles, DRAM report items) of SCALE-Sim's USER-mode memory."""
-    rs, cs = _sizes(sr, R), _sizes(sc, C)
-    nf = len(folds)
-    fr_ids = np.tile(np.arange(len(rs)), len(cs))
-    fc_ids = np.repeat(np.arange(len(cs)), len(rs))
-    if df == "os":  # ifmap: K-row blocks per row fold; filter: K-row blocks per column fold
-        a = _stream_demand(fr_ids, t, R, rs)
-        b = _stream_demand(fc_ids, t, C, cs)
-        iq = (_demand_rows(nf, per, 0, a[0]), _demand_rows(nf, per, 0, a[1]))
-        fq = (_demand_rows(nf, per, 0, b[0]), _demand_rows(nf, per, 0, b[1]))
-        ifetch, ffetch = t * sr, t * sc
-    else:
-        a = _stream_demand(fr_ids, t, R, rs)
-        stream = (_demand_rows(nf, per, R, a[0]), _demand_rows(nf, per, R, a[1]))
-        s = _stationary_demand(R, k, rs, cs)
-        stat = (_demand_rows(nf, per, 0, s[0]), _demand_rows(nf, per, 0, s[1]))
-        if df == "ws":  # streamed ifmap (T = ofmap px), stationary filter
-            iq, fq, ifetch, ffetch = stream, stat, t * sr, sr * sc
-        else:  # stationary ifmap, streamed filter (T = filters)
-            iq, fq, ifetch, ffetch = stat, stream, sr * sc, t * sr
-    ib = _Buffer(mem.ifmap_words, ifetch, mem.ifmap_bw)
-    fb = _Buffer(mem.filter_words, ffetch, mem.filter_bw)
-    ev_i, ev_f = ib.events(*iq), fb.events(*fq)
+    rl, cl = _sizes(sr, R), _sizes(sc, C)
+    rs, cs = np.asarray(rl, dtype=np.int64), np.asarray(cl, dtype=np.int64)
+    fr = np.tile(np.arange(len(rl)), len(cl))  # SCALE-Sim: column folds outer, row inner
+    fc = np.repeat(np.arange(len(cl)), len(rl))
+    iop, fop = _operands(df, R, C, t, k, n, rl, cl, geom)
+    ib = _Buffer(mem.ifmap_words, int((iop.a >= 0).sum()), mem.ifmap_bw)
+    fb = _Buffer(mem.filter_words, int((fop.a >= 0).sum()), mem.filter_bw)
+    ev_i, ev_f = ib.events(iop, R, rs, cs, per), fb.events(fop, R, rs, cs, per)
     wtotal = mem.ofmap_words
     drain_buf = wtotal - int(math.ceil(wtotal * ACTIVE_FRAC))
     lines = math.ceil(drain_buf / mem.ofmap_bw)
-    res = _timeline(_writes(df, R, C, t, folds, per), ev_i, ev_f, ib.period, fb.period,
-                    wtotal, drain_buf, lines, mem.ofmap_bw)
+    res = _timeline(_writes(df, R, C, t, rs, cs, fr, fc, per), ev_i, ev_f, ib.period,
+                    fb.period, wtotal, drain_buf, lines, mem.ofmap_bw)
     stall, last, first_drain, last_end, drained = (int(x) for x in res)
     ibw, ird = ib.dram(len(ev_i))
     fbw, frd = fb.dram(len(ev_f))
@@ -362,8 +434,8 @@ def _user(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, folds: list
     return stall, last, (ibw, ird, fbw, frd, obw, drained)
 
 
-def layer(dataflow: str, R: int, C: int, m: int, k: int, n: int,
-          mem: ScaleSimMemory) -> ScaleSimLayer:
+def layer(dataflow: str, R: int, C: int, m: int, k: int, n: int, mem: ScaleSimMemory,
+          geometry: ConvGeometry | None = None) -> ScaleSimLayer:
     """SCALE-Sim 3.0.0's report items for a GEMM of ``m`` ofmap pixels, window ``k``,
     ``n`` filters (one conv layer of a topology) on an ``R x C`` array."""
     df = DATAFLOWS.get(dataflow, dataflow)
@@ -377,29 +449,29 @@ def layer(dataflow: str, R: int, C: int, m: int, k: int, n: int,
         raise ValueError(f"dataflow must be os, ws or is, got {dataflow!r}")
     if min(R, C, m, k, n) < 1:
         raise ValueError("array and GEMM dimensions must be positive")
-    folds = [_Fold(r, c) for c in _sizes(sc, C) for r in _sizes(sr, R)]
+    nr, nc = ceil_div(sr, R), ceil_div(sc, C)
+    nf = nr * nc
     per = t + R + C - 2 if df == "os" else 2 * R + C + t - 2
-    n_rows = per * len(folds)
-    used = sum(f.r * f.c for f in folds)
+    n_rows = per * nf
+    used = sr * sc  # PEs used, summed over the folds
     cyc_f = t + R + C - 2 if df == "os" else 2 * R + 2 * C + t - 3  # SCALE-Sim's util divisor
-    if df == "os":
-        reads = (t * sum(f.r for f in folds), t * sum(f.c for f in folds))
-        writes = used + len(folds) * (R + C)  # SCALE-Sim also counts R + C per fold
+    if df == "os":  # SCALE-Sim also counts R + C ofmap writes per fold
+        reads, writes = (t * nc * sr, t * nr * sc), used + nf * (R + C)
     elif df == "ws":
-        reads, writes = (t * sum(f.r for f in folds), used), t * sum(f.c for f in folds)
+        reads, writes = (t * nc * sr, used), t * nr * sc
     else:
-        reads, writes = (used, t * sum(f.r for f in folds)), t * sum(f.c for f in folds)
+        reads, writes = (used, t * nc * sr), t * nr * sc
     dram: tuple[float | None, ...] = (None,) * 6
     if mem.mode == "CALC":
         stall, total = 0, n_rows - 1
     else:
-        stall, total, dram = _user(df, R, C, sr, sc, t, k, folds, per, mem)
+        stall, total, dram = _user(df, R, C, sr, sc, t, k, n, per, mem, geometry)
     total = max(total, 1)
     return ScaleSimLayer(
         total_cycles=total, stall_cycles=stall, compute_cycles=n_rows,
         overall_util=m * k * n * 100 / (total * R * C),
-        mapping_efficiency=used * 100 / (len(folds) * R * C),
-        compute_util=used * t * 100 / (len(folds) * R * C * cyc_f),
+        mapping_efficiency=used * 100 / (nf * R * C),
+        compute_util=used * t * 100 / (nf * R * C * cyc_f),
         ifmap_sram_bw=reads[0] / total, filter_sram_bw=reads[1] / total,
         ofmap_sram_bw=writes / total,
         ifmap_dram_bw=dram[0], filter_dram_bw=dram[2], ofmap_dram_bw=dram[4],
