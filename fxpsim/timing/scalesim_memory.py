@@ -123,7 +123,7 @@ def _sets(a: np.ndarray, diagonal: bool, set_size: int) -> np.ndarray:  # pragma
     """Set index of each element of a prefetch matrix, read anti-diagonal by anti-diagonal
     (row descending inside one) or row by row; null (-1) entries take no place."""
     m, n = a.shape
-    out = np.full((m, n), -1, dtype=np.int64)
+    out = np.full((m, n), -1, dtype=np.int32)
     rank = 0
     if diagonal:
         for d in range(m + n - 1):
@@ -165,9 +165,9 @@ def _copies(a: np.ndarray, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  
 
 
 @njit(cache=True)
-def _walk(a: np.ndarray, ptr: np.ndarray, held: np.ndarray, stream: bool, height: int,
-          offset: int, by_col_fold: bool, R: int, rs: np.ndarray, cs: np.ndarray, per: int,
-          n_sets: int, na: int, step: int) -> np.ndarray:  # pragma: no cover - compiled
+def _walk(a: np.ndarray, own: np.ndarray, ptr: np.ndarray, held: np.ndarray, stream: bool,
+          height: int, offset: int, by_col_fold: bool, R: int, rs: np.ndarray, cs: np.ndarray,
+          per: int, n_sets: int, na: int, step: int) -> np.ndarray:  # pragma: no cover
     """read_buffer.service_reads over the whole demand: the row of every new_prefetch.
 
     Streamed operand: block ``b`` (row or column fold) of ``height`` rows, demand row
@@ -200,17 +200,20 @@ def _walk(a: np.ndarray, ptr: np.ndarray, held: np.ndarray, stream: bool, height
                     j0, j1 = 0, cs[fc] - 1
                 for j in range(j0, j1 + 1):
                     if stream:
-                        v = a[b * height + i - j, j]
+                        e = b * height + i - j
                     else:
-                        v = a[fc * height + fr * R + R - 1 - i, j]
+                        e = fc * height + fr * R + R - 1 - i
+                    v = a[e, j]
                     if v < 0:
                         continue
                     while True:
-                        hit = False
-                        for q in range(ptr[v], ptr[v + 1]):
-                            if (held[q] - start) % n_sets < na:
-                                hit = True
-                                break
+                        # the element's own set first: the common hit, no copy list needed
+                        hit = (own[e, j] - start) % n_sets < na
+                        if not hit and ptr.shape[0] > 1:
+                            for q in range(ptr[v], ptr[v + 1]):
+                                if (held[q] - start) % n_sets < na:
+                                    hit = True
+                                    break
                         if hit:
                             break
                         start = (start + step) % n_sets
@@ -332,9 +335,12 @@ class _Buffer:
         if self.step_sets == 0:  # the whole operand fits in the active half
             return np.empty(0, dtype=np.int64)
         sets = _sets(op.a, op.stream, self.set_size)
-        ptr, held = _copies(op.a, sets)
-        return _walk(op.a, ptr, held, op.stream, op.height, op.offset, op.by_col_fold, R, rs,
-                     cs, per, self.sets, self.active_sets, self.step_sets)
+        if op.unique:  # every address once: its own set decides
+            ptr, held = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        else:
+            ptr, held = _copies(op.a, sets)
+        return _walk(op.a, sets, ptr, held, op.stream, op.height, op.offset, op.by_col_fold,
+                     R, rs, cs, per, self.sets, self.active_sets, self.step_sets)
 
     def dram(self, prefetches: int) -> tuple[float, int]:
         """(avg DRAM words/cycle, DRAM words read) as read_buffer counts them."""
@@ -373,6 +379,7 @@ class _Operand:
     height: int
     offset: int = 0
     by_col_fold: bool = False
+    unique: bool = True  # no address twice (filters, GEMMs, 1x1 convs)
 
 
 def _stack(widths: list[int], height: int, n: int, addr: Callable[..., np.ndarray],
@@ -384,7 +391,7 @@ def _stack(widths: list[int], height: int, n: int, addr: Callable[..., np.ndarra
     col = np.arange(n)[None, None, :]
     vals = np.broadcast_to(addr(b, row, col), (len(widths), height, n))
     ok = col < np.asarray(widths)[:, None, None]
-    return np.where(ok, vals, -1).reshape(len(widths) * height, n)
+    return np.where(ok, vals, -1).astype(np.int32).reshape(len(widths) * height, n)
 
 
 def _operands(df: str, R: int, C: int, t: int, k: int, n: int, rl: list[int],
@@ -396,18 +403,19 @@ def _operands(df: str, R: int, C: int, t: int, k: int, n: int, rl: list[int],
     def fil(w: np.ndarray, f: np.ndarray) -> np.ndarray:
         return w * n + f
 
+    uniq = geom is None or (geom.fh * geom.fw == 1 and geom.sh == geom.sw == 1)
     if df == "os":  # ifmap^T by row fold, filter by column fold; both read diagonally
         i = _stack(rl, t, R, lambda b, w, j: ifm(b * R + j, w))
         f = _stack(cl, t, C, lambda b, w, j: fil(w, b * C + j))
-        return _Operand(i, True, t), _Operand(f, True, t, by_col_fold=True)
+        return _Operand(i, True, t, unique=uniq), _Operand(f, True, t, by_col_fold=True)
     if df == "ws":  # streamed ifmap by row fold, stationary filter by column fold
         i = _stack(rl, t, R, lambda b, p, j: ifm(p, b * R + j))
         f = _stack(cl, k, C, lambda b, w, j: fil(w, b * C + j))
-        return _Operand(i, True, t, offset=R), _Operand(f, False, k)
+        return _Operand(i, True, t, offset=R, unique=uniq), _Operand(f, False, k)
     # IS: stationary ifmap^T by column fold, streamed filter^T by row fold
     i = _stack(cl, k, C, lambda b, w, j: ifm(b * C + j, w))
     f = _stack(rl, t, R, lambda b, q, j: fil(b * R + j, q))
-    return _Operand(i, False, k), _Operand(f, True, t, offset=R)
+    return _Operand(i, False, k, unique=uniq), _Operand(f, True, t, offset=R)
 
 
 def _user(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, n: int, per: int,

@@ -34,14 +34,24 @@ and DRAM / SRAM-port / requantizer stalls come from the DMA pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 from fxpsim.config.hw import HwConfig
 from fxpsim.errors import ConfigError
+from fxpsim.graph.ir import Conv2dAttrs, Graph
 from fxpsim.timing import scalesim_memory
 from fxpsim.timing.mapping import ceil_div, hw_source
-from fxpsim.timing.scalesim_memory import SETS_PER_BUFFER, ScaleSimLayer, ScaleSimMemory
+from fxpsim.timing.ops import GemmOp
+from fxpsim.timing.scalesim_memory import (
+    SETS_PER_BUFFER,
+    ConvGeometry,
+    ScaleSimLayer,
+    ScaleSimMemory,
+)
+
+Geometries = Mapping[str, ConvGeometry]
 
 DATAFLOW_ALIASES: dict[str, str] = {
     "os": "output_stationary", "ws": "weight_stationary", "is": "input_stationary",
@@ -151,26 +161,55 @@ def memory_of(hw: HwConfig) -> ScaleSimMemory:
 
 @lru_cache(maxsize=4096)
 def _layer(dataflow: str, rows: int, cols: int, m: int, k: int, n: int,
-           mem: ScaleSimMemory) -> ScaleSimLayer:
-    return scalesim_memory.layer(dataflow, rows, cols, m, k, n, mem)
+           mem: ScaleSimMemory, geometry: ConvGeometry | None) -> ScaleSimLayer:
+    return scalesim_memory.layer(dataflow, rows, cols, m, k, n, mem, geometry)
 
 
-def gemm_report(hw: HwConfig, m: int, k: int, n: int) -> ScaleSimLayer:
+def gemm_report(hw: HwConfig, m: int, k: int, n: int,
+                geometry: ConvGeometry | None = None) -> ScaleSimLayer:
     """SCALE-Sim 3.0.0's report items for one GEMM group on ``hw``."""
     ma = hw.mac_array
-    return _layer(_df(ma.dataflow), ma.rows, ma.cols, m, k, n, memory_of(hw))
+    mem = memory_of(hw)
+    if mem.mode == "CALC":
+        geometry = None  # no memory walk: the layout of the ifmap does not matter
+    return _layer(_df(ma.dataflow), ma.rows, ma.cols, m, k, n, mem, geometry)
 
 
-def gemm_timing(hw: HwConfig, m: int, k: int, n: int, groups: int = 1) -> tuple[int, int]:
+def conv_geometries(graph: Graph) -> Geometries:
+    """Each conv layer's ifmap addressing as SCALE-Sim sees it (padding included)."""
+    out: dict[str, ConvGeometry] = {}
+    for node in graph.gemm_nodes:
+        a = node.attrs
+        if isinstance(a, Conv2dAttrs):
+            c, h, w = node.in_shape
+            out[node.name] = ConvGeometry(
+                h + 2 * a.padding[0], w + 2 * a.padding[1], c // a.groups, *a.kernel,
+                *a.stride, node.shape[2])
+    return out
+
+
+def _geometry(op: GemmOp, geometry: Geometries) -> ConvGeometry | None:
+    # the im2col ifmap of a forward conv repeats addresses; other GEMMs read distinct words
+    return geometry.get(op.layer) if op.op == "conv2d" and op.pass_name == "forward" else None
+
+
+def gemm_timing(hw: HwConfig, m: int, k: int, n: int, groups: int = 1,
+                geometry: ConvGeometry | None = None) -> tuple[int, int]:
     """(cycles, stall cycles) of ``groups`` GEMMs run one after another, each as SCALE-Sim
     reports a layer: ``Total Cycles`` = demand rows - 1 + memory stalls."""
-    r = gemm_report(hw, m, k, n)
+    r = gemm_report(hw, m, k, n, geometry)
     return groups * r.total_cycles, groups * r.stall_cycles
 
 
-def report_columns(hw: HwConfig, m: int, k: int, n: int, groups: int = 1) -> dict[str, object]:
+def op_timing(hw: HwConfig, op: GemmOp, geometry: Geometries) -> tuple[int, int]:
+    """:func:`gemm_timing` of a lowered GEMM (``geometry``: :func:`conv_geometries`)."""
+    return gemm_timing(hw, op.m, op.k, op.n, op.groups, _geometry(op, geometry))
+
+
+def report_columns(hw: HwConfig, m: int, k: int, n: int, groups: int = 1,
+                   geometry: ConvGeometry | None = None) -> dict[str, object]:
     """The :data:`REPORT_COLUMNS` of one GEMM (cycles summed over ``groups``)."""
-    r = gemm_report(hw, m, k, n)
+    r = gemm_report(hw, m, k, n, geometry)
     vals: tuple[object, ...] = (
         groups * r.total_cycles, groups * r.stall_cycles, r.overall_util,
         r.mapping_efficiency, r.compute_util, r.ifmap_sram_bw, r.filter_sram_bw,

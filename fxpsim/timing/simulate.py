@@ -69,7 +69,8 @@ def simulate(graph: Graph, hw: HwConfig, req: TimingRequest, *,
 
     bits = hw.mac_array.stochastic_rounding.random_bits_per_rounding
     ops = lower(graph, req, random_bits=bits)
-    result = simulate_ops(ops, hw, req, trace=trace)
+    geometry = scalesim_timing.conv_geometries(graph) if req.timing == "scalesim" else None
+    result = simulate_ops(ops, hw, req, trace=trace, scalesim_geometry=geometry)
     if any(isinstance(op, GemmOp) and op.float_operands for op in ops):
         widest = widest_mode(hw)
         note = (f"float operands: {hw.name} has no float MAC; GEMMs with a float operand are "
@@ -107,6 +108,7 @@ def _cap(mem: Memory | None) -> int:
 class _Ctx:
     def __init__(self, hw: HwConfig, req: TimingRequest) -> None:
         self.hw, self.req = hw, req
+        self.scalesim_geometry: scalesim_timing.Geometries = {}
         self.bw = dram_rate(hw)
         self.lat = dram_latency_cycles(hw)
 
@@ -300,9 +302,11 @@ def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | No
 
 
 def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
-                 trace: bool = False) -> TimingResult:
+                 trace: bool = False,
+                 scalesim_geometry: scalesim_timing.Geometries | None = None) -> TimingResult:
     """:func:`simulate` on an already lowered op list (used by tests with hand-built ops)."""
     ctx = _Ctx(hw, req)
+    ctx.scalesim_geometry = scalesim_geometry or {}
     saved_fit = _saved_fit(ops, hw, req)
     works: list[OpWork] = []
     parts: list[tuple] = []
@@ -312,7 +316,7 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
         if isinstance(op, GemmOp):
             a, groups, mp, carry = _gemm(ctx, op, carry, nxt, saved_fit)
             if req.timing == "scalesim":
-                cyc, _ = scalesim_timing.gemm_timing(hw, op.m, op.k, op.n, op.groups)
+                cyc, _ = scalesim_timing.op_timing(hw, op, ctx.scalesim_geometry)
                 groups = (TileGroup(1, 0, cyc, a.requant > 0),)
             works.append(OpWork(op.layer, op.pass_name, groups=groups))
             parts.append(("gemm", op, a, mp))
@@ -336,7 +340,7 @@ def _record(ctx: _Ctx, part: tuple, cycles: int) -> LayerPassResult:
         rate = mp.rate
         peak = ma.rows * ma.cols * rate
         if ctx.req.timing == "scalesim":  # SCALE-Sim's memory stalls count as DRAM stalls
-            _, st = scalesim_timing.gemm_timing(hw, op.m, op.k, op.n, op.groups)
+            _, st = scalesim_timing.op_timing(hw, op, ctx.scalesim_geometry)
             compute, stalls = cycles - st, Tally.of({"dram": st})
         else:
             compute = a.compute
