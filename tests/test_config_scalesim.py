@@ -104,6 +104,9 @@ def test_v2_style_file_with_banks_and_lowercase_keys(tmp_path):
          "duplicate key"),
         (("[run_presets]", "[sparsity]\nSparsitySupport: true\n[run_presets]"),
          "sparsity.SparsitySupport", "fxpsim does not model sparsity"),
+        (("CALC", "USER\n[architecture_presets]"), "architecture_presets", "duplicate section"),
+        (("[run_presets]", "[layout]\nIfmapCustomLayout: True\n[run_presets]"), "layout",
+         "fxpsim does not model custom SRAM layouts"),
     ],
 )
 def test_bad_cfg(tmp_path, edit, key_path, message):
@@ -129,3 +132,34 @@ def test_cfg_out_of_schema_range_is_caught_by_schema(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_hwconfig(src)
     assert info.value.key_path == "mac_array.rows" and "1..4096" in info.value.message
+
+
+def test_interface_bandwidth_modes(tmp_path):
+    """SCALE-Sim 3.0.0 in USER mode: ifmap/filter DRAM words/cycle from [layout], the ofmap's
+    from Bandwidth; without [layout] all three are Bandwidth (v2's meaning)."""
+    calc = load_hwconfig(write(tmp_path, GOOGLE_V2)).config.scalesim
+    assert calc is not None and calc.interface_bandwidth == "CALC"
+    user = GOOGLE_V2.replace("CALC", "USER")
+    plain = load_hwconfig(write(tmp_path, user, "u.cfg")).config.scalesim
+    assert plain is not None and plain.interface_bandwidth == "USER"
+    assert (plain.ifmap_words_per_cycle, plain.filter_words_per_cycle,
+            plain.ofmap_words_per_cycle) == (32, 32, 32)
+    layout = user.replace("[run_presets]", "[layout]\nIfmapSRAMBankBandwidth: 8\n"
+                          "FilterSRAMBankBandwidth: 4\n[run_presets]")
+    lay = load_hwconfig(write(tmp_path, layout, "l.cfg")).config.scalesim
+    assert lay is not None
+    assert (lay.ifmap_words_per_cycle, lay.filter_words_per_cycle,
+            lay.ofmap_words_per_cycle) == (8, 4, 32)
+    example = load_hwconfig(str(EXAMPLE)).config.scalesim
+    assert example is not None and example.interface_bandwidth == "USER"
+
+
+def test_user_mode_needs_whole_words_per_cycle(tmp_path):
+    src = write(tmp_path, GOOGLE_V2.replace("CALC", "USER").replace(": 32", ": 2.5"))
+    with pytest.raises(ConfigError) as info:
+        load_hwconfig(src)
+    assert info.value.key_path == "architecture_presets.Bandwidth"
+    assert "whole words/cycle" in info.value.message
+    # CALC never reads it as words: a fractional GB/s stays fine
+    calc = write(tmp_path, GOOGLE_V2.replace(": 32", ": 2.5"), "c.cfg")
+    assert load_hwconfig(calc).config.dram.bandwidth_gb_s == 2.5

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 # Upper bounds keep a typo (rows: 1600000) from turning into an hour-long schedule or a
 # memory blow-up in the time plane; they are far above any real accelerator.
@@ -255,6 +262,14 @@ class HwConfig(_Model):
     energy: Energy
     leakage: Leakage = Field(default_factory=Leakage)
     scalesim: ScaleSimInterface | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_scalesim(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # configs without the section dump (and digest) exactly as before it existed
+        data = handler(self)
+        if self.scalesim is None:
+            data.pop("scalesim", None)
+        return data
 
     @model_validator(mode="after")
     def _cross_checks(self) -> HwConfig:
