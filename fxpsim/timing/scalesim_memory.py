@@ -92,7 +92,7 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     the plain function stays the reference the tests compare it with)."""
     got = _COMPILED.get(fn.__name__)
     if got is None:
-        from numba import njit
+        from numba import njit  # type: ignore[import-not-found,unused-ignore]
 
         got = _COMPILED[fn.__name__] = njit(cache=True)(fn)
     return got

@@ -151,11 +151,11 @@ def memory_of(hw: HwConfig) -> ScaleSimMemory:
         raise ConfigError(hw_source(hw), "scalesim.interface_bandwidth",
                           f"USER mode needs the memories {', '.join(_SRAMS)} "
                           f"(missing {', '.join(missing)})")
-    words = [int(sizes[n] or 0) * 1024 for n in _SRAMS]
-    if min(words) < SETS_PER_BUFFER:
+    ifm, fil, ofm = (int(sizes[n] or 0) * 1024 for n in _SRAMS)
+    if min(ifm, fil, ofm) < SETS_PER_BUFFER:
         raise ConfigError(hw_source(hw), "memory",
                           "USER mode needs at least 1 kB in each SCALE-Sim SRAM")
-    return ScaleSimMemory("USER", *words, iface.ifmap_words_per_cycle,
+    return ScaleSimMemory("USER", ifm, fil, ofm, iface.ifmap_words_per_cycle,
                           iface.filter_words_per_cycle, iface.ofmap_words_per_cycle)
 
 
