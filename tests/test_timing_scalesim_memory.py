@@ -84,6 +84,11 @@ def test_user_mode_within_10_percent_of_scalesim(row: dict[str, str], tmp_path: 
     assert math.isclose(r.mapping_efficiency, float(row["mapping_efficiency_pct"]),
                         rel_tol=1e-9)
     assert math.isclose(r.compute_util, float(row["compute_util_pct"]), rel_tol=1e-9)
+    # BANDWIDTH_REPORT: SRAM words/cycle follow the cycles; DRAM ones the prefetch/drain model
+    for ours, col in ((r.ifmap_sram_bw, "ifmap_sram_bw"), (r.filter_sram_bw, "filter_sram_bw"),
+                      (r.ofmap_sram_bw, "ofmap_sram_bw"), (r.ifmap_dram_bw, "ifmap_dram_bw"),
+                      (r.filter_dram_bw, "filter_dram_bw"), (r.ofmap_dram_bw, "ofmap_dram_bw")):
+        assert ours is not None and math.isclose(ours, float(row[col]), rel_tol=0.10), col
 
 
 def test_user_mode_fixture_covers_both_arrays_and_all_dataflows() -> None:
