@@ -1,36 +1,33 @@
-"""SCALE-Sim 3.0.0's double-buffered scratchpads as a fast event model (``timing=scalesim``).
+"""SCALE-Sim 3.0.0's double-buffered scratchpads, replayed fast (``timing=scalesim``, USER).
 
 SCALE-Sim (``scalesim/memory/double_buffered_scratchpad_mem.py``) walks the demand matrices
-one row (= one cycle without stalls) at a time and asks three buffers when the row's
-requests are served; the row's stall is the largest of the three answers and delays every
-later row. fxpsim computes the same quantities from the GEMM shape alone, in events:
+one row (one stall-free cycle) at a time and asks three buffers when the row's requests are
+served; the row's stall is the largest of the three answers and delays every later row.
+fxpsim rebuilds the same inputs from the GEMM shape (and, for a forward conv, the ifmap
+geometry that makes im2col repeat addresses) and replays the same rules in compiled loops:
 
-**Read buffers** (``read_buffer.py``, ifmap and filter). The operand's prefetch matrix (its
-operand matrix laid out fold by fold, null entries skipped) is cut into *sets* of
-``ceil(words / 100)`` elements. The buffer holds a window of ``ceil(words / 2 / set)``
-sets; a request outside the window moves the window on by the prefetch half
-(``ceil(words / 2 / set)`` sets, fewer for small operands) and costs one prefetch, and the
-window wraps around the prefetch matrix, so data reused after eviction (the ifmap in OS for
-every column fold, the streamed operand of WS/IS for every column fold) is fetched again.
-Prefetches run back to back on the operand's DRAM port: prefetch ``k`` is served at cycle
-``-1 + k * (ceil(words / 2 / bw) + 1)`` whenever it was asked for. When row ``r`` (at cycle
-``c``) needs prefetch ``k``, SCALE-Sim's ``offset`` grows by ``p = D_k - (c + offset)`` and,
-if ``p > 0``, by ``p`` again (its code adds a positive wait twice; a late request makes it
-negative). The row's read stall is ``offset - 1``. fxpsim reproduces these updates exactly;
-what it approximates is *which row* asks for which set: the demand is taken to walk each
-fold's block of the prefetch matrix linearly over the fold's streaming rows (the stationary
-operand of WS/IS: all at the fold's first row, which SCALE-Sim reads flipped). SCALE-Sim
-tests each address of the im2col matrix, whose duplicates may hit an older copy a little
-earlier.
+**Read buffers** (``read_buffer.py``; ifmap and filter). The operand's prefetch matrix
+(``systolic_compute_{os,ws,is}.py``: the operand matrix fold by fold, read anti-diagonally
+for streamed operands, row by row for the stationary one; null entries skipped) is cut into
+*sets* of ``ceil(words / 100)`` elements. The buffer holds a ring window of
+``ceil(words / 2 / set)`` sets. Every demanded address, in SCALE-Sim's order, must lie in a
+set of the window (any copy of it); if none does, the window moves on by the prefetch half
+and that is one prefetch, repeated until it hits, wrapping around the prefetch matrix. So
+data reused after eviction is fetched again, and a stationary block read flipped can send
+the window round the whole ring. Prefetches run back to back on the operand's DRAM port:
+prefetch ``k`` is served at cycle ``-1 + k * (ceil(words / 2 / bw) + 1)``. When the row at
+cycle ``c`` waits for prefetch ``k``, SCALE-Sim's ``offset`` grows by
+``p = D_k - (c + offset)`` and, when ``p > 0``, by ``p`` again (its code adds a wait twice;
+an early prefetch makes ``p`` negative). The row's read stall is ``offset - 1``.
 
-**Write buffer** (``write_buffer.py``, ofmap). Writes fill the buffer; once more than half
-of it is used (and no drain is running) a drain of ``ceil(words / 2 / bw)`` lines of ``bw``
-words starts at the current cycle and frees its words at once; a write into a full buffer
-while a drain runs waits for the drain's end. The writes of a fold are spread evenly over
-the rows SCALE-Sim's skewed ofmap demand block spans.
+**Write buffer** (``write_buffer.py``; ofmap). Writes (the skewed ofmap demand, per row) fill
+the buffer; when more than half is used and no drain runs, a drain of ``ceil(words / 2 /
+bw)`` lines of ``bw`` words starts at the current cycle and frees its words at once; a write
+into a full buffer while a drain runs waits for the drain's end. After the last row the rest
+drains back to back (the DRAM report items only; SCALE-Sim's total stops at the last row).
 
-CALC mode (``InterfaceBandwidth: CALC``) gives SCALE-Sim's estimate-bandwidth buffers,
-which never stall: total cycles = demand rows - 1.
+CALC mode (``InterfaceBandwidth: CALC``) uses SCALE-Sim's estimate-bandwidth buffers, which
+never stall: total cycles = demand rows - 1. Their DRAM bandwidth estimate is not modelled.
 """
 
 from __future__ import annotations
