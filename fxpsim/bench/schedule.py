@@ -2,7 +2,8 @@
 
 Cases: CIFAR VGG16 inference (batch 1, as SCALE-Sim runs it) on edge_npu's 16x16
 weight-stationary array, and an ImageNet VGG16 training step with ``algo=fb`` at batch 32 on
-edge_npu. Each case is timed in-process (best of ``repeats`` runs of load + lower + schedule)
+edge_npu, and SCALE-Sim's CIFAR VGG16 topology with ``timing=scalesim`` on its example
+16x16 WS config in USER mode (10 words/cycle). Each case is timed in-process (best of ``repeats`` runs of load + lower + schedule)
 and, when the ``fxpsim run`` command works, as a whole process (``fxpsim run ... epochs=0``,
 interpreter start and report writing included; one run). Targets: CIFAR inference whole
 process <= 1 s (SCALE-Sim v2 needs about 174 CPU-seconds and 4 GB for it), ImageNet FB step
@@ -30,17 +31,23 @@ CASES: tuple[tuple[str, dict[str, str], float], ...] = (
     ("imagenet_vgg16_train_fb_b32",
      {"hw": "edge_npu", "model": "vgg16_imagenet", "phase": "train", "algo": "fb",
       "batch": "32"}, 5.0),
+    # SCALE-Sim's own USER-mode memory model on its topology (SCALE-Sim: minutes per layer)
+    ("scalesim_vgg16_cifar_user_ws16x16",
+     {"hw": "scalesim_example", "model": "models/scalesim_vgg16_cifar.csv", "phase": "infer",
+      "timing": "scalesim"}, 1.0),
 )
 
 
 def _in_process(opts: dict[str, str], repeats: int) -> tuple[float, int, int]:
     from fxpsim.api import simulate_run
     from fxpsim.results import total
+    from fxpsim.timing.scalesim_timing import clear_layer_memo
 
     out: list[object] = []
 
     def once() -> None:
         # the time plane only: steps=0 (training is benchmarked by `fxpsim bench train`)
+        clear_layer_memo()  # each repeat recomputes SCALE-Sim's layers
         out.append(simulate_run({**opts, "steps": "0"}))
 
     secs = best_time(once, repeats=repeats, warmup=1)

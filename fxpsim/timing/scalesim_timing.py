@@ -165,6 +165,12 @@ def _layer(dataflow: str, rows: int, cols: int, m: int, k: int, n: int,
     return scalesim_memory.layer(dataflow, rows, cols, m, k, n, mem, geometry)
 
 
+def clear_layer_memo() -> None:
+    """Forget the layers computed so far (they are memoised per process: a network repeats
+    layer shapes, and each record asks twice)."""
+    _layer.cache_clear()
+
+
 def gemm_report(hw: HwConfig, m: int, k: int, n: int,
                 geometry: ConvGeometry | None = None) -> ScaleSimLayer:
     """SCALE-Sim 3.0.0's report items for one GEMM group on ``hw``."""
