@@ -91,6 +91,25 @@ def test_user_mode_within_10_percent_of_scalesim(row: dict[str, str], tmp_path: 
         assert ours is not None and math.isclose(ours, float(row[col]), rel_tol=0.10), col
 
 
+PREFIX = list(csv.DictReader((REPO / "tests" / "golden" /
+                              "scalesim3_vgg16_cifar_prefix.csv").open()))
+
+
+@pytest.mark.parametrize("row", PREFIX, ids=lambda r: f"{r['rows']}ws-{r['layer']}-{r['demand_rows']}")
+def test_ring_wraparound_layers_match_scalesim_on_their_first_rows(row: dict[str, str]) -> None:
+    """WS layers whose whole SCALE-Sim run would take hours (tens of thousands of prefetches,
+    most of them the ring going round after a flipped stationary read): SCALE-Sim 3.0.0's
+    ``service_memory_requests`` on the first ``demand_rows`` rows of its demand matrices."""
+    graph = load_model(str(TOPOLOGY))
+    m, k, n, _, _ = gemm_dims(graph.node(row["layer"]), 1, "forward")
+    a = int(row["rows"])
+    mem = sm.ScaleSimMemory("USER", 65536, 65536, 32768, 10, 10, 10)
+    got = sm.first_rows_user("ws", a, a, m, k, n, mem, ss.conv_geometries(graph)[row["layer"]],
+                             int(row["demand_rows"]))
+    assert got == (int(row["stall_cycles"]), int(row["last_cycle"]),
+                   int(row["filter_prefetches"]))
+
+
 def test_user_mode_fixture_covers_both_arrays_and_all_dataflows() -> None:
     seen = {(r["rows"], r["dataflow"]) for r in ROWS if r["mode"] == "USER"}
     assert seen == {(a, d) for a in ("16", "32") for d in ("os", "ws", "is")}

@@ -79,6 +79,8 @@ class ScaleSimLayer:
     ifmap_dram_reads: int | None
     filter_dram_reads: int | None
     ofmap_dram_writes: int | None
+    ifmap_prefetches: int | None = None  # read-buffer prefetches (USER mode)
+    filter_prefetches: int | None = None
 
 
 _COMPILED: dict[str, Callable[..., Any]] = {}
@@ -425,7 +427,7 @@ def _operands(df: str, R: int, C: int, t: int, k: int, n: int, rl: list[int],
 
 
 def _user(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, n: int, per: int,
-          mem: ScaleSimMemory, geom: ConvGeometry | None,
+          mem: ScaleSimMemory, geom: ConvGeometry | None, first_rows: int | None = None,
           ) -> tuple[int, int, tuple[float | None, ...]]:
     """(stall cycles, total cycles, DRAM report items) of SCALE-Sim's USER-mode memory."""
     rl, cl = _sizes(sr, R), _sizes(sc, C)
@@ -439,19 +441,38 @@ def _user(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, n: int, per
     wtotal = mem.ofmap_words
     drain_buf = wtotal - int(math.ceil(wtotal * ACTIVE_FRAC))
     lines = math.ceil(drain_buf / mem.ofmap_bw)
-    res = _jit(_timeline)(_writes(df, R, C, t, rs, cs, fr, fc, per), ev_i, ev_f, ib.period,
-                    fb.period, wtotal, drain_buf, lines, mem.ofmap_bw)
+    writes = _writes(df, R, C, t, rs, cs, fr, fc, per)
+    if first_rows is not None:  # a prefix of the demand (as SCALE-Sim runs on a slice)
+        writes, ev_i, ev_f = writes[:first_rows], ev_i[ev_i < first_rows], ev_f[ev_f < first_rows]
+    res = _jit(_timeline)(writes, ev_i, ev_f, ib.period, fb.period, wtotal, drain_buf, lines,
+                          mem.ofmap_bw)
     stall, last, first_drain, last_end, drained = (int(x) for x in res)
     ibw, ird = ib.dram(len(ev_i))
     fbw, frd = fb.dram(len(ev_f))
     obw = drained / (last_end - first_drain + 1) if first_drain >= 0 else 0.0
-    return stall, last, (ibw, ird, fbw, frd, obw, drained)
+    return stall, last, (ibw, ird, fbw, frd, obw, drained, len(ev_i), len(ev_f))
 
 
 def layer(dataflow: str, R: int, C: int, m: int, k: int, n: int, mem: ScaleSimMemory,
           geometry: ConvGeometry | None = None) -> ScaleSimLayer:
     """SCALE-Sim 3.0.0's report items for a GEMM of ``m`` ofmap pixels, window ``k``,
     ``n`` filters (one conv layer of a topology) on an ``R x C`` array."""
+    return _layer_report(dataflow, R, C, m, k, n, mem, geometry, None)
+
+
+def first_rows_user(dataflow: str, R: int, C: int, m: int, k: int, n: int,
+                    mem: ScaleSimMemory, geometry: ConvGeometry | None,
+                    rows: int) -> tuple[int, int, int]:
+    """(stall cycles, last row's cycle, filter prefetches) of SCALE-Sim's USER-mode memory
+    walk over only the first ``rows`` demand rows: what its ``service_memory_requests``
+    gives on a slice of the demand matrices (a check on layers too slow to run whole)."""
+    r = _layer_report(dataflow, R, C, m, k, n, mem, geometry, rows)
+    assert r.filter_prefetches is not None
+    return r.stall_cycles, r.total_cycles, r.filter_prefetches
+
+
+def _layer_report(dataflow: str, R: int, C: int, m: int, k: int, n: int, mem: ScaleSimMemory,
+                  geometry: ConvGeometry | None, first_rows: int | None) -> ScaleSimLayer:
     df = DATAFLOWS.get(dataflow, dataflow)
     if df == "os":
         sr, sc, t = m, n, k
@@ -475,11 +496,11 @@ def layer(dataflow: str, R: int, C: int, m: int, k: int, n: int, mem: ScaleSimMe
         reads, writes = (t * nc * sr, used), t * nr * sc
     else:
         reads, writes = (used, t * nc * sr), t * nr * sc
-    dram: tuple[float | None, ...] = (None,) * 6
+    dram: tuple[float | None, ...] = (None,) * 8
     if mem.mode == "CALC":
         stall, total = 0, n_rows - 1
     else:
-        stall, total, dram = _user(df, R, C, sr, sc, t, k, n, per, mem, geometry)
+        stall, total, dram = _user(df, R, C, sr, sc, t, k, n, per, mem, geometry, first_rows)
     total = max(total, 1)
     return ScaleSimLayer(
         total_cycles=total, stall_cycles=stall, compute_cycles=n_rows,
@@ -490,7 +511,8 @@ def layer(dataflow: str, R: int, C: int, m: int, k: int, n: int, mem: ScaleSimMe
         ofmap_sram_bw=writes / total,
         ifmap_dram_bw=dram[0], filter_dram_bw=dram[2], ofmap_dram_bw=dram[4],
         ifmap_dram_reads=_int(dram[1]), filter_dram_reads=_int(dram[3]),
-        ofmap_dram_writes=_int(dram[5]))
+        ofmap_dram_writes=_int(dram[5]), ifmap_prefetches=_int(dram[6]),
+        filter_prefetches=_int(dram[7]))
 
 
 def _int(x: float | None) -> int | None:
