@@ -263,8 +263,10 @@ def _group_entries(shape: OpShape, group: str) -> list[_GroupEntry]:
 
 def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None = None,
                    keep_out: bool = False, read_pj: float = 1.0,
-                   write_pj: float = 1.0) -> DramPlan | None:
-    """The DRAM tiling with the least DRAM energy (then bytes) that fits; None if none fits.
+                   write_pj: float = 1.0, bytes_first: bool = True) -> DramPlan | None:
+    """The DRAM tiling with the fewest DRAM bytes (then least DRAM energy; energy first
+    with ``bytes_first=False``) that fits; None if none fits. Reads and writes share the
+    channel, so bytes set the transfer time and a bigger buffer never adds any.
 
     ``carried``: the role whose tensor is already on chip; ``keep_out``: the output stays on
     chip. Footprints and traffic factor by reuse group. For each (AO, BO) tile pair the
@@ -290,7 +292,7 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
     slot = [names.index(m) if m else -1 for m in mems]
     cap_l = [caps[n] for n in names]
     b0, b1, b2 = bits
-    best: tuple[float, int] | None = None
+    best: tuple[float, float] | None = None
     pick: tuple[int, int, int, str] | None = None
     evaluated = 0
     # the reduction tiles with the fewest trips first: the first that fits is the best
@@ -333,7 +335,8 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
                 if inner != "AB":
                     rd += psum
                     wr += psum
-                key = (rd * read_pj + wr * write_pj, rd + wr)
+                e = rd * read_pj + wr * write_pj
+                key = (rd + wr, e) if bytes_first else (e, rd + wr)
                 if best is None or key < best:
                     best, pick = key, (i, j, k_fit, inner)
     if pick is None:

@@ -92,7 +92,7 @@ class OpCost:
     epilogue: int  # E
     array: int  # C
     side: int  # max(C, ports, requant)
-    binding: str  # compute | sram:<name> | requant | dram
+    binding: str  # compute | weight_load | sram:<name> | requant | dram
     accesses: tuple[tuple[str, int], ...]  # "<mem>.read|write" -> accesses
 
 
@@ -145,7 +145,10 @@ def op_cost(hw: HwConfig, op: GemmOp, ap: ArrayPlan, dp: DramPlan,
             if nb:  # the DMA fills the buffer / drains it
                 key = f"{mem.name}.{rw}"
                 acc[key] = acc.get(key, 0) + ceil_div(nb * 8, mem.width_bits or 1)
-    side, binding = ap.array_cycles, "compute"
+    # the array's own time is bound by streaming, or by loading the stationary operand
+    # when the loads take at least as long as the streams they feed
+    side = ap.array_cycles
+    binding = "weight_load" if 0 < ap.stream_cycles <= ap.load_cycles else "compute"
     for mem in hw.memory:
         if not mem.is_sram:
             continue
@@ -217,7 +220,8 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
     shape = op_shape(op, kind, acc.psum_bits or acc.bits)
     dp = best_dram_plan(shape, _capacity(hw, op), carried=carried, keep_out=keep_out,
                         read_pj=hw.dram.read_energy_pj_per_byte or 1.0,
-                        write_pj=hw.dram.write_energy_pj_per_byte or 1.0)
+                        write_pj=hw.dram.write_energy_pj_per_byte or 1.0,
+                        bytes_first=cache.objective == "latency")
     result: Mapping | None = None
     evaluated = dp.evaluated if dp is not None else 0
     if dp is not None:

@@ -7,8 +7,10 @@ Data residency (which tensors cross the DRAM interface)
 * Each GEMM's DRAM traffic comes from its mapping (:mod:`fxpsim.timing.search`): per tensor,
   tile footprint x fetches, inputs with their halo, partial sums when the reduction is tiled.
 * Inter-layer: a GEMM's output stays on chip (``kept``, no DRAM write) when the next op
-  consumes it and it fits whole beside this op's tiles *and* beside the next GEMM's tiles
-  (a vector op in between needs only room for it). The consumer then takes it from the chip
+  consumes it and it takes at most half of its buffer (the other half holds the tiles of
+  the producer and of the consumer; this keeps residency monotone: a buffer twice as big
+  keeps everything the smaller one kept, with at least as much room for tiles). Vector ops
+  pass such a tensor on under the same rule. The consumer takes it from the chip
   (``carried``, no DRAM read). A carried tensor that the consumer cannot hold after all is
   written back (charged to the consumer) and read through its mapping.
 * Training: when the inputs of all forward GEMMs do not fit in the activation buffer
@@ -128,6 +130,13 @@ def _saved_fit(ops: Sequence[Op], hw: HwConfig, req: TimingRequest) -> bool:
     return max(per_pass.values(), default=0) <= _cap(memory_of(hw, "activations"))
 
 
+def _stays(hw: HwConfig, kind: str, size: int) -> bool:
+    """A tensor stays on chip between ops when it takes at most half of its buffer: the
+    other half holds the tiles of the producer and of the consumer (so a buffer twice as
+    big keeps every tensor the smaller one kept, with at least as much room beside it)."""
+    return 0 < size <= _cap(memory_of(hw, kind)) // 2
+
+
 def _consumes(nxt: Op | None, kind: str) -> bool:
     if nxt is None:
         return False
@@ -136,11 +145,13 @@ def _consumes(nxt: Op | None, kind: str) -> bool:
     return norm_kind(kind) in (norm_kind(nxt.a_kind), norm_kind(nxt.b_kind))
 
 
-def _carried_role(op: GemmOp, kind: str | None) -> str | None:
-    if kind is None:
+def _carried_role(op: GemmOp, carry: tuple[str, int] | None) -> str | None:
+    """The operand of ``op`` that is the tensor left on chip (same kind and size), if any."""
+    if carry is None:
         return None
-    for role, k in (("A", op.a_kind), ("B", op.b_kind)):
-        if norm_kind(k) == kind:
+    shape = op_shape(op, pass_kind(op), 32)
+    for role, k, bits in (("A", op.a_kind, op.a_bits), ("B", op.b_kind, op.b_bits)):
+        if norm_kind(k) == carry[0] and nbytes(shape.size(role), bits) == carry[1]:  # type: ignore[arg-type]
             return role
     return None
 
@@ -167,13 +178,9 @@ def _read_kind(ctx: _Ctx, op: GemmOp, kind: str) -> str:
 def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
           saved_fit: bool) -> tuple[_Gemm, tuple[str, int] | None]:
     hw = ctx.hw
-    role = _carried_role(op, carry[0] if carry else None)
-    keep = _consumes(nxt, op.out_kind)
-    if keep and isinstance(nxt, GemmOp):
-        keep = search(hw, nxt, ctx.cache, carried=_carried_role(nxt, norm_kind(op.out_kind)),  # type: ignore[arg-type]
-                      keep_out=False) is not None
-    elif keep:
-        keep = nbytes(op.groups * op.m * op.n, op.out_bits) <= _cap(memory_of(hw, op.out_kind))
+    role = _carried_role(op, carry)
+    keep = _consumes(nxt, op.out_kind) and _stays(hw, op.out_kind,
+                                                  nbytes(op.groups * op.m * op.n, op.out_bits))
     spill = 0
     mp = None
     for r in ((role, None) if role else (None,)):
@@ -268,12 +275,11 @@ def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | No
         "activations" if "forward" in vo.pass_name else "gradients")
     if rd or wr:  # the lowering decided the DRAM traffic itself
         return cycles, rd, wr, mem, kind, None
-    cap = _cap(memory_of(hw, kind))
-    if carry is None or vo.read_bytes > cap:
+    if carry is None or not _stays(hw, kind, vo.read_bytes):
         rd = vo.read_bytes
     if vo.write_bytes == 0:  # a reduction: the tensor it read stays where it was
         return cycles, rd, 0, mem, kind, carry
-    if nxt is not None and vo.write_bytes <= cap:
+    if nxt is not None and _stays(hw, kind, vo.write_bytes):
         return cycles, rd, 0, mem, kind, (kind, vo.write_bytes)
     return cycles, rd, vo.write_bytes, mem, kind, None
 
@@ -313,7 +319,10 @@ def _binding(ctx: _Ctx, g: _Gemm, cycles: int) -> str:
         return "dram"
     if g.ports > c.side:
         return "sram"
-    return c.binding if c.binding != "dram" else "compute"
+    if c.binding == "dram":  # DRAM-bound alone, but not after the whole op's DMA
+        return "weight_load" if 0 < g.mp.array.stream_cycles <= g.mp.array.load_cycles \
+            else "compute"
+    return c.binding
 
 
 def _record(ctx: _Ctx, part: object, cycles: int) -> LayerPassResult:
