@@ -15,9 +15,10 @@ from fxpsim.config.load import load_hwconfig
 from fxpsim.graph.ir import Graph
 from fxpsim.graph.resolve import list_models, load_model
 from fxpsim.results import LayerPassResult
+from fxpsim.timing.loopnest import ceil_div
 from fxpsim.timing.lowering import lower
 from fxpsim.timing.ops import GemmOp, TimingRequest
-from fxpsim.timing.search import SearchCache, search
+from fxpsim.timing.search import SearchCache, dram_latency_cycles, dram_rate, search
 from fxpsim.timing.simulate import simulate
 
 HWDIR = Path(__file__).resolve().parents[1] / "hwconfigs"
@@ -138,12 +139,20 @@ def _tiles(mapping: str) -> float:
 
 @pytest.mark.parametrize("cfg,name,phase", CASES)
 def test_batch_doubling_at_most_doubles_cycles(cfg: str, name: str, phase: str) -> None:
+    """Per layer x pass: twice the batch costs at most twice the cycles plus one fill/drain,
+    plus the DRAM time of the bytes that no longer stay on chip at the bigger batch (a
+    tensor that takes half the buffer at batch 1 does not at batch 2: that traffic is new
+    work, not a scheduling loss)."""
     hw, graph = base_hw(cfg), model(name)
     fill = hw.mac_array.rows + hw.mac_array.cols - 2
+    rate, lat = dram_rate(hw), dram_latency_cycles(hw)
     one, two = run(hw, graph, phase, batch=1), run(hw, graph, phase, batch=2)
     assert [(r.layer, r.pass_name) for r in one] == [(r.layer, r.pass_name) for r in two]
     for a, b in zip(one, two, strict=True):
-        assert b.metrics.cycles <= 2 * a.metrics.cycles + fill, (key(a), a.mapping, b.mapping)
+        spilled = b.metrics.dram_bytes - 2 * a.metrics.dram_bytes
+        extra = lat + ceil_div(spilled * rate.denominator, rate.numerator) if spilled > 0 else 0
+        assert b.metrics.cycles <= 2 * a.metrics.cycles + fill + extra, (
+            key(a), a.mapping, b.mapping)
 
 
 @pytest.mark.parametrize("cfg,name", [(c, m) for c in CONFIGS for m in MODELS])

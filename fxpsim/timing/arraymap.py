@@ -27,8 +27,8 @@ Cycles of one op (integers):
   psum SRAM for the next fold); otherwise the whole temporal axis is one chunk.
 
 Candidates for the used rows and cols are near-divisors ``ceil(extent / f)`` next to the
-fewest folds plus powers of two, each at most the virtual extent: a bigger array admits
-every sub-array a smaller one used, so more PEs are never slower.
+fewest folds on the virtual extent and on its halves: an array twice as big admits every
+sub-array a smaller one used, so more PEs are never slower.
 """
 
 from __future__ import annotations
@@ -92,16 +92,17 @@ def packings(rate: Fraction) -> tuple[tuple[int, int], ...]:
 
 
 def _sizes(extent: int, limit: int) -> list[int]:
-    """Used-extent candidates: balanced sizes next to the fewest folds, and powers of two."""
+    """Used-extent candidates: the balanced sizes next to the fewest folds on ``limit`` PEs,
+    and (recursively) those of ``limit // 2`` PEs, so twice the PEs admit every candidate of
+    the smaller array."""
     out: set[int] = set()
-    f0 = ceil_div(extent, limit)
-    for f in range(f0, f0 + 3):
-        out.add(ceil_div(extent, f))
-    j = 1
-    while j <= limit:
-        out.add(min(j, extent))
-        j *= 2
-    return sorted((x for x in out if 1 <= x <= limit), reverse=True)
+    lim = limit
+    while lim >= 1:
+        f0 = ceil_div(extent, lim)
+        for f in range(f0, f0 + 3):
+            out.add(ceil_div(extent, f))
+        lim //= 2
+    return sorted(out, reverse=True)
 
 
 def _classes(extent: int, block: int) -> list[tuple[int, int]]:
