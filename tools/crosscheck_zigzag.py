@@ -44,8 +44,10 @@ CASES = {
 
 
 def accelerator(hw: Any) -> dict[str, Any]:
-    """edge_npu as a ZigZag accelerator (bandwidths in bits per cycle, energies per access
-    of ``bandwidth_min`` bits)."""
+    """edge_npu as a ZigZag accelerator. Bandwidths are bits per cycle; ZigZag counts
+    accesses in words of the port's ``bandwidth_max`` bits and prices each at ``r_cost`` /
+    ``w_cost``, so energies are per access of that width (8 banks x 128 bits for the global
+    SRAM, 102 bits = 12.8 B/cycle for DRAM)."""
     mems = {m.name: m for m in hw.memory}
     g, acc, regs = mems["global_sram"], mems["acc_sram"], mems["pe_regs"]
     rate_bits = int(hw.dram_bytes_per_cycle * 8)
@@ -75,15 +77,15 @@ def accelerator(hw: Any) -> dict[str, Any]:
                                         ["O, tl", "O, th"]),
                                    port("w_port_1", "write", acc.width_bits, acc.width_bits,
                                         ["O, fh", "O, fl"])]},
-            "global_sram": {"size": g.size_bytes * 8, "r_cost": g.read_energy_pj,
-                            "w_cost": g.write_energy_pj, "area": 0, "latency": 1,
+            "global_sram": {"size": g.size_bytes * 8, "r_cost": g.read_energy_pj * g.banks,
+                            "w_cost": g.write_energy_pj * g.banks, "area": 0, "latency": 1,
                             "operands": ["I1", "I2", "O"], "served_dimensions": ["D1", "D2"],
                             "ports": [port("r_port_1", "read", g.width_bits, g.width_bits * g.banks,
                                            ["I1, tl", "I2, tl", "O, tl", "O, th"]),
                                       port("w_port_1", "write", g.width_bits, g.width_bits * g.banks,
                                            ["I1, fh", "I2, fh", "O, fh", "O, fl"])]},
-            "dram": {"size": 10**10, "r_cost": hw.dram.read_energy_pj_per_byte,
-                     "w_cost": hw.dram.write_energy_pj_per_byte, "area": 0, "latency": 1,
+            "dram": {"size": 10**10, "r_cost": hw.dram.read_energy_pj_per_byte * rate_bits / 8,
+                     "w_cost": hw.dram.write_energy_pj_per_byte * rate_bits / 8, "area": 0, "latency": 1,
                      "operands": ["I1", "I2", "O"], "served_dimensions": ["D1", "D2"],
                      "ports": [port("rw_port_1", "read_write", 8, rate_bits,
                                     ["I1, fh", "I1, tl", "I2, fh", "I2, tl", "O, fh",
@@ -140,14 +142,18 @@ def layer(op: GemmOp, idx: int, name: str) -> tuple[dict[str, Any], dict[str, An
         base.update(operator_type="Gemm", equation="O[b][k]+=W[k][c]*I[b][c]",
                     loop_dims=["B", "K", "C"], loop_sizes=[d["B"], d[out_c], d[red_c]])
     k_sz, c_sz = base["loop_sizes"][1], base["loop_sizes"][2]
+    rows = [f"C, {min(16, c_sz)}"]
+    if conv and c_sz < 16:  # fxpsim unrolls C x FY x FX (im2col) on the rows
+        rows.append(f"FX, {min(d['FX'], 16 // c_sz)}")
     return base, {"name": name, "spatial_mapping": {"D1": [f"K, {min(16, k_sz)}"],
-                                                    "D2": [f"C, {min(16, c_sz)}"]},
+                                                    "D2": rows},
                   "memory_operand_links": {"O": "O", "W": "I2", "I": "I1"}}
 
 
-def _dram_bytes(cme: Any) -> int:
-    """DRAM accesses of every operand; DRAM words are 8 bits here (its bandwidth_min)."""
-    return int(sum(sum(acc[-1].data.values()) for acc in cme.memory_word_access.values()))
+def _dram_bytes(cme: Any, rate_bits: int) -> int:
+    """DRAM accesses of every operand, in words of the DRAM port's ``rate_bits``."""
+    words = sum(sum(acc[-1].data.values()) for acc in cme.memory_word_access.values())
+    return int(words * rate_bits // 8)
 
 
 def run_case(case: str) -> dict[str, Any]:
@@ -182,7 +188,7 @@ def run_case(case: str) -> dict[str, Any]:
                      "fxpsim_dram_bytes": r.metrics.dram_bytes,
                      "zigzag_cycles": round(float(cme.latency_total2)),
                      "zigzag_energy_pj": round(float(cme.energy_total), 3),
-                     "zigzag_dram_bytes": _dram_bytes(cme)})
+                     "zigzag_dram_bytes": _dram_bytes(cme, int(hw.dram_bytes_per_cycle * 8))})
     return {"case": case, "layers": rows}
 
 

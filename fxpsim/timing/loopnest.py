@@ -297,13 +297,19 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
     evaluated = 0
     # the reduction tiles with the fewest trips first: the first that fits is the best
     order = sorted(range(len(ab)), key=lambda k: (ab[k].trips, k))
+    # the BO group is one dim (output channels): its tiles grow with the index reversed, so
+    # the first reduction tile that fits can only move later in ``order``: scan once per AO
+    bo_order = sorted(range(len(bo)), key=lambda j: (bo[j].fp, j))
     for i, ea in enumerate(ao):
-        for j, eb in enumerate(bo):
+        start = 0
+        for j in bo_order:
+            eb = bo[j]
             fa0 = ea.fp[0] * eb.fp[0]
             fb0 = ea.fp[1] * eb.fp[1]
             fo = ea.fp[2] * eb.fp[2]
             k_fit = -1
-            for k in order:
+            for pos in range(start, len(order)):
+                k = order[pos]
                 evaluated += 1
                 fc = ab[k].fp
                 used = [0] * len(names)
@@ -313,10 +319,10 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
                     if slot[x] >= 0:
                         used[slot[x]] += o
                 if all(u <= c for u, c in zip(used, cap_l, strict=True)):
-                    k_fit = k
+                    k_fit, start = k, pos
                     break
             if k_fit < 0:
-                continue
+                break  # bigger BO tiles fit even less
             ec = ab[k_fit]
             red = ec.trips
             s_a = nbytes(g * ea.sums[0] * eb.sums[0] * ec.sums[0], bits[0])
