@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -157,7 +157,7 @@ def _dram_bytes(cme: Any, rate_bits: int) -> int:
 
 
 def run_case(case: str) -> dict[str, Any]:
-    from zigzag.api import get_hardware_performance_zigzag
+    from zigzag.api import get_hardware_performance_zigzag  # type: ignore[import-not-found]
 
     model, phase = CASES[case]
     hw = load_hwconfig("edge_npu").config

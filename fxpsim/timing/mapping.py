@@ -127,6 +127,7 @@ def spatial_axes(hw: HwConfig, op: GemmOp) -> tuple[str, str, str]:
     ma = hw.mac_array
     kind = pass_kind(op)
     src = hw_source(hw)
+    smap: dict[Literal["rows", "cols"], str] | None
     if kind in ma.spatial_map_overrides:
         smap, base = ma.spatial_map_overrides[kind], f"mac_array.spatial_map_overrides.{kind}"
     else:

@@ -53,7 +53,7 @@ def run_schedule(
     events: list[TraceEvent] = []
     spans: list[int] = []
 
-    def ev(track: str, name: str, start: int, end: int, w: OpWork) -> None:
+    def ev(track: str, name: str, start: float, end: float, w: OpWork) -> None:
         if trace and end > start:
             events.append(TraceEvent(track, name, int(start), int(end), w.layer, w.pass_name))
 

@@ -126,8 +126,8 @@ class Mapping:
 
 
 def _capacity(hw: HwConfig, op: GemmOp) -> Capacity:
-    kinds = (op.a_kind, op.b_kind, op.out_kind)
-    mems = tuple((memory_of(hw, k).name if memory_of(hw, k) else "") for k in kinds)
+    found = [memory_of(hw, k) for k in (op.a_kind, op.b_kind, op.out_kind)]
+    mems = tuple(m.name if m is not None else "" for m in found)
     caps = tuple((m.name, buffer_bytes(m)) for m in hw.memory if m.is_sram)
     return Capacity(mems, caps, buffer_bytes(psum_memory(hw)))  # type: ignore[arg-type]
 
@@ -191,7 +191,8 @@ def _energy_proxy(hw: HwConfig, cost: OpCost, macs_rate: Fraction, macs: int,
 
 @dataclass
 class SearchCache:
-    """Per-run cache of mappings by op shape, with the search effort it took."""
+    """Per-run cache of mappings by op shape, with the search effort it took (``seconds`` is
+    CPU time: the machine may be shared)."""
 
     objective: Objective = "latency"
     entries: dict[tuple[object, ...], Mapping | None] = field(default_factory=dict)
@@ -212,7 +213,7 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
     key = _key(op, carried or "", keep_out)
     if key in cache.entries:
         return cache.entries[key]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     kind = pass_kind(op)
     axes = spatial_axes(hw, op)
     mode = select_mode(hw, op, stationary_tensor(axes[0], axes[1]))
@@ -225,8 +226,9 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
     result: Mapping | None = None
     evaluated = dp.evaluated if dp is not None else 0
     if dp is not None:
-        mems = {r: memory_of(hw, k) for r, k in zip(ROLES, (op.a_kind, op.b_kind, op.out_kind),
-                                                     strict=True)}
+        mems: dict[str, Memory | None] = {
+            r: memory_of(hw, k) for r, k in zip(ROLES, (op.a_kind, op.b_kind, op.out_kind),
+                                                strict=True)}
         requantized = op.out_bits < acc.bits
         from fxpsim.timing.arraymap import mode_rate
 
@@ -254,6 +256,6 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
                          result.kept, result.cost, evaluated, shape)
     cache.searches += 1
     cache.evaluated += evaluated
-    cache.seconds += time.perf_counter() - t0
+    cache.seconds += time.process_time() - t0
     cache.entries[key] = result
     return result

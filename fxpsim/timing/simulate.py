@@ -156,6 +156,16 @@ def _carried_role(op: GemmOp, carry: tuple[str, int] | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Vec:
+    op: VectorOp
+    cycles: int  # vector-unit cycles
+    rd: int
+    wr: int
+    mem: Memory
+    kind: str  # DRAM tensor kind
+
+
 @dataclass
 class _Gemm:
     op: GemmOp
@@ -250,7 +260,7 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
 
 
 def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | None
-            ) -> tuple[int, int, int, Memory | None, str, tuple[str, int] | None]:
+            ) -> tuple[int, int, int, Memory, str, tuple[str, int] | None]:
     """(cycles, DRAM read bytes, write bytes, memory, DRAM kind, carry after)."""
     hw = ctx.hw
     vu = hw.vector_unit
@@ -290,7 +300,7 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
     ctx = _Ctx(hw, req)
     saved_fit = _saved_fit(ops, hw, req)
     works: list[OpWork] = []
-    parts: list[object] = []
+    parts: list[_Gemm | _Vec] = []
     carry: tuple[str, int] | None = None
     for i, op in enumerate(ops):
         nxt = ops[i + 1] if i + 1 < len(ops) else None
@@ -302,7 +312,7 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
             cyc, rd, wr, mem, kind, carry = _vector(ctx, op, carry, nxt)
             works.append(OpWork(op.layer, op.pass_name, dma_cycles=ctx.dma(rd + wr),
                                 array_cycles=cyc, vector=True))
-            parts.append((op, cyc, rd, wr, mem, kind))
+            parts.append(_Vec(op, cyc, rd, wr, mem, kind))
     spans, events = run_schedule(works, trace=trace)
     records = tuple(_record(ctx, p, cyc) for p, cyc in zip(parts, spans, strict=True))
     t = hw.technology
@@ -325,7 +335,7 @@ def _binding(ctx: _Ctx, g: _Gemm, cycles: int) -> str:
     return c.binding
 
 
-def _record(ctx: _Ctx, part: object, cycles: int) -> LayerPassResult:
+def _record(ctx: _Ctx, part: _Gemm | _Vec, cycles: int) -> LayerPassResult:
     hw = ctx.hw
     ma = hw.mac_array
     if isinstance(part, _Gemm):
@@ -365,7 +375,7 @@ def _record(ctx: _Ctx, part: object, cycles: int) -> LayerPassResult:
                                precision=mp.mode, utilization=util, mapping=mp.notation(),
                                binding=_binding(ctx, part, cycles), on_chip=mp.on_chip(),
                                search_evaluated=mp.evaluated)
-    vo, vcyc, rd, wr, mem, kind = part  # type: ignore[misc]
+    vo, vcyc, rd, wr, mem, kind = part.op, part.cycles, part.rd, part.wr, part.mem, part.kind
     sram = Tally.of({f"{mem.name}.read": _acc_n(mem, vo.read_bytes * 8, 1),
                      f"{mem.name}.write": _acc_n(mem, vo.write_bytes * 8, 1)})
     n_ops = sum(vo.elems * cnt for _, cnt in vo.alu)
