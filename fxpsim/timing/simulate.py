@@ -281,8 +281,12 @@ def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | No
         if rd == 0 and wr == 0 and vo.read_bytes > _cap(memory_of(hw, "optimizer_state")):
             rd, wr = vo.read_bytes, vo.write_bytes
         return cycles, rd, wr, mem, "optimizer_state", None
-    kind = carry[0] if carry is not None else (
-        "activations" if "forward" in vo.pass_name else "gradients")
+    if "update" in vo.pass_name:  # quantizing the updated master weights
+        kind = "weights"
+    elif carry is not None:
+        kind = carry[0]
+    else:
+        kind = "activations" if "forward" in vo.pass_name else "gradients"
     if rd or wr:  # the lowering decided the DRAM traffic itself
         return cycles, rd, wr, mem, kind, None
     if carry is None or not _stays(hw, kind, vo.read_bytes):
