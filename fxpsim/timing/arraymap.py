@@ -33,6 +33,7 @@ sub-array a smaller one used, so more PEs are never slower.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -78,9 +79,14 @@ class ArrayPlan:
         return math.prod(self.folds)
 
 
+@functools.lru_cache(maxsize=64)
+def _rate(value: float) -> Fraction:
+    return Fraction(str(value))
+
+
 def mode_rate(mode: PrecisionMode) -> Fraction:
     """MACs per PE per cycle as an exact fraction (0.25 -> 1/4)."""
-    return Fraction(str(mode.macs_per_pe_per_cycle))
+    return _rate(mode.macs_per_pe_per_cycle)
 
 
 def packings(rate: Fraction) -> tuple[tuple[int, int], ...]:
@@ -136,8 +142,11 @@ def plan_array(hw: HwConfig, op: GemmOp, axes: tuple[str, str, str], mode: Preci
     ext = {"m": op.m, "k": op.k, "n": op.n}
     ur, uc = used
     a, b = packing
-    rate = mode_rate(mode)
-    per_elem = Fraction(1) if a * b > 1 else 1 / rate
+    if a * b > 1:
+        pe_num, pe_den = 1, 1
+    else:
+        rate = mode_rate(mode)
+        pe_num, pe_den = rate.denominator, rate.numerator
     stat = next(x for x, ax in TENSOR_AXES.items() if ax == frozenset((rows_ax, cols_ax)))
     acc = ma.accumulator
     pbits = acc.psum_bits or acc.bits
@@ -162,7 +171,7 @@ def plan_array(hw: HwConfig, op: GemmOp, axes: tuple[str, str, str], mode: Preci
     full_bits = ma.rows * ma.cols * base_bits(hw)
     stream = load = 0
     for ct, t in tc:
-        s = ceil_div(t * per_elem.numerator, per_elem.denominator)
+        s = ceil_div(t * pe_num, pe_den)
         stream += ct * s * nr * nc
         if stat == "O":
             continue

@@ -132,9 +132,11 @@ def _capacity(hw: HwConfig, op: GemmOp) -> Capacity:
     return Capacity(mems, caps, buffer_bytes(psum_memory(hw)))  # type: ignore[arg-type]
 
 
-def op_cost(hw: HwConfig, op: GemmOp, ap: ArrayPlan, dp: DramPlan,
-            requantized: bool) -> OpCost:
-    rate = dram_rate(hw)
+def op_cost(hw: HwConfig, op: GemmOp, ap: ArrayPlan, dp: DramPlan, requantized: bool,
+            rate: Fraction | None = None, lat: int | None = None) -> OpCost:
+    """Cycles of ``op`` under one mapping (``rate``/``lat``: precomputed
+    :func:`dram_rate` / :func:`dram_latency_cycles`)."""
+    rate = dram_rate(hw) if rate is None else rate
     kinds = {"A": op.a_kind, "B": op.b_kind, "O": op.out_kind}
     acc = dict(ap.accesses)
     for i, r in enumerate(ROLES):
@@ -163,7 +165,7 @@ def op_cost(hw: HwConfig, op: GemmOp, ap: ArrayPlan, dp: DramPlan,
     if total == 0:
         return OpCost(side, 0, 0, 0, 0, ap.array_cycles, side, binding,
                       tuple(sorted(acc.items())))
-    lat = dram_latency_cycles(hw)
+    lat = dram_latency_cycles(hw) if lat is None else lat
     d = ceil_div(total * rate.denominator, rate.numerator)
     pro = ceil_div(ap.prologue_bytes * rate.denominator, rate.numerator) if sum(dp.reads) else 0
     epi = ceil_div(ap.epilogue_bytes * rate.denominator, rate.numerator) if dp.writes[2] else 0
@@ -175,24 +177,22 @@ def op_cost(hw: HwConfig, op: GemmOp, ap: ArrayPlan, dp: DramPlan,
 
 
 def _energy_proxy(hw: HwConfig, cost: OpCost, macs_rate: Fraction, macs: int,
-                  mode: str) -> float:
-    """The part of the energy an array mapping changes: SRAM accesses, idle PEs, leakage."""
-    prices = {m.name: (m.read_energy_pj or 0.0, m.write_energy_pj or 0.0) for m in hw.memory}
+                  mode: str, prices: dict[str, float]) -> float:
+    """The part of the energy an array mapping changes: SRAM accesses, idle PEs, leakage.
+    ``prices``: pJ per ``"<memory>.read|write"`` access."""
     e = 0.0
     for key, n in cost.accesses:
-        name, _, rw = key.rpartition(".")
-        e += n * prices[name][0 if rw == "read" else 1]
+        e += n * prices[key]
     pes = hw.mac_array.rows * hw.mac_array.cols
-    idle = cost.cycles * pes - Fraction(macs) / macs_rate
-    e += float(idle) * hw.energy.idle_pe_fraction * hw.energy.mac[mode]
+    idle = cost.cycles * pes - macs / float(macs_rate)
+    e += idle * hw.energy.idle_pe_fraction * hw.energy.mac[mode]
     e += hw.leakage_mw_total * cost.cycles / hw.freq_hz * 1e9
     return e
 
 
 @dataclass
 class SearchCache:
-    """Per-run cache of mappings by op shape, with the search effort it took (``seconds`` is
-    CPU time: the machine may be shared)."""
+    """Per-run cache of mappings by op shape, with the search effort it took."""
 
     objective: Objective = "latency"
     entries: dict[tuple[object, ...], Mapping | None] = field(default_factory=dict)
@@ -213,7 +213,7 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
     key = _key(op, carried or "", keep_out)
     if key in cache.entries:
         return cache.entries[key]
-    t0 = time.process_time()
+    t0 = time.perf_counter()
     kind = pass_kind(op)
     axes = spatial_axes(hw, op)
     mode = select_mode(hw, op, stationary_tensor(axes[0], axes[1]))
@@ -233,18 +233,21 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
         from fxpsim.timing.arraymap import mode_rate
 
         rate = mode_rate(mode)
+        d_rate, d_lat = dram_rate(hw), dram_latency_cycles(hw)
+        prices = {f"{m.name}.{rw}": (p or 0.0) for m in hw.memory
+                  for rw, p in (("read", m.read_energy_pj), ("write", m.write_energy_pj))}
         best: tuple[float, ...] | None = None
         for packing, used in array_candidates(hw, op, axes, mode):
             ap = plan_array(hw, op, axes, mode, packing, used, mems)
             evaluated += 1
             if ap is None:
                 continue
-            cost = op_cost(hw, op, ap, dp, requantized)
+            cost = op_cost(hw, op, ap, dp, requantized, d_rate, d_lat)
             if cache.objective == "latency":
-                score: tuple[float, ...] = (cost.cycles,
-                                            _energy_proxy(hw, cost, rate, op.macs, mode.name))
+                score: tuple[float, ...] = (
+                    cost.cycles, _energy_proxy(hw, cost, rate, op.macs, mode.name, prices))
             else:
-                e = _energy_proxy(hw, cost, rate, op.macs, mode.name)
+                e = _energy_proxy(hw, cost, rate, op.macs, mode.name, prices)
                 score = (e, cost.cycles) if cache.objective == "energy" else (
                     e * cost.cycles, cost.cycles)
             if best is None or score < best:
@@ -256,6 +259,6 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
                          result.kept, result.cost, evaluated, shape)
     cache.searches += 1
     cache.evaluated += evaluated
-    cache.seconds += time.process_time() - t0
+    cache.seconds += time.perf_counter() - t0
     cache.entries[key] = result
     return result
