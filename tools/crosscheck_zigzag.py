@@ -189,6 +189,8 @@ def run_case(case: str, opt: str = "latency") -> dict[str, Any]:
                      "fxpsim_energy_pj": round(r.metrics.energy_pj, 3),
                      "fxpsim_dram_bytes": r.metrics.dram_bytes,
                      "zigzag_cycles": round(float(cme.latency_total2)),
+                     # ZigZag's cycles without data on/off-loading (its compute + stalls)
+                     "zigzag_compute_cycles": round(float(cme.latency_total0)),
                      "zigzag_energy_pj": round(float(cme.energy_total), 3),
                      "zigzag_dram_bytes": _dram_bytes(cme, int(hw.dram_bytes_per_cycle * 8))})
     return {"case": case, "opt": opt, "layers": rows}
