@@ -132,7 +132,7 @@ def test_int4_speedup_on_edge_vgg16() -> None:
 
 def _tiles(mapping: str) -> float:
     """Array-tile capacity of a mapping notation ``... | array k16xn16 T128 int8``."""
-    arr = mapping.split("| array ")[1].split()
+    arr = mapping.split("| array ")[1].split("|")[0].split()
     rows, cols = arr[0].split("x")
     return int(rows[1:]) * int(cols[1:]) * int(arr[1][1:])
 

@@ -83,7 +83,8 @@ def test_conv_input_does_not_fit_halo_rereads() -> None:
     T = 32 (psum SRAM) -> 1152 tiles x (32 + 4) + 6 = 41,478; 10 + 5 + 41,478 + 1 = 41,494."""
     r = simulate_ops([conv(16, 34, 4)], TINY, INFER).records[0]
     m = r.metrics
-    assert r.mapping == "dram[AO inner] C16 FX3 FY3 K4 OX16 OY1 | array k4xn4 T32 int8"
+    assert r.mapping == ("dram[AO inner] C16 FX3 FY3 K4 OX16 OY1 | array k4xn4 T32 int8 | "
+                         "tiles A:864Bx1 B:576Bx1 O:64Bx1")
     assert m.dram_by_kind.as_dict() == {"activations": 55296 + 4096, "weights": 576}
     assert (m.cycles, m.compute_cycles, m.bound_dram_cycles) == (41494, 41478, 14992)
     assert r.binding == "compute"
@@ -94,7 +95,7 @@ def test_weights_refetched_because_of_loop_order() -> None:
     output-channel loop innermost (inputs read once, 8 ch x 10 rows x 18 cols = 1440 B per
     8-row tile: 2880 B) and streams the weights once per output-row tile: 2 x 4608 B."""
     r = simulate_ops([conv(8, 18, 64)], TINY, INFER).records[0]
-    assert r.mapping.startswith("dram[BO inner]")
+    assert r.mapping.startswith("dram[BO inner]") and "B:72Bx2" in r.mapping
     assert r.metrics.dram_by_kind.as_dict() == {"activations": 2880 + 16384, "weights": 9216}
 
 

@@ -111,13 +111,19 @@ class Mapping:
     shape: OpShape = field(repr=False, compare=False)
 
     def notation(self) -> str:
-        """Compact loop nest: ``dram[inner=AB] B32 OY8 K64 C128 | array k16xn16 T128 int8``."""
+        """Compact loop nest, e.g. ``dram[AO inner] C16 FX3 FY3 K4 OX16 OY1 | array k4xn4 T32
+        int8 | tiles A:864Bx1 B:576Bx1 O:64Bx1``: DRAM-level tile per dim and the reuse group
+        of the innermost loop; the array's used rows x cols (GEMM axis and extent), chunk and
+        precision; each tensor's on-chip tile (bytes) and how many times it is streamed from
+        DRAM in full (its refetch factor; 1 = read once)."""
         full = dict(self.shape.dims)
         tiles = " ".join(f"{d}{t}" for d, t in self.dram.tiles if full.get(d, 1) > 1 or t > 1)
         ap = self.array
         pk = "" if ap.packing == (1, 1) else f" pack{ap.packing[0]}x{ap.packing[1]}"
+        per = " ".join(f"{r}:{fp}Bx{f}" for r, fp, f in
+                       zip(("A", "B", "O"), self.dram.footprint, self.dram.fetches, strict=True))
         return (f"dram[{self.dram.innermost} inner] {tiles} | array {ap.rows_axis}{ap.used[0]}x"
-                f"{ap.cols_axis}{ap.used[1]} T{ap.chunk} {self.mode}{pk}")
+                f"{ap.cols_axis}{ap.used[1]} T{ap.chunk} {self.mode}{pk} | tiles {per}")
 
     def on_chip(self) -> str:
         """Which tensors stay on chip: ``in`` (carried), ``out`` (kept), or ``-``."""
