@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fxpsim.config.names import ROUNDING_NAMES, canonical_rounding
 from fxpsim.errors import ConfigError
+from fxpsim.vocab import ROUNDING_NAMES, canonical_rounding
 
 Phase = Literal["train", "infer"]
 Algo = Literal["sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo"]
@@ -37,7 +37,7 @@ class RunConfig(BaseModel):
     """What to simulate. Frozen; built by :func:`parse_run_options` or directly.
 
     ``w_bits``/``a_bits``/``g_bits``: 2..16 or ``"float"`` (no quantization).
-    ``rounding_*``: a name of :data:`fxpsim.config.names.ROUNDING_NAMES`, stored canonical
+    ``rounding_*``: a name of :data:`fxpsim.vocab.ROUNDING_NAMES`, stored canonical
     (``rne`` -> ``half_even``).
     ``epochs``/``steps``: ``None`` lets the training plane choose.
     ``fb_*``: forward-backtrack options (``fb.a`` is the step-size fraction in [0, 1]).

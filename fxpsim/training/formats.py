@@ -15,9 +15,12 @@ Seeding (one run seed, documented): every random stream is derived from
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 from fxpsim.errors import ConfigError
+from fxpsim.fixedpoint.macarray import ArrayModel
+from fxpsim.vocab import HW_ROUNDING, canonical_rounding, hw_rounding_name
 
 if TYPE_CHECKING:  # config imports stay torch/numba free; these are only type names
     from fxpsim.config.hw import HwConfig
@@ -26,13 +29,11 @@ if TYPE_CHECKING:  # config imports stay torch/numba free; these are only type n
 
 Granularity = Literal["per_tensor", "per_channel"]
 ScaleType = Literal["fp32", "pow2"]
+ScaleFormat = Literal["int32_mult_shift", "pow2_shift", "fp32_scale"]
 GradInterval = Literal["minmax", "lbt", "prc"]
 Dataflow = Literal["weight_stationary", "output_stationary", "input_stationary"]
 
 _M64 = (1 << 64) - 1
-# hardware-config rounding names -> fixedpoint rounding names
-_HW_ROUNDING = {"rne": "half_even", "rna": "half_away", "rtz": "trunc", "floor": "floor",
-                "ceil": "ceil", "stochastic": "stochastic"}
 
 
 def _check_bits(bits: int | None, name: str) -> None:
@@ -124,6 +125,8 @@ class NumericsConfig:
     the partial-sum register of a weight/input-stationary array (None = ``acc_bits``);
     ``dataflow``, ``rows``, ``cols``: the array (``rows`` is the K-tile of a two-level
     accumulation). ``random_bits``: random bits compared per stochastic rounding.
+    ``scale_format``: the requantizer's scale representation (hwconfig
+    ``mac_array.requantizer.scale_format``), used by the forward GEMMs' output stage.
     """
 
     weights: TensorNumerics = field(default_factory=TensorNumerics)
@@ -141,6 +144,7 @@ class NumericsConfig:
     cols: int = 1
     rng: RngSpec = field(default_factory=RngSpec)
     random_bits: int = 16
+    scale_format: ScaleFormat = "int32_mult_shift"
 
     def __post_init__(self) -> None:
         if self.activations.granularity != "per_tensor":
@@ -159,6 +163,12 @@ class NumericsConfig:
         if self.rng.kind == "lfsr" and self.random_bits > self.rng.width:
             raise ValueError(f"random_bits: {self.random_bits} exceeds the LFSR width "
                              f"{self.rng.width}")
+
+    @cached_property
+    def array_model(self) -> ArrayModel:
+        """The MAC array as :mod:`fxpsim.fixedpoint.macarray` models it."""
+        return ArrayModel(self.rows, self.cols, self.dataflow, self.acc_bits, self.acc_overflow,
+                          self.psum_bits, self.psum_overflow)
 
     @property
     def float_baseline(self) -> bool:
@@ -199,10 +209,16 @@ class NumericsConfig:
         :class:`~fxpsim.errors.ConfigError` (no silent substitute). With ``hardware: false``
         stochastic rounding is emulated by the vector unit with a Philox stream.
         Hardware rounding names (rne, rna, rtz) are accepted for the ``rounding_*`` args.
+        A rounding the requantizer does not list (``mac_array.requantizer.rounding_modes``),
+        or stochastic rounding when ``stochastic_rounding.hardware`` is false, is a
+        :class:`~fxpsim.errors.ConfigError` naming the run option and the config key.
         """
         ma = hw.mac_array
         sr = ma.stochastic_rounding
         key = "mac_array.stochastic_rounding"
+        for option, name in (("rounding.w", rounding_w), ("rounding.a", rounding_a),
+                             ("rounding.g", rounding_g)):
+            _check_rounding(option, name, hw, source)
         if not sr.hardware:
             rng = RngSpec("philox", hw_seed=sr.seed, reseed=sr.reseed)
         elif sr.rng == "lfsr":
@@ -222,7 +238,7 @@ class NumericsConfig:
                               f"{sr.random_bits_per_rounding} exceeds rng_width_bits "
                               f"{rng.width}")
         acc = ma.accumulator
-        w_round, a_round, g_round = (_HW_ROUNDING.get(r, r)
+        w_round, a_round, g_round = (HW_ROUNDING.get(r, r)
                                      for r in (rounding_w, rounding_a, rounding_g))
         return cls(
             weights=TensorNumerics(w_bits, w_round, w_granularity, scale),
@@ -239,4 +255,22 @@ class NumericsConfig:
             cols=ma.cols,
             rng=rng,
             random_bits=sr.random_bits_per_rounding,
+            scale_format=ma.requantizer.scale_format,
         )
+
+
+def _check_rounding(option: str, name: str, hw: HwConfig, source: str) -> None:
+    """ConfigError (source ``command line``, key ``option``) when the hardware cannot round
+    with ``name``: not in the requantizer's list, or stochastic without a hardware RNG."""
+    req = hw.mac_array.requantizer
+    canon = canonical_rounding(HW_ROUNDING.get(name, name))
+    hw_name = hw_rounding_name(canon)
+    if hw_name not in req.rounding_modes:
+        raise ConfigError("command line", option,
+                          f"{canon} is not a rounding mode of the requantizer ({source}: "
+                          f"mac_array.requantizer.rounding_modes = "
+                          f"[{', '.join(req.rounding_modes)}])")
+    if canon == "stochastic" and not hw.mac_array.stochastic_rounding.hardware:
+        raise ConfigError("command line", option,
+                          f"stochastic rounding needs a hardware RNG ({source}: "
+                          "mac_array.stochastic_rounding.hardware is false)")

@@ -2,7 +2,7 @@
 
 An algorithm owns the optimizer state of a :class:`~fxpsim.training.qnet.QNet` and executes,
 per :meth:`Algorithm.step`, exactly the passes of its recipe
-(:func:`fxpsim.timing.recipes.recipe_for`): forward / loss / backward_data /
+(:func:`fxpsim.recipes.recipe_for`): forward / loss / backward_data /
 backward_weight / grad_quant run inside the QNet (torch autograd over the integer GEMMs),
 the algorithm's own passes (update, blend, trial step, LBT interval, BN rectification,
 hypernetwork) run here. Every op is logged in :attr:`Algorithm.log`
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from fxpsim.graph.ir import Graph
-from fxpsim.timing.recipes import Recipe, recipe_for
+from fxpsim.recipes import Recipe, recipe_for
 from fxpsim.training.algorithms.execlog import MAIN_PASSES, ExecLog, PassNames
 from fxpsim.training.algorithms.optim import ParamGroup, SgdMomentum
 from fxpsim.training.algorithms.options import AlgoOptions

@@ -3,7 +3,7 @@
 The value plane's :class:`~fxpsim.training.qnet.QNet` logs its GEMMs and vector ops with its
 own pass names (``forward`` / ``backward``) and kinds (``quantize_act``, ``relu`` ...). An
 algorithm drains those records into an :class:`ExecLog` after each segment of its step,
-translating them to the pass names of its recipe (:mod:`fxpsim.timing.recipes`) and to the
+translating them to the pass names of its recipe (:mod:`fxpsim.recipes`) and to the
 vector kinds of :mod:`fxpsim.timing.lowering`; the algorithm's own work (loss, optimizer,
 projection, blend, hypernetwork, LBT count, compensation layer) is logged directly. A test
 then compares the log of one real step with ``lower(graph, TimingRequest(...))``.
