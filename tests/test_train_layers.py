@@ -1,5 +1,6 @@
-"""Quantized conv2d / linear layers against Python-int references, the float baseline against
-torch, the quantizers against exact rationals, and NumericsConfig.from_hw."""
+"""Quantized conv2d / linear layers against Python-int references (accumulators and the
+configured requantizer's output codes), the float baseline against torch, the quantizers
+against exact rationals, and NumericsConfig.from_hw."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from fxpsim.errors import ConfigError
-from fxpsim.fixedpoint.oracle_gemm import register_add, two_level_oracle
+from fxpsim.fixedpoint import oracle
+from fxpsim.fixedpoint.formats import QFormat
+from fxpsim.fixedpoint.oracle_gemm import register_add
+from fxpsim.fixedpoint.requantize import quantize_multiplier
 from fxpsim.fixedpoint.rng import LFSR, Philox
 from fxpsim.training.formats import NumericsConfig, RngSpec, TensorNumerics
-from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn, int_gemm
+from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn
 from fxpsim.training.quantizers import quantize_symmetric, scale_from_clip
 from fxpsim.training.stats import Counters, LayerStats, StatsConfig
 
@@ -132,12 +136,42 @@ def _runtime(nc: NumericsConfig, seed: int = 5, op: str = "conv2d") -> LayerRunt
     return LayerRuntime("L", op, nc, Counters(), LayerStats("L"), StatsConfig(), lambda: rng)
 
 
-def _nc(bits_w, bits_a, bits_g, acc_bits, ovf, scale="pow2", g_round="stochastic"):
+def _nc(bits_w, bits_a, bits_g, acc_bits, ovf, scale="pow2", g_round="stochastic",
+        scale_format="int32_mult_shift", a_round="half_even"):
     return NumericsConfig(
         weights=TensorNumerics(bits_w, "half_even", scale=scale),
-        activations=TensorNumerics(bits_a, "half_even", scale=scale),
+        activations=TensorNumerics(bits_a, a_round, scale=scale),
         gradients=TensorNumerics(bits_g, g_round, scale=scale),
-        acc_bits=acc_bits, acc_overflow=ovf, rng=RngSpec("philox"), random_bits=8)
+        acc_bits=acc_bits, acc_overflow=ovf, rng=RngSpec("philox"), random_bits=8,
+        scale_format=scale_format)
+
+
+def _probe(rt: LayerRuntime) -> list:
+    """Record what the forward output stage saw: (k0, acc, codes, stored scales, Δy)."""
+    seen: list = []
+    rt.probe = lambda pass_name, k0, acc, codes, sc, dy: seen.append(
+        (k0, acc.copy(), codes.copy(), sc, dy))
+    return seen
+
+
+def _probe_nchw(seen: list, idx: int, shape) -> np.ndarray:
+    """Group results (B·OH·OW, n) of the probe put back into an NCHW (or (B, N)) array."""
+    out = np.zeros(shape, dtype=np.int64)
+    for item in seen:
+        k0, arr = item[0], item[idx]
+        if len(shape) == 2:
+            out[:, k0:k0 + arr.shape[1]] = arr
+        else:
+            nb, _, oh, ow = shape
+            out[:, k0:k0 + arr.shape[1]] = arr.reshape(nb, oh, ow, -1).transpose(0, 3, 1, 2)
+    return out
+
+
+def _check_output(y: torch.Tensor, seen: list) -> None:
+    """The layer's output is fp32(code·Δy) of the output stage's codes."""
+    codes = _probe_nchw(seen, 2, tuple(y.shape))
+    want = (codes.astype(np.float64) * seen[0][4]).astype(np.float32)
+    assert np.array_equal(y.detach().numpy(), want)
 
 
 def _as_acc(t: torch.Tensor, scale) -> np.ndarray:
@@ -170,6 +204,7 @@ def test_conv_matches_python_int_reference(stride, pad, groups, bits, acc_bits, 
     w = torch.randn(k, c // groups, 3, 3, generator=gen).requires_grad_()
     nc = _nc(bits, bits, bits, acc_bits, ovf)
     rt = _runtime(nc, seed=5)
+    seen = _probe(rt)
     geom = ConvGeom((3, 3), stride, pad, groups)
     y = QConv2dFn.apply(x, w, rt, geom)
     gy = torch.randn(y.shape, generator=gen)
@@ -184,7 +219,8 @@ def test_conv_matches_python_int_reference(stride, pad, groups, bits, acc_bits, 
                               acc_bits, ovf)
     ref_dw, ev_dw = wgrad_ref(_ints(xq.codes), _ints(gq.codes), (3, 3), stride, pad, groups,
                               acc_bits, ovf)
-    assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+    assert np.array_equal(_probe_nchw(seen, 1, tuple(y.shape)), ref_y.astype(np.int64))
+    _check_output(y, seen)
     assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
     assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
     assert rt.stats.acc_events == {"forward": ev_y, "backward_data": ev_dx,
@@ -195,12 +231,14 @@ def test_conv_matches_python_int_reference(stride, pad, groups, bits, acc_bits, 
 
 
 def test_conv_fp32_scale_outputs_within_float_tolerance():
-    """With fp32 scales the outputs are fp32(acc·Δ) of the same integer accumulators."""
+    """With fp32 scales the accumulators are those of the same integer codes; backward
+    outputs are fp32(acc·Δ)."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 2, 4, 4, generator=gen).requires_grad_()
     w = torch.randn(3, 2, 3, 3, generator=gen).requires_grad_()
     nc = _nc(8, 8, 8, 32, "saturate", scale="fp32", g_round="half_even")
     rt = _runtime(nc)
+    seen = _probe(rt)
     y = QConv2dFn.apply(x, w, rt, ConvGeom((3, 3), (2, 2), (1, 1), 1))
     gy = torch.randn(y.shape, generator=gen)
     y.backward(gy)
@@ -210,8 +248,8 @@ def test_conv_fp32_scale_outputs_within_float_tolerance():
     ref_y, _ = conv_ref(_ints(xq.codes), _ints(wq.codes), (2, 2), (1, 1), 1, 32, "saturate")
     ref_dw, _ = wgrad_ref(_ints(xq.codes), _ints(gq.codes), (3, 3), (2, 2), (1, 1), 1, 32,
                           "saturate")
-    exp_y = ref_y.astype(np.float64) * float(xq.scale) * float(wq.scale)
-    np.testing.assert_allclose(y.detach().numpy(), exp_y, rtol=1e-6, atol=0)
+    assert np.array_equal(_probe_nchw(seen, 1, tuple(y.shape)), ref_y.astype(np.int64))
+    _check_output(y, seen)
     exp_dw = ref_dw.astype(np.float64) * float(xq.scale) * float(gq.scale)
     np.testing.assert_allclose(w.grad.numpy(), exp_dw, rtol=1e-6, atol=0)
 
@@ -223,6 +261,7 @@ def test_linear_matches_python_int_reference(acc_bits, ovf):
     w = torch.randn(4, 5, generator=gen).requires_grad_()
     nc = _nc(7, 7, 7, acc_bits, ovf)
     rt = _runtime(nc, seed=9, op="linear")
+    seen = _probe(rt)
     y = QLinearFn.apply(x, w, rt)
     gy = torch.randn(y.shape, generator=gen)
     y.backward(gy)
@@ -233,7 +272,8 @@ def test_linear_matches_python_int_reference(acc_bits, ovf):
     ref_y, ev_y = mm_ref(xi, [list(r) for r in zip(*wi, strict=True)], acc_bits, ovf)
     ref_dx, ev_dx = mm_ref(gi, wi, acc_bits, ovf)
     ref_dwt, ev_dw = mm_ref([list(r) for r in zip(*xi, strict=True)], gi, acc_bits, ovf)
-    assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+    assert np.array_equal(_probe_nchw(seen, 1, tuple(y.shape)), ref_y.astype(np.int64))
+    _check_output(y, seen)
     assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
     assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dwt.T.astype(np.int64))
     assert rt.stats.acc_events == {"forward": ev_y, "backward_data": ev_dx,
@@ -245,23 +285,63 @@ def test_linear_matches_python_int_reference(acc_bits, ovf):
                       ("L", "backward_weight", 5, 3, 4, 1)]
 
 
-def test_two_level_accumulation_matches_oracle():
-    """Weight-stationary arrays: K-tiles of `rows` in a psum register, then the accumulator."""
-    rng = np.random.default_rng(4)
-    a = rng.integers(-127, 128, (5, 23)).astype(np.int8)
-    b = rng.integers(-127, 128, (23, 4)).astype(np.int8)
-    differs = False
-    for psum_bits, acc_bits, ovf in [(14, 16, "saturate"), (15, 13, "wrap"), (16, 14, "saturate")]:
-        nc = NumericsConfig(acc_bits=acc_bits, acc_overflow=ovf, psum_bits=psum_bits,
-                            psum_overflow=ovf, dataflow="weight_stationary", rows=4)
-        vals, events = int_gemm(a, b, nc)
-        ref, ev_p, ev_a = two_level_oracle(a.tolist(), b.tolist(), 4, psum_bits, ovf,
-                                           acc_bits, ovf)
-        assert vals.tolist() == ref
-        assert events == sum(map(sum, ev_p)) + sum(map(sum, ev_a))
-        assert events > 0
-        differs |= vals.tolist() != mm_ref(a.tolist(), b.tolist(), acc_bits, ovf)[0].tolist()
-    assert differs  # the two-level order gives results the one-level order does not
+def _pow2_pair(real: Fraction) -> tuple[int, int]:
+    """Nearest power of two in log2 (ties up), as (multiplier, shift); exact rationals."""
+    e = 0
+    while Fraction(2) ** e > real:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= real:
+        e += 1
+    # real in [2^e, 2^(e+1)): the geometric midpoint is 2^e·sqrt(2)
+    up = (real / Fraction(2) ** e) ** 2 >= 2
+    exp = e + 1 if up else e
+    return (1 << exp, 0) if exp >= 0 else (1, -exp)
+
+
+@pytest.mark.parametrize("fmt", ["int32_mult_shift", "pow2_shift", "fp32_scale"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("a_round", ["half_even", "half_away", "floor"])
+def test_output_codes_equal_requantize_of_accumulators(fmt, per_channel, a_round):
+    """For each scale format: the layer's output codes are the Python-int requantizer
+    (:mod:`fxpsim.fixedpoint.oracle`) of its accumulators, with Δy = the activation scale of
+    the largest real output and each channel's multiplier Δx·Δw_c/Δy stored as the format
+    stores it (computed here from exact rationals)."""
+    gen = torch.Generator().manual_seed(21)
+    x = torch.randn(2, 3, 5, 5, generator=gen)
+    w = torch.randn(4, 3, 3, 3, generator=gen) * torch.tensor([1.0, 0.3, 2.0, 0.05]).view(-1, 1, 1, 1)
+    nc = _nc(8, 8, 8, 32, "saturate", scale="fp32", scale_format=fmt, a_round=a_round)
+    nc = NumericsConfig(nc.weights.__class__(8, "half_even",
+                                             "per_channel" if per_channel else "per_tensor",
+                                             "fp32"),
+                        nc.activations, nc.gradients, acc_bits=32, rng=RngSpec("philox"),
+                        random_bits=8, scale_format=fmt)
+    rt = _runtime(nc)
+    seen = _probe(rt)
+    y = QConv2dFn.apply(x, w, rt, ConvGeom((3, 3), (1, 1), (1, 1), 1))
+    xq = quantize_symmetric(x, nc.activations)
+    wq = quantize_symmetric(w, nc.weights, per_channel=per_channel)
+    ref, _ = conv_ref(_ints(xq.codes), _ints(wq.codes), (1, 1), (1, 1), 1, 32, "saturate")
+    acc = np.asarray(ref.tolist(), dtype=object)  # (B, K, OH, OW) Python ints
+    in_scale = [Fraction(float(xq.scale)) * Fraction(float(s))
+                for s in np.broadcast_to(wq.scale, (4,))]
+    real_max = max(abs(int(v)) * in_scale[c] for c in range(4) for v in acc[:, c].ravel())
+    dy = float(scale_from_clip(np.float64(float(real_max)), 8, "fp32"))
+    assert seen[0][4] == dy
+    chans = [c for b in range(2) for c in range(4) for _ in range(25)]
+    flat = [int(v) for v in acc.ravel()]
+    reals = [s / Fraction(dy) for s in in_scale]
+    if fmt == "fp32_scale":
+        want, _, _ = oracle.requantize_fp32(flat, [float(r) for r in reals], chans, QFormat(8, 0),
+                                            a_round)
+    else:
+        pairs = [quantize_multiplier(float(r)) if fmt == "int32_mult_shift" else _pow2_pair(r)
+                 for r in reals]
+        want, _, _ = oracle.requantize(flat, [p[0] for p in pairs], [p[1] for p in pairs],
+                                       chans, QFormat(8, 0), a_round)
+    got = _probe_nchw(seen, 2, tuple(y.shape))
+    assert got.ravel().tolist() == want
+    assert np.abs(got).max() >= 100  # the largest output lands near the top code
+    _check_output(y, seen)
 
 
 def test_float_layers_equal_torch():
