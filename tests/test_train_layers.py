@@ -460,3 +460,42 @@ def test_from_hw_builds_lfsr_and_array_settings():
 def test_from_hw_rejects_xorshift():
     with pytest.raises(ConfigError, match="stochastic_rounding.rng"):
         NumericsConfig.from_hw(_hw(**{"mac_array.stochastic_rounding.rng": "xorshift"}))
+
+
+def test_from_hw_takes_the_requantizer_scale_format_and_array_model():
+    nc = NumericsConfig.from_hw(_hw(**{"mac_array.requantizer.scale_format": "pow2_shift"}))
+    assert nc.scale_format == "pow2_shift"
+    m = nc.array_model
+    assert (m.rows, m.cols, m.dataflow, m.acc_bits) == (16, 16, "weight_stationary", 32)
+
+
+@pytest.mark.parametrize("option,kw,value", [("rounding.a", "rounding_a", "half_up"),
+                                             ("rounding.w", "rounding_w", "ceil"),
+                                             ("rounding.g", "rounding_g", "jam")])
+def test_from_hw_rejects_roundings_the_requantizer_does_not_list(option, kw, value):
+    with pytest.raises(ConfigError) as exc:
+        NumericsConfig.from_hw(_hw(), source="edge_npu.yaml", **{kw: value})
+    msg = str(exc.value)
+    assert msg.startswith(f"command line: {option}: {value} is not a rounding mode")
+    assert "edge_npu.yaml: mac_array.requantizer.rounding_modes" in msg and "\n" not in msg
+
+
+def test_from_hw_rejects_stochastic_without_a_hardware_rng():
+    hw = _hw(**{"mac_array.stochastic_rounding.hardware": "false"})
+    with pytest.raises(ConfigError, match=r"^command line: rounding\.g: .*"
+                                          r"mac_array\.stochastic_rounding\.hardware is false"):
+        NumericsConfig.from_hw(hw, source="edge_npu.yaml")
+    nc = NumericsConfig.from_hw(hw, rounding_g="rne")  # deterministic: fine
+    assert nc.gradients.rounding == "half_even"
+
+
+def test_cli_run_with_an_unlisted_rounding_exits_2_before_writing(tmp_path, capsys):
+    from fxpsim.cli import main
+
+    out = tmp_path / "r"
+    code = main(["run", "hw=edge_npu", "model=lenet5", "steps=0", "rounding.a=half_up",
+                 f"out={out}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert len(err.splitlines()) == 1 and "rounding.a" in err
+    assert "mac_array.requantizer.rounding_modes" in err

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from fxpsim.config.compat import check_roundings
 from fxpsim.errors import ConfigError
 from fxpsim.fixedpoint.macarray import ArrayModel
-from fxpsim.vocab import HW_ROUNDING, canonical_rounding, hw_rounding_name
+from fxpsim.vocab import HW_ROUNDING
 
 if TYPE_CHECKING:  # config imports stay torch/numba free; these are only type names
     from fxpsim.config.hw import HwConfig
@@ -207,7 +208,7 @@ class NumericsConfig:
         ``rng_width_bits`` (<= 32), ``rng_polynomial`` and ``rng_instances`` lanes;
         ``philox`` -> :class:`Philox`; ``xorshift`` is not modelled and raises
         :class:`~fxpsim.errors.ConfigError` (no silent substitute). With ``hardware: false``
-        stochastic rounding is emulated by the vector unit with a Philox stream.
+        no rounding may be stochastic (:mod:`fxpsim.config.compat`).
         Hardware rounding names (rne, rna, rtz) are accepted for the ``rounding_*`` args.
         A rounding the requantizer does not list (``mac_array.requantizer.rounding_modes``),
         or stochastic rounding when ``stochastic_rounding.hardware`` is false, is a
@@ -216,9 +217,7 @@ class NumericsConfig:
         ma = hw.mac_array
         sr = ma.stochastic_rounding
         key = "mac_array.stochastic_rounding"
-        for option, name in (("rounding.w", rounding_w), ("rounding.a", rounding_a),
-                             ("rounding.g", rounding_g)):
-            _check_rounding(option, name, hw, source)
+        check_roundings((rounding_w, rounding_a, rounding_g), hw, source)
         if not sr.hardware:
             rng = RngSpec("philox", hw_seed=sr.seed, reseed=sr.reseed)
         elif sr.rng == "lfsr":
@@ -258,19 +257,3 @@ class NumericsConfig:
             scale_format=ma.requantizer.scale_format,
         )
 
-
-def _check_rounding(option: str, name: str, hw: HwConfig, source: str) -> None:
-    """ConfigError (source ``command line``, key ``option``) when the hardware cannot round
-    with ``name``: not in the requantizer's list, or stochastic without a hardware RNG."""
-    req = hw.mac_array.requantizer
-    canon = canonical_rounding(HW_ROUNDING.get(name, name))
-    hw_name = hw_rounding_name(canon)
-    if hw_name not in req.rounding_modes:
-        raise ConfigError("command line", option,
-                          f"{canon} is not a rounding mode of the requantizer ({source}: "
-                          f"mac_array.requantizer.rounding_modes = "
-                          f"[{', '.join(req.rounding_modes)}])")
-    if canon == "stochastic" and not hw.mac_array.stochastic_rounding.hardware:
-        raise ConfigError("command line", option,
-                          f"stochastic rounding needs a hardware RNG ({source}: "
-                          "mac_array.stochastic_rounding.hardware is false)")

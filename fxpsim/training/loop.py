@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from fxpsim.config.hw import HwConfig
+from fxpsim.config.load import LoadedHw
 from fxpsim.errors import FxpsimError
 from fxpsim.graph.ir import Graph
 from fxpsim.training.algorithms import GRAD_INTERVAL, Batch, make_algorithm
@@ -104,15 +106,13 @@ def _eval_samples(run: RunConfig, default: int | None) -> int | None:
     return None if n == 0 else n
 
 
-def numerics_for(hw: object, run: RunConfig) -> NumericsConfig:
+def numerics_for(hw: HwConfig, run: RunConfig, source: str = "hwconfig") -> NumericsConfig:
     """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm)."""
     return NumericsConfig.from_hw(
-        hw,  # type: ignore[arg-type]
-        w_bits=_bits(run.w_bits), a_bits=_bits(run.a_bits),  # type: ignore[attr-defined]
-        g_bits=_bits(run.g_bits),  # type: ignore[attr-defined]
-        rounding_w=run.rounding_w, rounding_a=run.rounding_a,  # type: ignore[attr-defined]
-        rounding_g=run.rounding_g,  # type: ignore[attr-defined]
-        grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[attr-defined,index]
+        hw, w_bits=_bits(run.w_bits), a_bits=_bits(run.a_bits), g_bits=_bits(run.g_bits),
+        rounding_w=run.rounding_w, rounding_a=run.rounding_a, rounding_g=run.rounding_g,
+        grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[arg-type]
+        source=source,
     )
 
 
@@ -154,7 +154,7 @@ def evaluate(algo: object, x: torch.Tensor, y: torch.Tensor, batch: int) -> tupl
     return loss_sum / n, hits / n
 
 
-def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
+def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bool = True,
           options: AlgoOptions | None = None, target_loss: float | None = None,
           dataset: Dataset | None = None, zigzag_window: int = 100,
           zigzag_samples: int = 1024) -> TrainResult:
@@ -166,7 +166,8 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
     instead of loading ``run.dataset`` (tests). Raises FxpsimError for a dataset/model
     mismatch and for a graph the value plane cannot train.
     """
-    hw = getattr(hw, "config", hw)
+    source = hw.source if isinstance(hw, LoadedHw) else hw.name
+    cfg = hw.config if isinstance(hw, LoadedHw) else hw
     t0 = time.perf_counter()
     seed, bsz = int(run.seed), int(run.batch)  # type: ignore[attr-defined]
     opts = options if options is not None else options_from_run(run)
@@ -180,7 +181,7 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
     else:  # steps/epochs given: the whole training split
         ds = load_for(graph, run, None, _eval_samples(run, TEST_SAMPLES))
         budget = plan_budget(graph, run, ds.train_x.shape[0])
-    net = build_qnet(graph, numerics_for(hw, run), seed=seed)
+    net = build_qnet(graph, numerics_for(cfg, run, source), seed=seed)
     algo = make_algorithm(run.algo, net, graph, opts, seed=seed)  # type: ignore[attr-defined]
     net.stats_config.enabled = True
     net.stats_config.every = max(1, budget.steps // 8)
@@ -275,7 +276,8 @@ def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
     )
 
 
-def run_training(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
+def run_training(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *,
+                 progress: bool = True,
                  target_loss: float | None = None) -> TrainResult:
     """What ``fxpsim run`` calls for ``phase=train``: :func:`train` with the defaults."""
     return train(graph, hw, run, progress=progress, target_loss=target_loss)
