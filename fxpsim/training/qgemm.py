@@ -102,16 +102,14 @@ class OutputPlan:
     scales: StoredScales | None  # None: every accumulator is 0
 
 
-def plan_output(accs: list[tuple[int, np.ndarray]], in_scale: np.ndarray,
-                nc: NumericsConfig) -> OutputPlan:
-    """``accs``: (first channel, pixel-major accumulators (M, n)) per group; ``in_scale``:
-    ``Δx·Δw_c`` per output channel (float64)."""
+def plan_output(acc: np.ndarray, in_scale: np.ndarray, nc: NumericsConfig) -> OutputPlan:
+    """``acc``: pixel-major accumulators (M, N), channels last; ``in_scale``: ``Δx·Δw_c``
+    per output channel (float64)."""
     bits = nc.activations.bits
     assert bits is not None
-    amax = np.zeros(in_scale.shape, dtype=np.float64)
-    for k0, acc in accs:
-        t = torch.from_numpy(acc)
-        amax[k0:k0 + acc.shape[1]] = t.abs().amax(dim=0).numpy() if acc.shape[0] else 0
+    if acc.size == 0:
+        return OutputPlan(1.0, None)
+    amax = torch.from_numpy(acc).abs().amax(dim=0).numpy().astype(np.float64)
     real_max = float((amax * in_scale).max(initial=0.0))
     if real_max == 0.0:
         return OutputPlan(1.0, None)
@@ -119,32 +117,26 @@ def plan_output(accs: list[tuple[int, np.ndarray]], in_scale: np.ndarray,
     return OutputPlan(delta_y, stored_scales(in_scale / delta_y, nc.scale_format))
 
 
-def forward_output(plan: OutputPlan, k0: int, acc: np.ndarray, nc: NumericsConfig,
-                   rng: object, stats: LayerStats, probe: Probe | None) -> np.ndarray:
-    """Output codes (int64, like ``acc`` (M, n), channels k0..k0+n) of one group."""
+def forward_output(plan: OutputPlan, acc: np.ndarray, nc: NumericsConfig, rng: object,
+                   stats: LayerStats, probe: Probe | None) -> np.ndarray:
+    """Output codes (int64, like ``acc`` (M, N), channels last) of a layer's forward."""
     bits = nc.activations.bits
     assert bits is not None
     if plan.scales is None:
         codes = np.zeros(acc.shape, dtype=np.int64)
         if probe is not None:
-            probe("forward", k0, acc, codes, stored_scales(np.ones(acc.shape[1]),
-                                                           nc.scale_format), plan.delta_y)
+            probe("forward", 0, acc, codes, stored_scales(np.ones(acc.shape[1]),
+                                                          nc.scale_format), plan.delta_y)
         return codes
-    sl = slice(k0, k0 + acc.shape[1])
-    s = plan.scales
-    part = StoredScales(s.scale_format,
-                        None if s.multiplier is None else s.multiplier[sl],
-                        None if s.shift is None else s.shift[sl],
-                        None if s.fp32 is None else s.fp32[sl])
-    res = output_stage(acc, part, QFormat(bits, 0), nc.activations.rounding, rng,
+    res = output_stage(acc, plan.scales, QFormat(bits, 0), nc.activations.rounding, rng,
                        random_bits=nc.random_bits)
     stats.out_saturated += res.n_overflow
     stats.out_elems += acc.size
     if probe is not None:
-        probe("forward", k0, acc, res.codes, part, plan.delta_y)
+        probe("forward", 0, acc, res.codes, plan.scales, plan.delta_y)
     return res.codes
 
 
-def codes_to_nchw(codes: np.ndarray, delta_y: float, k0: int, out: np.ndarray) -> None:
-    """out[b, k0+n, y, z] = fp32(code·Δy) of pixel-major codes (B·OH·OW, n)."""
-    pix_to_nchw(codes, np.full(codes.shape[1], delta_y), k0, out)
+def codes_to_nchw(codes: np.ndarray, delta_y: float, out: np.ndarray) -> None:
+    """out[b, n, y, z] = fp32(code·Δy) of pixel-major codes (B·OH·OW, N)."""
+    pix_to_nchw(codes, np.full(codes.shape[1], delta_y), 0, out)

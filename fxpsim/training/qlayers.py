@@ -219,12 +219,14 @@ class QConv2dFn(torch.autograd.Function):
                     cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                   geom.padding, (1, 1), (oh, ow))
                     vals = gemms.run(w_g.reshape(kg, -1), cols, wq.qmax, xq.qmax, swap=True)
-                accs.append((gi * kg, _pixel_major(vals, fast), vals))
-            plan = plan_output([(k0, acc) for k0, acc, _ in accs],
-                               _scale_vec(xq.scale * wq.scale, k), nc)
-            for gi, (k0, acc, vals) in enumerate(accs):
-                codes = forward_output(plan, k0, acc, nc, rt.rng(), rt.stats, rt.probe)
-                codes_to_nchw(codes, plan.delta_y, k0, out)
+                accs.append((gi * kg, _pixel_major(vals, fast), vals))  # (k0, acc, buffer)
+            # one output stage for the whole layer (per-call kernel overhead dominates the
+            # tiny GEMMs of depthwise convs)
+            acc = accs[0][1] if g == 1 else np.concatenate([a for _, a, _ in accs], axis=1)
+            plan = plan_output(acc, _scale_vec(xq.scale * wq.scale, k), nc)
+            codes = forward_output(plan, acc, nc, rt.rng(), rt.stats, rt.probe)
+            codes_to_nchw(codes, plan.delta_y, out)
+            for gi, (_, _, vals) in enumerate(accs):
                 if vals.dtype == torch.int32:
                     rt.give(f"mm{gi}", vals)
             ctx.cols = kept or None
@@ -262,30 +264,35 @@ class QConv2dFn(torch.autograd.Function):
             if gq is not None and wb is not None:
                 wf = wb.codes.flip(2, 3)
                 out = np.empty((nb, c, h, wd), dtype=np.float32)
-                scale = _scale_vec(gq.scale * wb.scale, cg)
+                scale = _scale_vec(gq.scale * wb.scale, c)
                 fast = _fast(kg * kh * kw, gq, wb, nc)
                 # dX: a stride-1 correlation of dY zero-dilated by the stride and padded by
                 # kernel-1-pad with the flipped kernel
                 dpad = (kh - 1 - ph, kw - 1 - pw)
                 buf = place_nhwc(gq.codes, dpad[0], dpad[1], (sh, sw),
                                  (h + kh - 1, wd + kw - 1), rt.take("dbuf")) if fast else None
+                parts = []
                 for gi in range(g):
                     wf_g = wf[gi * kg:(gi + 1) * kg]
                     if fast:
                         cols = pixel_cols(buf, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
                                           (h, wd), rt.take("dcols"))
                         w_mat = wf_g.permute(2, 3, 0, 1).reshape(kh * kw * kg, cg)
-                        vals = gemms.run(cols, w_mat, gq.qmax, wb.qmax, out=rt.take("dmm"))
-                        pix_to_nchw(vals.numpy(), scale, gi * cg, out)
+                        out_buf = rt.take("dmm") if g == 1 else None
+                        vals = gemms.run(cols, w_mat, gq.qmax, wb.qmax, out=out_buf)
+                        parts.append(vals.numpy())
                         rt.give("dcols", cols)
-                        if vals.dtype == torch.int32:
-                            rt.give("dmm", vals)
                     else:
                         cols = im2col(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1), dpad,
                                       (sh, sw), (h, wd))
                         w_mat = wf_g.permute(1, 0, 2, 3).reshape(cg, kg * kh * kw)
                         vals = gemms.run(w_mat, cols, wb.qmax, gq.qmax, swap=True)
                         rows_to_nchw(vals.numpy(), scale, gi * cg, out.reshape(nb, c, h * wd))
+                if parts:  # one rescale for all groups (see the forward)
+                    pix_to_nchw(parts[0] if g == 1 else np.concatenate(parts, axis=1), scale,
+                                0, out)
+                    if g == 1 and vals.dtype == torch.int32:
+                        rt.give("dmm", vals)
                 rt.give("dbuf", buf)
                 dx = torch.from_numpy(out)
             else:
@@ -352,8 +359,8 @@ class QLinearFn(torch.autograd.Function):
         if xq is not None and wq is not None:
             nc = rt.numerics
             acc = gemms.run(xq.codes, wq.codes.t(), xq.qmax, wq.qmax).numpy()
-            plan = plan_output([(0, acc)], _scale_vec(xq.scale * wq.scale, n_out), nc)
-            codes = forward_output(plan, 0, acc, nc, rt.rng(), rt.stats, rt.probe)
+            plan = plan_output(acc, _scale_vec(xq.scale * wq.scale, n_out), nc)
+            codes = forward_output(plan, acc, nc, rt.rng(), rt.stats, rt.probe)
             y = scaled(codes, plan.delta_y)
         else:
             xin = x if xq is None else xq.dequantize()

@@ -44,9 +44,7 @@ from fxpsim.graph.ir import (
 from fxpsim.training.formats import NumericsConfig
 from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn
 from fxpsim.training.stats import Counters, LayerStats, LayerStatsSummary, StatsConfig
-
-_VECTOR_OPS = ("batchnorm", "relu", "relu6", "maxpool", "avgpool", "global_avgpool", "add",
-               "flatten")
+from fxpsim.vocab import VECTOR_OPS
 
 
 class QConv2d(nn.Module):
@@ -160,7 +158,7 @@ class QNet(nn.Module):
                                   self._rng_getter(idx))
                 self.runtimes[node.name] = rt
                 mod: nn.Module = (QConv2d if node.op == "conv2d" else QLinear)(node, rt, gen)
-            elif node.op in _VECTOR_OPS:
+            elif node.op in VECTOR_OPS:
                 mod = VectorNode(node)
             else:
                 raise ValueError(f"graph: op {node.op!r} of node {node.name!r} is not "

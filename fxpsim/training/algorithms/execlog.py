@@ -34,10 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from fxpsim.graph.ir import Graph, Node
-
-_FWD_SAME = frozenset({"relu", "relu6", "maxpool", "avgpool", "global_avgpool", "add"})
-_BWD = {"relu": "relu_bwd", "relu6": "relu6_bwd", "maxpool": "maxpool_bwd",
-        "avgpool": "avgpool_bwd", "global_avgpool": "global_avgpool_bwd"}
+from fxpsim.vocab import VECTOR_BACKWARD, VECTOR_FORWARD
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,10 @@ class ExecGemm:
     n: int
     groups: int
     integer: bool
+    # operand precisions the kernel was given (None: fp32) and the accumulator it ran in
+    a_bits: int | None = None
+    b_bits: int | None = None
+    acc_bits: int | None = None
 
     @property
     def signature(self) -> tuple[object, ...]:
@@ -139,7 +140,7 @@ class ExecLog:
                 "backward_weight": names.backward_weight}
         for g in counters.gemms:  # type: ignore[attr-defined]
             self.gemm(ExecGemm(g.layer, gmap[g.pass_name], g.m, g.k, g.n, g.groups,
-                               g.integer))
+                               g.integer, g.a_bits, g.b_bits, g.acc_bits))
             if g.pass_name == "backward_weight":
                 node = self._nodes[g.layer]  # k = B·OH·OW (conv) or B (linear)
                 pixels = math.prod(node.shape[1:]) if len(node.shape) == 3 else 1
@@ -178,7 +179,7 @@ class ExecLog:
             if kind == "batchnorm":
                 self.vector(layer, names.forward, "batchnorm_fwd", out)
                 self.vector(layer, names.forward, "batchnorm_stats", node.shape[0])
-            elif kind in _FWD_SAME:
+            elif kind in VECTOR_FORWARD:
                 self.vector(layer, names.forward, kind, out)
             else:
                 self.vector(layer, names.forward, kind, elems)
@@ -189,8 +190,8 @@ class ExecLog:
             self.vector(layer, names.backward_data, "batchnorm_bwd_stats", node.shape[0])
         elif kind == "add":
             return
-        elif kind in _BWD:
-            self.vector(layer, names.backward_data, _BWD[kind], out)
+        elif kind in VECTOR_BACKWARD:
+            self.vector(layer, names.backward_data, VECTOR_BACKWARD[kind], out)
         else:
             self.vector(layer, pass_name, kind, elems)
 
