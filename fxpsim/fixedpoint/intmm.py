@@ -75,6 +75,12 @@ def array_matmul(a: torch.Tensor, b: torch.Tensor, model: ArrayModel, max_a: int
                 and out.is_contiguous():
             return torch._int_mm(a, b, out=out), 0
         return torch._int_mm(a, b), 0
+    if a.shape[0] < b.shape[1]:
+        # the transposed problem adds every output's products in the same k order (same
+        # values and events) and gives the exact GEMMs of the bound checks a tall operand
+        res = array_gemm(np.ascontiguousarray(b.numpy().T), np.ascontiguousarray(a.numpy().T),
+                         model, a_bits=operand_bits(max_b), w_bits=operand_bits(max_a))
+        return torch.from_numpy(np.ascontiguousarray(res.values.T)), res.total_events
     res = array_gemm(np.ascontiguousarray(a.numpy()), np.ascontiguousarray(b.numpy()), model,
                      a_bits=operand_bits(max_a), w_bits=operand_bits(max_b))
     return torch.from_numpy(res.values), res.total_events

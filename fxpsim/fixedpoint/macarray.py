@@ -180,14 +180,16 @@ def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
     chunk = default_chunk(k_len, align=tile)
     checked = None
     if path == "auto":
-        bound_ok = k_len * max_prod < 2**63 and k_len >= 64
+        # the bound check costs ~4 exact GEMMs per k-chunk (slow for thin outputs) plus the
+        # sequential kernel on flagged outputs: only worth it on big, mostly clean problems
+        bound_ok = (k_len * max_prod < 2**63 and k_len >= 64 and min(shape) >= 32
+                    and shape[0] * shape[1] * k_len >= 2**27)
         if static_ok:
             path = "static"
         elif bound_ok:
-            # the bound check costs ~4 exact GEMMs: only worth it when most outputs pass
             pick = np.unique(np.linspace(0, shape[0] - 1, num=min(shape[0], 32)).astype(np.int64))
             sample = _two_level_flags(a.like(a.data[pick]), b, model, chunk)
-            path = "bound" if sample[0].mean() <= 0.5 else "sequential"
+            path = "bound" if sample[0].mean() <= 0.25 else "sequential"
             checked = sample if pick.size == shape[0] else None
         else:
             path = "sequential"
