@@ -69,10 +69,10 @@ def _torch_net(qnet):
                                     bias=src.bias is not None)
                 else:
                     mod = VectorNode(node)
-                if node.is_gemm:
+                if isinstance(mod, (nn.Conv2d, nn.Linear)):
                     with torch.no_grad():
                         mod.weight.copy_(src.weight)
-                        if src.bias is not None:
+                        if src.bias is not None and mod.bias is not None:
                             mod.bias.copy_(src.bias)
                 self.layers[_key(node.name)] = mod
 

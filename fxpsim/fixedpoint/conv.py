@@ -78,7 +78,7 @@ class ConvResult:
 
 
 def _pair(v: object, name: str, minimum: int) -> tuple[int, int]:
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # type: ignore[arg-type]
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
     if len(vals) != 2 or any(isinstance(x, bool) or not isinstance(x, (int, np.integer))
                              or x < minimum for x in vals):
         raise ValueError(f"{name}: expected an int >= {minimum} or a pair of them, got {v!r}")

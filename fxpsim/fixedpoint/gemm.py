@@ -22,6 +22,7 @@ the order, so it goes through the same bound check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
@@ -274,6 +275,18 @@ def _bound_levels(a: Operand, b: Operand, bits: int, overflow: str, chunks: list
         run = seq
     _fill_flagged(a, b, flags, total, events, run)
     return total, events
+
+
+@overload
+def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,
+           return_events: Literal[False] = False, _path: str = "auto", _chunk: int | None = None
+           ) -> np.ndarray: ...
+
+
+@overload
+def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,
+           return_events: Literal[True], _path: str = "auto", _chunk: int | None = None
+           ) -> GemmResult: ...
 
 
 def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,

@@ -342,6 +342,7 @@ def sequential(a: np.ndarray, b: np.ndarray, bits: int, overflow: str,
         SEQ16[mode](_narrow(a, np.int16, max_abs_a), _narrow(b, np.int16, max_abs_b),
                     values, events)
         return values, events
+    cast: type[np.signedinteger]
     if (1 << (bits - 1)) + max_prod < 2**31:
         cast = np.int32
         aa, bb = _narrow(a, np.int32, max_abs_a), _narrow(b, np.int32, max_abs_b)

@@ -109,7 +109,7 @@ def _check_bits(op: Operand, bits: object, name: str, arg: str) -> Operand:
     """The operand (bounds tightened if its dtype alone does not prove the fit)."""
     if bits not in OPERAND_BITS:
         raise ValueError(f"{name}: expected one of {OPERAND_BITS}, got {bits!r}")
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1  # type: ignore[operator]
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if op.lo < lo or op.hi > hi:
         op = tighten(op)
     if op.lo < lo or op.hi > hi:

@@ -113,7 +113,7 @@ def plan_output(acc: np.ndarray, in_scale: np.ndarray, nc: NumericsConfig) -> Ou
     real_max = float((amax * in_scale).max(initial=0.0))
     if real_max == 0.0:
         return OutputPlan(1.0, None)
-    delta_y = float(scale_from_clip(np.float64(real_max), bits, nc.activations.scale))
+    delta_y = float(scale_from_clip(np.asarray(real_max), bits, nc.activations.scale))
     return OutputPlan(delta_y, stored_scales(in_scale / delta_y, nc.scale_format))
 
 

@@ -179,11 +179,11 @@ class QConv2dFn(torch.autograd.Function):
     backward-weight, whose reduction runs over (b, oh, ow) in order in every layout."""
 
     @staticmethod
-    def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):  # type: ignore[override]
+    def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):
         return QConv2dFn._forward(ctx, x, w, rt, geom)
 
     @staticmethod
-    def backward(ctx, gy):  # type: ignore[override]
+    def backward(ctx, gy):
         return QConv2dFn._backward(ctx, gy)
 
     @staticmethod
@@ -210,6 +210,7 @@ class QConv2dFn(torch.autograd.Function):
             for gi in range(g):
                 w_g = wq.codes[gi * kg:(gi + 1) * kg]
                 if fast:
+                    assert buf is not None
                     cols = pixel_cols(buf, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       (oh, ow), rt.take(f"cols{gi}"))
                     w_mat = w_g.permute(2, 3, 1, 0).reshape(kh * kw * cg, kg)
@@ -235,8 +236,8 @@ class QConv2dFn(torch.autograd.Function):
             xin = x if xq is None else xq.dequantize()
             win = w if wq is None else wq.dequantize()
             y = F.conv2d(xin, win, None, geom.stride, geom.padding, 1, g)
-            gemms.float_gemm(*conv_gemm_shape("forward", nb, (c, h, wd), tuple(y.shape[1:]),
-                                              (kh, kw), g))
+            gemms.float_gemm(*conv_gemm_shape("forward", nb, (c, h, wd), (k, oh, ow), (kh, kw),
+                                              g))
         _emit(rt, gemms)
         ctx.rt, ctx.geom, ctx.xq, ctx.wq, ctx.x_shape = rt, geom, xq, wq, x.shape
         ctx.save_for_backward(x if xq is None else None, w)
@@ -343,11 +344,11 @@ class QLinearFn(torch.autograd.Function):
     """``x @ w.T`` (no bias) through the integer GEMMs; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, x, w, rt: LayerRuntime):  # type: ignore[override]
+    def forward(ctx, x, w, rt: LayerRuntime):
         return QLinearFn._forward(ctx, x, w, rt)
 
     @staticmethod
-    def backward(ctx, gy):  # type: ignore[override]
+    def backward(ctx, gy):
         return QLinearFn._backward(ctx, gy)
 
     @staticmethod

@@ -28,6 +28,8 @@ is batch × elements of the node's first input, for forward and backward alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +129,26 @@ class VectorNode(nn.Module):
 
 def _key(name: str) -> str:
     return name.replace(".", "_")
+
+
+class QuantizedNet(Protocol):
+    """What the training algorithms use of a :class:`QNet` (its torch module interface plus
+    the execution log, statistics switch and step hook)."""
+
+    graph: Graph
+    counters: Counters
+    stats_config: StatsConfig
+    layers: nn.ModuleDict
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> nn.Module: ...
+
+    def eval(self) -> nn.Module: ...
+
+    def begin_step(self, step: int) -> None: ...
 
 
 class QNet(nn.Module):
