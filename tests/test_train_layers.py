@@ -342,6 +342,42 @@ def test_output_codes_equal_requantize_of_accumulators(fmt, per_channel, a_round
     assert got.ravel().tolist() == want
     assert np.abs(got).max() >= 100  # the largest output lands near the top code
     _check_output(y, seen)
+    # without a probe the integer formats take the fused requantize + NCHW kernel
+    rt2 = _runtime(nc)
+    y2 = QConv2dFn.apply(x, w, rt2, ConvGeom((3, 3), (1, 1), (1, 1), 1))
+    assert torch.equal(y2, y)
+    assert rt2.stats.out_elems == y.numel() and rt2.stats.out_saturated == rt.stats.out_saturated
+
+
+def test_fused_output_stage_matches_oracle_on_ties_and_saturation():
+    """The fused kernel against the Python-int requantizer on accumulators built to hit
+    rounding ties, shift 0 and saturation, for every deterministic rounding the hardware
+    configs name."""
+    from fxpsim.fixedpoint.outstage import StoredScales
+    from fxpsim.training.qgemm import OutputPlan, fused_output
+    from fxpsim.training.stats import LayerStats
+
+    rng = np.random.default_rng(3)
+    nb, oh, ow, n = 2, 3, 5, 4
+    acc = rng.integers(-2**20, 2**20, (nb * oh * ow, n)).astype(np.int32)
+    acc[:4] = [[2**15, -(2**15), 3 * 2**14, -(3 * 2**14)]] * 4  # exact ties at shift 16
+    acc[4:6] = 2**31 - 1
+    acc[6:8] = -(2**31)
+    mult = np.array([1, 2**30, 12345, 2**31 - 1], dtype=np.int64)
+    shift = np.array([16, 40, 0, 62], dtype=np.int64)
+    for rounding in ("half_even", "half_away", "trunc", "floor", "ceil"):
+        nc = _nc(8, 8, 8, 32, "saturate", a_round=rounding)
+        out = np.empty((nb, n, oh, ow), dtype=np.float32)
+        stats = LayerStats("L")
+        plan = OutputPlan(0.25, StoredScales("int32_mult_shift", mult, shift, None))
+        assert fused_output(plan, acc, nc, stats, None, out)
+        flat = acc.ravel().tolist()
+        chans = [i % n for i in range(len(flat))]
+        want, n_ovf, _ = oracle.requantize(flat, mult.tolist(), shift.tolist(), chans,
+                                           QFormat(8, 0), rounding)
+        codes = np.asarray(want).reshape(nb, oh, ow, n).transpose(0, 3, 1, 2)
+        assert np.array_equal(out, (codes * 0.25).astype(np.float32)), rounding
+        assert stats.out_saturated == n_ovf > 0
 
 
 def test_float_layers_equal_torch():

@@ -26,9 +26,10 @@ import torch
 
 from fxpsim.fixedpoint.formats import QFormat
 from fxpsim.fixedpoint.intmm import array_matmul
+from fxpsim.fixedpoint.modes import rounding_id
 from fxpsim.fixedpoint.outstage import StoredScales, output_stage, stored_scales
 from fxpsim.training.formats import NumericsConfig
-from fxpsim.training.qkernels import pix_to_nchw
+from fxpsim.training.qkernels import pix_to_nchw, requant_pix_to_nchw
 from fxpsim.training.quantizers import scale_from_clip
 from fxpsim.training.stats import Counters, GemmRecord, LayerStats
 
@@ -109,7 +110,8 @@ def plan_output(acc: np.ndarray, in_scale: np.ndarray, nc: NumericsConfig) -> Ou
     assert bits is not None
     if acc.size == 0:
         return OutputPlan(1.0, None)
-    amax = torch.from_numpy(acc).abs().amax(dim=0).numpy().astype(np.float64)
+    lo, hi = torch.aminmax(torch.from_numpy(acc), dim=0)  # one pass, no |acc| copy
+    amax = np.maximum(-lo.numpy().astype(np.float64), hi.numpy().astype(np.float64))
     real_max = float((amax * in_scale).max(initial=0.0))
     if real_max == 0.0:
         return OutputPlan(1.0, None)
@@ -135,6 +137,26 @@ def forward_output(plan: OutputPlan, acc: np.ndarray, nc: NumericsConfig, rng: o
     if probe is not None:
         probe("forward", 0, acc, res.codes, plan.scales, plan.delta_y)
     return res.codes
+
+
+def fused_output(plan: OutputPlan, acc: np.ndarray, nc: NumericsConfig, stats: LayerStats,
+                 probe: Probe | None, out: np.ndarray) -> bool:
+    """The forward output stage and NCHW write in one kernel when that kernel computes what
+    :func:`forward_output` would: an integer scale format, a deterministic rounding, and
+    ``|acc·multiplier| < 2^63``; returns False (nothing done) otherwise, or with a probe."""
+    s = plan.scales
+    bits = nc.activations.bits
+    if probe is not None or s is None or s.multiplier is None or s.shift is None \
+            or bits is None or nc.activations.stochastic or acc.dtype != np.int32:
+        return False
+    if int(np.abs(s.multiplier).max(initial=0)) >= 2**31:  # int32 acc: |acc·mult| < 2^62
+        return False
+    qmax = (1 << (bits - 1)) - 1
+    n_ovf = requant_pix_to_nchw(acc, s.multiplier, s.shift, rounding_id(nc.activations.rounding),
+                                -qmax - 1, qmax, plan.delta_y, out)
+    stats.out_saturated += int(n_ovf)
+    stats.out_elems += acc.size
+    return True
 
 
 def codes_to_nchw(codes: np.ndarray, delta_y: float, out: np.ndarray) -> None:

@@ -28,7 +28,7 @@ from fxpsim.fixedpoint.modes import R_CEIL, R_FLOOR, R_HALF_EVEN, R_TRUNC
 from fxpsim.fixedpoint.philox import philox_fill
 from fxpsim.fixedpoint.quantize import QCHUNK, SRC_ARRAY, SRC_PHILOX, _stochastic_chunk
 from fxpsim.fixedpoint.rng import lfsr_fill
-from fxpsim.fixedpoint.rounding import round_float_basic
+from fxpsim.fixedpoint.rounding import round_core, round_float_basic
 
 INT32_MAX = 2**31 - 1
 
@@ -164,3 +164,40 @@ def pix_to_nchw(vals, scale, k0, out):
             dst = out[b, k0 + n, y]
             for z in range(ow):
                 dst[z] = np.float32(np.float64(blk[z, n]) * s)
+
+
+@njit(parallel=True, cache=True)
+def requant_pix_to_nchw(acc, mult, shift, rmode, lo, hi, delta_y, out):
+    """Fused integer output stage + layout: for pixel-major accumulators acc (B·OH·OW, N),
+    code = saturate(round(acc·mult[n] / 2^shift[n])) (deterministic ``rmode``; exactly
+    :func:`fxpsim.fixedpoint.requantize`'s arithmetic for |acc·mult| < 2^63, which the caller
+    guarantees), written as out[b, n, y, z] = fp32(code·Δy). Returns the saturated count."""
+    nb, _, oh, ow = out.shape
+    nn_ = acc.shape[1]
+    one = np.int64(1)
+    n_ovf = 0
+    for q in prange(nb * oh):
+        b, y = q // oh, q % oh
+        blk = acc[q * ow:(q + 1) * ow]
+        for n in range(nn_):
+            m = np.int64(mult[n])
+            s = np.int64(shift[n])
+            half = (one << (s - 1)) if s > 0 else np.int64(0)
+            mask = (one << s) - one
+            dst = out[b, n, y]
+            for z in range(ow):
+                p = np.int64(blk[z, n]) * m
+                fl = p >> s
+                rem = p & mask
+                cmp = -1
+                if s > 0:
+                    cmp = 1 if rem > half else (0 if rem == half else -1)
+                code = round_core(rmode, fl, rem != 0, cmp, np.int64(0), np.int64(0))
+                if code > hi:
+                    code = hi
+                    n_ovf += 1
+                elif code < lo:
+                    code = lo
+                    n_ovf += 1
+                dst[z] = np.float32(np.float64(code) * delta_y)
+    return n_ovf

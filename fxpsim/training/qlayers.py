@@ -41,6 +41,7 @@ from fxpsim.training.qgemm import (
     Probe,
     codes_to_nchw,
     forward_output,
+    fused_output,
     plan_output,
     scaled,
 )
@@ -225,8 +226,9 @@ class QConv2dFn(torch.autograd.Function):
             # tiny GEMMs of depthwise convs)
             acc = accs[0][1] if g == 1 else np.concatenate([a for _, a, _ in accs], axis=1)
             plan = plan_output(acc, _scale_vec(xq.scale * wq.scale, k), nc)
-            codes = forward_output(plan, acc, nc, rt.rng(), rt.stats, rt.probe)
-            codes_to_nchw(codes, plan.delta_y, out)
+            if not fused_output(plan, acc, nc, rt.stats, rt.probe, out):
+                codes = forward_output(plan, acc, nc, rt.rng(), rt.stats, rt.probe)
+                codes_to_nchw(codes, plan.delta_y, out)
             for gi, (_, _, vals) in enumerate(accs):
                 if vals.dtype == torch.int32:
                     rt.give(f"mm{gi}", vals)
