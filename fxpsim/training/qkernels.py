@@ -167,29 +167,6 @@ def pix_to_nchw(vals, scale, k0, out):
 
 
 @njit(parallel=True, cache=True)
-def column_absmax(acc):
-    """max |acc[:, n]| per column (int64) of an (M, N) integer array, in one pass."""
-    m_rows, n_cols = acc.shape
-    parts = 64
-    part = np.zeros((parts, n_cols), dtype=np.int64)
-    step = (m_rows + parts - 1) // parts
-    for c in prange(parts):
-        row = part[c]
-        for i in range(c * step, min((c + 1) * step, m_rows)):
-            src = acc[i]
-            for n in range(n_cols):
-                v = abs(np.int64(src[n]))
-                if v > row[n]:
-                    row[n] = v
-    out = np.zeros(n_cols, dtype=np.int64)
-    for c in range(parts):
-        for n in range(n_cols):
-            if part[c, n] > out[n]:
-                out[n] = part[c, n]
-    return out
-
-
-@njit(parallel=True, cache=True)
 def requant_pix_to_nchw(acc, mult, shift, rmode, lo, hi, delta_y, out):
     """Fused integer output stage + layout: for pixel-major accumulators acc (B·OH·OW, N),
     code = saturate(round(acc·mult[n] / 2^shift[n])) (deterministic ``rmode``; exactly
