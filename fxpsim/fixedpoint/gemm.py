@@ -174,10 +174,12 @@ def default_chunk(k_len: int, align: int = 1) -> int:
     return -(-chunk // align) * align
 
 
-def bound_flags(a: Operand, b: Operand, bits: int, overflow: str, chunk: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def bound_flags(a: Operand, b: Operand, bits: int, overflow: str, chunk: int,
+                inner: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(flags, exact sums): flags[m,n] is True where some prefix MAY leave the register.
 
+    ``inner``: the range of a register that restarts at 0 every chunk (the psum of a
+    two-level array, with chunks aligned to its tiles); its prefixes lie in [N_J, P_J].
     Needs K * max|a*b| < 2^63 so every bound is exact in int64 (the caller checks).
     """
     lo, hi = register_range(bits, overflow)
@@ -188,6 +190,8 @@ def bound_flags(a: Operand, b: Operand, bits: int, overflow: str, chunk: int
     for k0 in range(0, k_len, chunk):
         pos, neg = chunk_sums(a, b, k0, min(k0 + chunk, k_len))
         flags |= (total + neg < lo) | (total + pos > hi)
+        if inner is not None:
+            flags |= (neg < inner[0]) | (pos > inner[1])
         total += pos + neg
     return flags, total
 

@@ -36,9 +36,9 @@ import numpy as np
 from fxpsim.fixedpoint import gemm_kernels as _k
 from fxpsim.fixedpoint.gemm import (
     Operand,
+    bound_flags,
     check_acc,
     check_operand,
-    chunk_sums,
     default_chunk,
     exact_sum,
     matmul_ops,
@@ -147,17 +147,8 @@ def _two_level_flags(a: Operand, b: Operand, model: ArrayModel, chunk: int
                      ) -> tuple[np.ndarray, np.ndarray]:
     """(flags, exact sums): flags[m,n] where some psum or accumulator prefix MAY leave its
     register (chunks aligned to tiles; see :func:`_two_level`)."""
-    plo, phi = register_range(model.psum_bits_eff, model.psum_overflow_eff)
-    alo, ahi = register_range(model.acc_bits, model.acc_overflow)
-    k_len = a.data.shape[1]
-    shape = (a.data.shape[0], b.data.shape[1])
-    total = np.zeros(shape, dtype=np.int64)
-    flags = np.zeros(shape, dtype=bool)
-    for k0 in range(0, k_len, chunk):
-        pos, neg = chunk_sums(a, b, k0, min(k0 + chunk, k_len))
-        flags |= (neg < plo) | (pos > phi) | (total + neg < alo) | (total + pos > ahi)
-        total += pos + neg
-    return flags, total
+    return bound_flags(a, b, model.acc_bits, model.acc_overflow, chunk,
+                       inner=register_range(model.psum_bits_eff, model.psum_overflow_eff))
 
 
 def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
