@@ -73,7 +73,8 @@ def is_stochastic(name: str) -> bool:
 # ---- training algorithms, passes, vector ops ------------------------------------------------
 
 #: training algorithm names (run option ``algo``), in the order reports list them
-ALGORITHMS: tuple[str, ...] = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
+AlgoName = Literal["sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo"]
+ALGORITHMS: tuple[str, ...] = get_args(AlgoName)
 
 #: pass kinds a recipe is made of (see :mod:`fxpsim.recipes`)
 PassKind = Literal[

@@ -16,15 +16,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fxpsim.errors import ConfigError
-from fxpsim.vocab import ROUNDING_NAMES, canonical_rounding
+from fxpsim.vocab import ALGORITHMS, ROUNDING_NAMES, AlgoName, canonical_rounding
 
 Phase = Literal["train", "infer"]
-Algo = Literal["sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo"]
+Algo = AlgoName
 Timing = Literal["native", "scalesim"]
 ReportFormat = Literal["json", "csv", "md", "html", "trace"]
 Bits = Annotated[int, Field(ge=2, le=16)] | Literal["float"]
 
-ALGOS: tuple[str, ...] = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
+ALGOS: tuple[str, ...] = ALGORITHMS
 FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "trace")
 
 # top-level HwConfig sections that may be overridden from the command line
