@@ -22,7 +22,8 @@ index counts GEMM nodes from 0). Call :meth:`QNet.begin_step` at the start of ev
 training step so ``per_step``/``per_layer`` reseed and sampled statistics know the step.
 
 Counters (:attr:`QNet.counters`) log every GEMM and vector op executed; vector-op ``elems``
-is batch × elements of the node's first input, for forward and backward alike.
+is the element count of the tensor the op produced (forward) or the output gradient it
+consumed (backward).
 """
 
 from __future__ import annotations
@@ -264,25 +265,24 @@ class QNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = self.graph.nodes
         vals: dict[str, torch.Tensor] = {nodes[0].name: self.adapt_input(x)}
-        batch = x.shape[0]
         y = vals[nodes[0].name]
         for i, node in enumerate(nodes[1:], start=1):
             xs = [vals[r] for r in node.inputs]
             y = self.layers[_key(node.name)](*xs)
             if not node.is_gemm and node.op != "flatten":
-                elems = batch * math.prod(node.in_shape)
-                self.counters.vector(node.name, node.op, "forward", node.op, elems)
+                # recorded from the tensors the vector unit produced / consumed
+                self.counters.vector(node.name, node.op, "forward", node.op, y.numel())
                 if y.requires_grad:
-                    y.register_hook(self._bwd_hook(node, elems))
+                    y.register_hook(self._bwd_hook(node))
             vals[node.name] = y
             for r in node.inputs:
                 if self._last_use.get(r) == i:
                     del vals[r]
         return y
 
-    def _bwd_hook(self, node: Node, elems: int):
+    def _bwd_hook(self, node: Node):
         def hook(grad: torch.Tensor) -> None:
-            self.counters.vector(node.name, node.op, "backward", node.op, elems)
+            self.counters.vector(node.name, node.op, "backward", node.op, grad.numel())
         return hook
 
 

@@ -8,8 +8,8 @@ vector kinds of :mod:`fxpsim.timing.lowering`; the algorithm's own work (loss, o
 projection, blend, hypernetwork, LBT count, compensation layer) is logged directly. A test
 then compares the log of one real step with ``lower(graph, TimingRequest(...))``.
 
-Translation of QNet vector records (``elems`` recomputed in the lowering's convention,
-``batch x output elements`` of the node, with the batch taken from the record):
+Translation of QNet vector records (``elems`` as recorded: the elements of the node's output
+or output gradient, the lowering's convention):
 
 * forward ``relu``/``relu6``/``maxpool``/``avgpool``/``global_avgpool``/``add`` -> the same
   kind; forward ``batchnorm`` -> ``batchnorm_fwd`` + ``batchnorm_stats`` (channels).
@@ -33,7 +33,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fxpsim.graph.ir import Graph, Node
+from fxpsim.graph.ir import Graph
 from fxpsim.vocab import VECTOR_BACKWARD, VECTOR_FORWARD
 
 
@@ -149,11 +149,6 @@ class ExecLog:
             self._translate(v, names)
         counters.reset()  # type: ignore[attr-defined]
 
-    def _out(self, node: Node, in_elems: int) -> int:
-        """batch x output elements of ``node`` for a record counted over its input."""
-        per_sample = math.prod(node.in_shape) if node.in_shape else 1
-        return (in_elems // per_sample) * node.out_elems
-
     def _translate(self, v: object, names: PassNames) -> None:
         layer, kind, pass_name = v.layer, v.kind, v.pass_name  # type: ignore[attr-defined]
         elems: int = v.elems  # type: ignore[attr-defined]
@@ -174,7 +169,7 @@ class ExecLog:
         if node is None:  # unknown record: keep it visible (the comparison will flag it)
             self.vector(layer, pass_name, kind, elems)
             return
-        out = self._out(node, elems)
+        out = elems
         if pass_name == "forward":
             if kind == "batchnorm":
                 self.vector(layer, names.forward, "batchnorm_fwd", out)
