@@ -105,7 +105,9 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
         parts += ["## Mappings (GEMM layer x pass)", "",
                   _md_table(["layer", "pass", "binding", "on chip", "mapping"],
                             [[r["layer"], r["pass"], r.get("binding", ""), r.get("on_chip", ""),
-                              f"`{r['mapping']}`"] for r in gemms]), ""]
+                              # a pipe would split the Markdown table cell
+                              "`" + r["mapping"].replace("|", "\\|") + "`"] for r in gemms]),
+                  ""]
     return "\n".join(parts)
 
 
