@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from fxpsim.config.area import area_of
 from fxpsim.config.hw import HwConfig
 from fxpsim.config.load import LoadedHw, builtin_names, load_hwconfig
 from fxpsim.config.run import parse_run_options
@@ -34,6 +35,9 @@ def derived_numbers(hw: HwConfig) -> list[tuple[str, str]]:
     sram = sum(m.size_kib or 0.0 for m in hw.memory if m.is_sram)
     rows.append(("on-chip SRAM", f"{sram:g} KiB"))
     rows.append(("leakage total", f"{hw.leakage_mw_total:g} mW"))
+    area = area_of(hw)
+    rows.append(("area total", f"{area.total_mm2:.4f} mm2 ({area.reference})"))
+    rows += [(f"area {k}", f"{v:.4f} mm2") for k, v in area.by_component]
     return rows
 
 
