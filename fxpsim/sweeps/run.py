@@ -87,6 +87,18 @@ def run_sweep(spec: SweepSpec, ex: Execution,
     return finish(spec, store, digests)
 
 
+def evaluate_grid(spec: SweepSpec, ex: Execution) -> list[dict[str, Any]]:
+    """Run the grid of ``spec`` and return one stored row per grid point, in grid order
+    (points with equal digests share a row); used by ``fxpsim compare``."""
+    store = Store(ex.out)
+    store.open({"schema": SWEEP_SCHEMA, "source": spec.source, "mode": "grid",
+                "fixed": dict(spec.fixed), "axes": {a.key: list(a.values) for a in spec.axes}})
+    values = grid_values(spec)
+    _evaluate(spec, ex, store, values, None)
+    by_digest = {r["digest"]: r for r in store.rows()}
+    return [by_digest[_safe_point(spec, v)[0].digest] for v in values]
+
+
 def _evaluate(spec: SweepSpec, ex: Execution, store: Store,
               values: Sequence[Sequence[tuple[str, str]]],
               on_row: Callable[[dict[str, Any]], None] | None) -> list[str]:
@@ -156,15 +168,13 @@ def _search(spec: SweepSpec, ex: Execution, store: Store,
     if not objectives:
         raise ConfigError(spec.source, "objectives", "search needs at least one objective")
 
-    def constraints(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-        return trial.user_attrs.get("constraints", [1.0] * len(spec.constraints))
-
-    sampler_kw: dict[str, Any] = {"seed": spec.seed}
-    if spec.constraints:
-        sampler_kw["constraints_func"] = constraints
-    sampler = (optuna.samplers.NSGAIISampler(**sampler_kw) if len(objectives) > 1
-               else optuna.samplers.TPESampler(**sampler_kw))
     storage = JournalStorage(JournalFileBackend(str(store.folder / STUDY_FILE)))
+    # a resumed study reseeds with its trial count, so it does not replay its first draws
+    prior = _trial_count(storage, spec)
+    seed = spec.seed + prior
+    n = spec.n_trials or 1
+    sampler = (optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(4, n // 5)))
+               if len(objectives) > 1 else optuna.samplers.TPESampler(seed=seed))
     study = optuna.create_study(
         study_name=spec.name or "fxpsim-sweep", storage=storage, sampler=sampler,
         directions=["maximize" if d == "max" else "minimize" for _, d in objectives],
@@ -179,8 +189,8 @@ def _search(spec: SweepSpec, ex: Execution, store: Store,
     def tell(row: dict[str, Any]) -> None:
         for trial in waiting.pop(row["digest"], []):
             values = [_metric(row, m) for m, _ in objectives]
-            trial.set_user_attr("constraints",
-                                [c.violation(_metric(row, c.metric)) for c in spec.constraints])
+            for c in spec.constraints:  # feasible when <= 0 (Optuna's convention)
+                trial.set_constraint(c.text, c.violation(_metric(row, c.metric)))
             if row.get("status") != "ok" or any(v is None for v in values):
                 study.tell(trial, state=TrialState.FAIL)
             else:
@@ -225,6 +235,14 @@ def _search(spec: SweepSpec, ex: Execution, store: Store,
             engine.close()
     progress.close()
     return list(dict.fromkeys(digests))
+
+
+def _trial_count(storage: Any, spec: SweepSpec) -> int:
+    import optuna
+
+    name = spec.name or "fxpsim-sweep"
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    return len(optuna.load_study(study_name=name, storage=storage).trials) if name in names else 0
 
 
 def finish(spec: SweepSpec, store: Store, digests: Sequence[str]) -> Any:

@@ -183,8 +183,9 @@ def _check_option_keys(source: str, prefix: str, keys: Sequence[str]) -> None:
             raise ConfigError(source, f"{prefix}{key}", f"unknown option; valid: {valid}")
 
 
-def spec_from_cli(options: Mapping[str, str]) -> SweepSpec:
-    """Fixed options and axes (comma lists) from ``key=value`` options; sweep keys apart."""
+def spec_from_cli(options: Mapping[str, str], *, check: bool = True) -> SweepSpec:
+    """Fixed options and axes (comma lists) from ``key=value`` options; sweep keys apart.
+    ``check=False``: a partial spec (overrides of a sweep file), not checked as a whole."""
     src = "command line"
     fixed: dict[str, str] = {}
     axes: list[Axis] = []
@@ -211,7 +212,7 @@ def spec_from_cli(options: Mapping[str, str]) -> SweepSpec:
     seed = _int(src, "sweep_seed", options.get("sweep_seed", "0"), 0, 2**63 - 1)
     spec = SweepSpec(src, tuple(fixed.items()), tuple(axes), constraints, objectives, mode,
                      n_trials, seed, options.get("name", "").strip())
-    return _checked(spec, src)
+    return _checked(spec, src) if check else spec
 
 
 def _split_objective(item: str) -> tuple[str, str]:
@@ -271,12 +272,18 @@ def load_sweep_yaml(path: str, overrides: Mapping[str, str] | None = None) -> Sw
     spec = SweepSpec(path, tuple(fixed.items()), tuple(axes), constraints, objectives, mode,
                      n_trials, seed, str(data.get("name", "") or "").strip())
     if overrides:
-        cli = spec_from_cli({k: v for k, v in overrides.items()})
+        cli = spec_from_cli(overrides, check=False)
         taken = {k for k, _ in cli.fixed} | {a.key for a in cli.axes}
+        given = set(overrides)
         spec = SweepSpec(
             path, tuple((k, v) for k, v in spec.fixed if k not in taken) + cli.fixed,
-            tuple(a for a in spec.axes if a.key not in taken) + cli.axes, spec.constraints,
-            spec.objectives, spec.mode, spec.n_trials, spec.seed, spec.name)
+            tuple(a for a in spec.axes if a.key not in taken) + cli.axes,
+            cli.constraints if "constraints" in given else spec.constraints,
+            cli.objectives if "objectives" in given else spec.objectives,
+            cli.mode if "mode" in given else spec.mode,
+            cli.n_trials if "n_trials" in given else spec.n_trials,
+            cli.seed if "sweep_seed" in given else spec.seed,
+            cli.name or spec.name)
     return _checked(spec, path)
 
 
