@@ -30,6 +30,13 @@ class Progress:
         self.start = time.perf_counter()
         self._every = 1 if total <= 40 else max(1, total // 20)
 
+    def announce(self, where: str) -> None:
+        """One line before the first point: how many points, how many kept, where."""
+        if not self.quiet:
+            kept = f", {self.skipped} from an earlier run" if self.skipped else ""
+            print(f"sweep: {self.total} points{kept}; "
+                  f"{self.total - self.skipped} to run {where}", file=self.stream, flush=True)
+
     def line(self) -> str:
         elapsed = time.perf_counter() - self.start
         finished = self.done + self.failed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -119,6 +120,7 @@ def _evaluate(spec: SweepSpec, ex: Execution, store: Store,
             todo.append(p)
     progress = Progress(len(digests), skipped=len(digests) - len(todo) - len(bad),
                         quiet=ex.quiet)
+    progress.announce(_where(ex))
     for p, err in bad:
         row = failed_row(_job(store, p, ex.point_format), err)
         store.append(row)
@@ -133,6 +135,14 @@ def _evaluate(spec: SweepSpec, ex: Execution, store: Store,
             engine.close()
     progress.close()
     return digests
+
+
+def _where(ex: Execution) -> str:
+    if ex.scheduler:
+        return f"on {ex.scheduler}"
+    if ex.inline_if_single and ex.workers in (None, 1):
+        return "in this process"
+    return f"on a local cluster of {ex.workers or os.cpu_count() or 1} worker processes"
 
 
 def _drain(engine: InlineEngine | DaskEngine, store: Store, progress: Progress,
@@ -185,6 +195,7 @@ def _search(spec: SweepSpec, ex: Execution, store: Store,
     done = store.done() if ex.resume else set()
     waiting: dict[str, list[Any]] = {}
     progress = Progress(len(finished) + remaining, skipped=len(finished), quiet=ex.quiet)
+    progress.announce(_where(ex))
 
     def tell(row: dict[str, Any]) -> None:
         for trial in waiting.pop(row["digest"], []):
