@@ -87,9 +87,11 @@ def front_plot(frame: Any, x: str, y: str, *, title: str, xlabel: str, ylabel: s
     from fxpsim.sweeps.pareto import front
 
     ok = frame[(frame["status"] == "ok")]
-    pts = [(_num(a), _num(b), bool(p), bool(f)) for a, b, p, f in
-           zip(ok[x], ok[y], ok["pareto"], ok["feasible"], strict=True)]
-    pts = [(a, b, p, f) for a, b, p, f in pts if a is not None and b is not None]
+    pts: list[tuple[float, float, bool, bool]] = []
+    for a, b, p, f in zip(ok[x], ok[y], ok["pareto"], ok["feasible"], strict=True):
+        fa, fb = _num(a), _num(b)
+        if fa is not None and fb is not None:
+            pts.append((fa, fb, bool(p), bool(f)))
     maximize_y = y == "accuracy"
     feas = [(a, b) for a, b, _, f in pts if f]
     on = front([(a, -b if maximize_y else b) for a, b in feas])

@@ -200,12 +200,13 @@ def _search(spec: SweepSpec, ex: Execution, store: Store,
     def tell(row: dict[str, Any]) -> None:
         for trial in waiting.pop(row["digest"], []):
             values = [_metric(row, m) for m, _ in objectives]
+            known = [v for v in values if v is not None]
             for c in spec.constraints:  # feasible when <= 0 (Optuna's convention)
                 trial.set_constraint(c.text, c.violation(_metric(row, c.metric)))
-            if row.get("status") != "ok" or any(v is None for v in values):
+            if row.get("status") != "ok" or len(known) != len(values):
                 study.tell(trial, state=TrialState.FAIL)
             else:
-                study.tell(trial, values)
+                study.tell(trial, known)
 
     engine = make_engine(ex.workers, ex.scheduler, ex.inline_if_single) if remaining else None
     try:
@@ -272,8 +273,8 @@ def finish(spec: SweepSpec, store: Store, digests: Sequence[str]) -> Any:
     objectives = objectives_for(spec)
     feasible = frame["status"] == "ok"
     for c in spec.constraints:
-        col = pd.to_numeric(frame[METRICS[c.metric][0]], errors="coerce")
-        feasible &= col.map(lambda v, c=c: c.holds(None if pd.isna(v) else float(v)))
+        values = pd.to_numeric(frame[METRICS[c.metric][0]], errors="coerce")
+        feasible &= values.map(lambda v, c=c: c.holds(None if pd.isna(v) else float(v)))
     frame["feasible"] = feasible.astype(bool)
     frame["pareto"] = pareto_mask(frame, objectives, frame["feasible"])
     store.write_table(frame)
