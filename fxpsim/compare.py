@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fxpsim.errors import ConfigError, FxpsimError
+from fxpsim.sweeps.spec import Axis
 
 COMPARE_SCHEMA = "fxpsim.compare/1"
 MAX_VARIANTS = 64
@@ -36,12 +37,6 @@ DELTA_METRICS: tuple[str, ...] = (
     "cycles", "energy_pj", "dram_bytes", "rng_bits", "requant_events",
     "energy_by_component.rng", "energy_by_component.requant",
 )
-
-
-@dataclass(frozen=True)
-class Axis:
-    key: str
-    values: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -178,7 +173,6 @@ def run_compare(options: Mapping[str, str]) -> dict[str, Any]:
     from fxpsim.config.run import parse_run_options
     from fxpsim.sweeps.cli import _workers, check_scheduler
     from fxpsim.sweeps.run import Execution, evaluate_grid
-    from fxpsim.sweeps.spec import Axis as SweepAxis
     from fxpsim.sweeps.spec import SweepSpec
 
     axes, variants = grid(options)
@@ -190,7 +184,7 @@ def run_compare(options: Mapping[str, str]) -> dict[str, Any]:
     shared, _ = split_axes(options)
     spec = SweepSpec("command line",
                      tuple((k, val) for k, val in shared.items() if k not in OWN_KEYS),
-                     tuple(SweepAxis(a.key, a.values) for a in axes))
+                     tuple(axes))
     with tempfile.TemporaryDirectory(prefix="fxpsim-compare-") as tmp:
         ex = Execution(out=Path(options.get("store") or tmp), workers=workers,
                        scheduler=scheduler, point_format="json", inline_if_single=True,

@@ -100,10 +100,17 @@ def write_reports(spec: SweepSpec, ex: Execution, frame: Any) -> None:
 
 
 def sweep_from_cli(options: Mapping[str, str]) -> int:
+    import sys
+
     from fxpsim.sweeps.report import print_pareto
 
     spec, ex = prepare(options)
-    frame = run_sweep(spec, ex)
+    try:
+        frame = run_sweep(spec, ex)
+    except KeyboardInterrupt:
+        print(f"\nfxpsim: interrupted; the points that finished are stored in {ex.out}/ "
+              "(rerun the same command to resume)", file=sys.stderr)
+        return 130
     write_reports(spec, ex, frame)
     print_pareto(frame, objectives_for(spec), [a.key for a in spec.axes])
     failed = int((frame["status"] != "ok").sum())
