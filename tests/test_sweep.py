@@ -214,3 +214,21 @@ def test_notebook_api_returns_dataframe(tmp_path: Path) -> None:
                       options={"mac_array.rows": [4, 8]}, workers=1, out=str(tmp_path / "nb"))
     assert isinstance(df, pd.DataFrame) and len(df) == 4
     assert {"cycles", "energy_pj", "area_mm2", "pareto", "status"} <= set(df.columns)
+
+
+def test_training_points_carry_accuracy(tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    spec = spec_from_cli({"hw": "tiny", "model": "lenet5", "batch": "8", "steps": "3",
+                          "eval_samples": "64", "rounding.g": "half_even,stochastic"})
+    df = run_sweep(spec, Execution(out=out, workers=1, quiet=True))
+    assert list(df["status"]) == ["ok", "ok"]
+    assert df["accuracy"].between(0, 1).all() and df["accuracy_train"].notna().all()
+    assert df["pareto"].any()  # default objectives include accuracy when points train
+    summary = json.loads((Path(df["run_dir"][0]) / "summary.json").read_text())
+    assert df["accuracy"][0] == summary["accuracy"]["test"]
+    from fxpsim.sweeps.cli import write_reports
+    from fxpsim.sweeps.run import objectives_for
+
+    assert [m for m, _ in objectives_for(spec)][0] == "accuracy"
+    write_reports(spec, Execution(out=out), df)
+    assert 'alt="accuracy vs energy"' in (out / "sweep.html").read_text()

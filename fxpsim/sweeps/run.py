@@ -66,7 +66,7 @@ def _safe_point(spec: SweepSpec, values: Sequence[tuple[str, str]]) -> tuple[Poi
 
 def _job(store: Store, p: Point, fmt: str) -> Job:
     return Job(p.digest, p.label, p.values, p.options, str(store.run_dir(p.digest).resolve()),
-               fmt)
+               fmt, str(store.folder.resolve()))
 
 
 def run_sweep(spec: SweepSpec, ex: Execution,
@@ -150,7 +150,8 @@ def _drain(engine: InlineEngine | DaskEngine, store: Store, progress: Progress,
            tell: Callable[[dict[str, Any]], None] | None = None) -> None:
     progress.update(running=min(engine.workers, engine.pending))
     for row in engine.results():
-        store.append(row)
+        if not row.pop("persisted", False):
+            store.append(row)
         if on_row:
             on_row(row)
         if tell:
@@ -235,7 +236,8 @@ def _search(spec: SweepSpec, ex: Execution, store: Store,
                     engine.submit(_job(store, p, ex.point_format))  # type: ignore[union-attr]
             if waiting:
                 row = next(engine.results())  # type: ignore[union-attr]
-                store.append(row)
+                if not row.pop("persisted", False):
+                    store.append(row)
                 done.add(row["digest"]) if row["status"] == "ok" else None
                 if on_row:
                     on_row(row)

@@ -1,8 +1,8 @@
 """The results store of a sweep: one Parquet file per finished point, keyed by its digest.
 
-``<folder>/points/<digest>.parquet`` is written (temporary file + rename) as soon as a point
-finishes, so a sweep killed at any moment keeps every point that finished, and a rerun skips
-them. ``results.parquet`` and ``sweep.csv`` are the compacted table written at the end. Each
+``<folder>/points/<digest>.parquet`` is written (temporary file + rename, by the worker that
+ran it) as soon as a point finishes, so a sweep killed at any moment keeps every point that
+finished, and a rerun skips them. ``results.parquet`` and ``sweep.csv`` are the compacted table written at the end. Each
 row holds every total, the per-pass numbers, energy and area by component, accuracy, the
 point's run folder, and for a failed point its one-line error. A point's run folder is
 ``<folder>/runs/<digest[:16]>/``.

@@ -30,6 +30,7 @@ class Job:
     options: tuple[tuple[str, str], ...]
     run_dir: str
     point_format: str
+    store_dir: str = ""  # the worker persists its own row there (less work for the client)
 
 
 def pin_threads(n: int) -> None:
@@ -81,6 +82,11 @@ def evaluate_point(job: Job) -> dict[str, Any]:
     except Exception as exc:  # a bad point is a result, never the end of the sweep
         row.update(status="failed", error=_one_line(exc))
     row["elapsed_s"] = round(time.perf_counter() - start, 4)
+    if job.store_dir:
+        from fxpsim.sweeps.store import Store
+
+        Store(job.store_dir).append(row)
+        return {**row, "persisted": True}
     return row
 
 
