@@ -7,7 +7,7 @@ under the same machine load:
   lenet5, resnet20 and CIFAR vgg16, inference at batch 1) on 1 worker and on 2 workers:
   points/s and the 2-over-1 speed-up (target >= 1.7x);
 * ``train_sweep``: 16 LeNet-5 training points (``rounding.g`` x ``g_bits`` x 4 seeds,
-  ``steps`` each) on 1 and on 2 workers (target >= 1.6x). One worker gets all the cores'
+  ``steps`` each, accuracy on 200 test images) on 1 and on 2 workers (target >= 1.6x). One worker gets all the cores'
   threads, two get half each (the engine pins each worker to its share);
 * ``resume``: a ``fxpsim sweep`` process on a timing grid is killed (SIGKILL, its workers
   too) once half of the points are stored; the rerun counts the points it evaluates. Target:
@@ -15,7 +15,7 @@ under the same machine load:
 
 Wall times include starting the cluster and writing the results table, as a user sees them.
 Options: ``out=PATH`` (JSON, default reports/bench/sweep.json), ``steps=N`` (training
-points, default 100), ``quick=1`` (small grids: checks the plumbing, not the speed).
+points, default 10), ``quick=1`` (small grids: checks the plumbing, not the speed).
 """
 
 from __future__ import annotations
@@ -114,13 +114,13 @@ def main(options: dict[str, str]) -> int:
     if unknown:
         raise ConfigError("command line", unknown[0],
                           f"unknown option for bench sweep (known: {', '.join(sorted(_KNOWN))})")
-    steps = options.get("steps", "100")
+    steps = options.get("steps", "10")
     if not steps.isdigit() or int(steps) < 1:
         raise ConfigError("command line", "steps", f"expected an integer >= 1, got {steps!r}")
     quick = options.get("quick", "0") not in ("0", "false", "no")
     out = Path(options.get("out", "reports/bench/sweep.json"))
     timing = {**TIMING_FIXED, **(QUICK_TIMING_AXES if quick else TIMING_AXES)}
-    train = {"hw": "edge_npu", "model": "lenet5", "g_bits": "4", "steps": steps,
+    train = {"hw": "edge_npu", "model": "lenet5", "steps": steps, "eval_samples": "200",
              **(QUICK_TRAIN_AXES if quick else TRAIN_AXES)}
     if quick:
         train["steps"] = "5"
