@@ -26,6 +26,22 @@ examples:
 """
 
 
+_SWEEP_HELP = """\
+Run every point of a design space (run options and dotted hwconfig keys; a comma list is an
+axis) on a Dask cluster, store each point as it finishes, resume, report Pareto fronts.
+
+sweep options:
+  sweep=FILE.yaml       fixed, axes, constraints, objectives, mode, n_trials, seed
+  workers=N             local cluster of N worker processes (default: number of cores)
+  scheduler=tcp://H:P   run on an existing Dask scheduler instead
+  out=DIR               sweep folder (default reports/sweep-<name>/)
+  resume=true|false     skip points already done in out= (default true)
+  mode=grid|random|search, n_trials=N, sweep_seed=N
+  objectives=accuracy:max,energy_pj:min   constraints=area_mm2<=2,cycles<=1e7
+  point_format=json,csv,md                 files in each point's run folder
+"""
+
+
 def parse_options(items: Sequence[str]) -> dict[str, str]:
     """``["a=1", "b.c=x"]`` -> ``{"a": "1", "b.c": "x"}`` (order kept; a repeated key is an error)."""
     out: dict[str, str] = {}
@@ -76,7 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", help="comparison files: comma list of json,csv,md,html")
     sweep = sub.add_parser(
         "sweep", help="design-space sweep on Dask (grid | random | Optuna search), resumable, "
-        "with Pareto fronts (comma list = axis, or sweep=file.yaml)")
+        "with Pareto fronts (comma list = axis, or sweep=file.yaml)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=_SWEEP_HELP)
     sweep.add_argument("options", nargs="*", metavar="key=value")
     report = sub.add_parser("report", help="re-render report.md/report.html of a run folder "
                             "from its summary.json and layers.csv (no simulation)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fxpsim.errors import ConfigError
+from fxpsim.errors import ConfigError, FxpsimError
 from fxpsim.sweeps.engine import DaskEngine, InlineEngine, make_engine
 from fxpsim.sweeps.progress import Progress
 from fxpsim.sweeps.spec import METRICS, Point, SweepSpec, grid_values, make_point, random_points
@@ -57,7 +57,7 @@ def _safe_point(spec: SweepSpec, values: Sequence[tuple[str, str]]) -> tuple[Poi
     """The point, or (a stand-in keyed by its options, the error) for an invalid one."""
     try:
         return make_point(spec, values), None
-    except ConfigError as exc:
+    except FxpsimError as exc:  # e.g. w_bits=x or a hw file that does not exist
         opts = {**dict(spec.fixed), **dict(values)}
         digest = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()
         label = " ".join(f"{k}={v}" for k, v in values)
