@@ -232,3 +232,9 @@ def test_training_points_carry_accuracy(tmp_path: Path) -> None:
     assert [m for m, _ in objectives_for(spec)][0] == "accuracy"
     write_reports(spec, Execution(out=out), df)
     assert 'alt="accuracy vs energy"' in (out / "sweep.html").read_text()
+
+
+def test_bench_sweep_options_are_checked(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "sweep", "bogus=1"]) == 2
+    assert "bogus: unknown option for bench sweep" in capsys.readouterr().err
+    assert main(["bench", "sweep", "steps=0"]) == 2

@@ -45,31 +45,42 @@ TRAIN_AXES = {"rounding.g": "half_even,stochastic", "g_bits": "4,8", "seed": "0,
 QUICK_TRAIN_AXES = {"rounding.g": "half_even,stochastic", "seed": "0,1"}
 
 
-def _sweep(options: dict[str, str], out: Path, workers: int) -> tuple[float, int, int]:
-    """(wall seconds, points, failed) of one sweep on a fresh local cluster."""
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the cluster's workers are
+    reaped when it closes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _sweep(options: dict[str, str], out: Path, workers: int) -> tuple[float, int, int, float]:
+    """(wall seconds, points, failed, CPU seconds) of one sweep on a fresh local cluster."""
     from fxpsim.sweeps.cli import prepare
     from fxpsim.sweeps.run import run_sweep
 
     spec, ex = prepare({**options, "workers": str(workers), "out": str(out)})
     from dataclasses import replace
 
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     frame = run_sweep(spec, replace(ex, quiet=True))
     wall = time.perf_counter() - t0
-    return wall, len(frame), int((frame["status"] != "ok").sum())
+    return wall, len(frame), int((frame["status"] != "ok").sum()), _cpu() - c0
 
 
 def _speedup(group: str, case: str, options: dict[str, str], tmp: Path, target: float,
              rows: list[BenchRow]) -> None:
-    w1, n, f1 = _sweep(options, tmp / f"{group}-1", 1)
-    print(f"{group}: 1 worker: {n} points in {w1:.1f} s ({f1} failed)", flush=True)
-    w2, _, f2 = _sweep(options, tmp / f"{group}-2", 2)
-    print(f"{group}: 2 workers: {n} points in {w2:.1f} s ({f2} failed)", flush=True)
+    # CPU s / wall s = cores the sweep actually got: on a loaded machine that, not the
+    # number of workers, bounds the speed-up (the kernel shares CPU between sessions)
+    w1, n, f1, c1 = _sweep(options, tmp / f"{group}-1", 1)
+    print(f"{group}: 1 worker: {n} points in {w1:.1f} s ({f1} failed), "
+          f"{c1 / w1:.2f} cores used, load {os.getloadavg()[0]:.1f}", flush=True)
+    w2, _, f2, c2 = _sweep(options, tmp / f"{group}-2", 2)
+    print(f"{group}: 2 workers: {n} points in {w2:.1f} s ({f2} failed), "
+          f"{c2 / w2:.2f} cores used, load {os.getloadavg()[0]:.1f}", flush=True)
     rows.append(BenchRow(group, f"{case}, 1 worker", w1, n / w1, "points/s",
-                         note=f"{n} points, {f1} failed; reference"))
+                         note=f"{n} points, {f1} failed; {c1 / w1:.2f} cores used; reference"))
     rows.append(BenchRow(group, f"{case}, 2 workers", w2, n / w2, "points/s",
                          reference=f"{case}, 1 worker", ratio=w1 / w2, target=target,
-                         note=f"{n} points, {f2} failed"))
+                         note=f"{n} points, {f2} failed; {c2 / w2:.2f} cores used"))
 
 
 def _resume(options: dict[str, str], tmp: Path, rows: list[BenchRow]) -> None:
