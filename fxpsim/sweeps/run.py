@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +281,3 @@ def finish(spec: SweepSpec, store: Store, digests: Sequence[str]) -> Any:
     frame["pareto"] = pareto_mask(frame, objectives, frame["feasible"])
     store.write_table(frame)
     return frame
-
-
-def with_out(ex: Execution, out: Path) -> Execution:
-    return replace(ex, out=out)
