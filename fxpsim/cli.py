@@ -34,6 +34,7 @@ sweep options:
   sweep=FILE.yaml       fixed, axes, constraints, objectives, mode, n_trials, seed
   workers=N             local cluster of N worker processes (default: number of cores)
   scheduler=tcp://H:P   run on an existing Dask scheduler instead
+  threads=N             numba/torch threads per worker (default: its share of the cores)
   out=DIR               sweep folder (default reports/sweep-<name>/)
   resume=true|false     skip points already done in out= (default true)
   mode=grid|random|search, n_trials=N, sweep_seed=N

@@ -7,7 +7,8 @@ under the same machine load:
   lenet5, resnet20 and CIFAR vgg16, inference at batch 1) on 1 worker and on 2 workers:
   points/s and the 2-over-1 speed-up (target >= 1.7x);
 * ``train_sweep``: 16 LeNet-5 training points (``rounding.g`` x ``g_bits`` x 4 seeds,
-  ``steps`` each, accuracy on 200 test images) on 1 and on 2 workers (target >= 1.6x). One worker gets all the cores'
+  ``steps`` each, accuracy on 200 test images) on 1 and on 2 workers (target >= 1.6x),
+  and on 1 worker held to 1 thread (the default gives a lone worker all the cores' threads); One worker gets all the cores'
   threads, two get half each (the engine pins each worker to its share);
 * ``resume``: a ``fxpsim sweep`` process on a timing grid is killed (SIGKILL, its workers
   too) once half of the points are stored; the rerun counts the points it evaluates. Target:
@@ -67,7 +68,7 @@ def _sweep(options: dict[str, str], out: Path, workers: int) -> tuple[float, int
 
 
 def _speedup(group: str, case: str, options: dict[str, str], tmp: Path, target: float,
-             rows: list[BenchRow]) -> None:
+             rows: list[BenchRow], one_thread_too: bool = False) -> None:
     # CPU s / wall s = cores the sweep actually got: on a loaded machine that, not the
     # number of workers, bounds the speed-up (the kernel shares CPU between sessions)
     w1, n, f1, c1 = _sweep(options, tmp / f"{group}-1", 1)
@@ -81,6 +82,13 @@ def _speedup(group: str, case: str, options: dict[str, str], tmp: Path, target: 
     rows.append(BenchRow(group, f"{case}, 2 workers", w2, n / w2, "points/s",
                          reference=f"{case}, 1 worker", ratio=w1 / w2, target=target,
                          note=f"{n} points, {f2} failed; {c2 / w2:.2f} cores used"))
+    if one_thread_too:  # the default 1-worker run uses all cores' threads; this one 1
+        w3, _, f3, c3 = _sweep({**options, "threads": "1"}, tmp / f"{group}-1t", 1)
+        print(f"{group}: 1 worker, 1 thread: {n} points in {w3:.1f} s ({f3} failed), "
+              f"{c3 / w3:.2f} cores used, load {os.getloadavg()[0]:.1f}", flush=True)
+        rows.append(BenchRow(group, f"{case}, 1 worker with 1 thread", w3, n / w3, "points/s",
+                             note=f"{n} points, {f3} failed; {c3 / w3:.2f} cores used; "
+                                  f"2 workers vs this: {w3 / w2:.2f}x"))
 
 
 def _resume(options: dict[str, str], tmp: Path, rows: list[BenchRow]) -> None:
@@ -139,7 +147,7 @@ def main(options: dict[str, str]) -> int:
     with tempfile.TemporaryDirectory(prefix="fxpsim-bench-sweep-") as tmp:
         _speedup("timing_grid", "timing-only grid", timing, Path(tmp), 1.7, rows)
         _speedup("train_sweep", f"LeNet-5 training, {train['steps']} steps", train, Path(tmp),
-                 1.6, rows)
+                 1.6, rows, one_thread_too=True)
         resume_opts = {**TIMING_FIXED, **QUICK_TIMING_AXES} if quick else \
             {**TIMING_FIXED, "model": "lenet5,resnet20", "w_bits": "4,8",
              "mac_array.rows": "8,16,32,64,128", "mac_array.cols": "8,16,32,64"}

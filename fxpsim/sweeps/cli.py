@@ -15,14 +15,15 @@ from fxpsim.sweeps.run import DEFAULT_POINT_FORMAT, Execution, objectives_for, r
 from fxpsim.sweeps.spec import SweepSpec, load_sweep_yaml, spec_from_cli
 
 SRC = "command line"
-EXEC_KEYS = ("out", "workers", "scheduler", "resume", "point_format", "store", "format")
+EXEC_KEYS = ("out", "workers", "scheduler", "resume", "point_format", "store", "format",
+             "threads")
 
 
-def _workers(text: str | None) -> int | None:
+def _workers(text: str | None, key: str = "workers") -> int | None:
     if text is None or text.strip() == "":
         return None
     if not text.strip().isdigit() or not 1 <= int(text) <= 4096:
-        raise ConfigError(SRC, "workers", f"expected an integer in 1..4096, got {text!r}")
+        raise ConfigError(SRC, key, f"expected an integer in 1..4096, got {text!r}")
     return int(text)
 
 
@@ -85,6 +86,7 @@ def prepare(options: Mapping[str, str]) -> tuple[SweepSpec, Execution]:
     check_scheduler(scheduler)
     out = Path(options.get("out") or Path("reports") / f"sweep-{sweep_name(spec)}")
     ex = Execution(out=out, workers=workers, scheduler=scheduler,
+                   threads=_workers(options.get("threads"), "threads"),
                    resume=_bool("resume", options.get("resume", "true")),
                    point_format=_point_format(options.get("point_format",
                                                           DEFAULT_POINT_FORMAT)))

@@ -49,7 +49,8 @@ class DaskEngine:
     """A ``distributed.Client`` on a LocalCluster (``workers`` processes, one thread each)
     or on ``scheduler`` (``tcp://host:port``)."""
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+    def __init__(self, workers: int | None = None, scheduler: str | None = None,
+                 threads: int | None = None) -> None:
         import logging
 
         import dask
@@ -80,7 +81,7 @@ class DaskEngine:
         self.workers = len(infos)
         from fxpsim.sweeps.pin import PinThreads
 
-        self.client.register_plugin(PinThreads(per_host))
+        self.client.register_plugin(PinThreads(per_host, threads))
         self._as_completed = as_completed()
         self._jobs: dict[str, Job] = {}
 
@@ -127,8 +128,8 @@ def _connect(client_cls: Any, address: str) -> Any:
                           "running there?") from None
 
 
-def make_engine(workers: int | None, scheduler: str | None,
-                inline_if_single: bool = False) -> InlineEngine | DaskEngine:
+def make_engine(workers: int | None, scheduler: str | None, inline_if_single: bool = False,
+                threads: int | None = None) -> InlineEngine | DaskEngine:
     if inline_if_single and not scheduler and workers in (None, 1):
         return InlineEngine()
-    return DaskEngine(workers, scheduler)
+    return DaskEngine(workers, scheduler, threads)

@@ -38,6 +38,7 @@ class Execution:
     point_format: str = DEFAULT_POINT_FORMAT
     quiet: bool = False
     inline_if_single: bool = False  # compare: one worker runs in this process
+    threads: int | None = None  # numba/torch threads per worker; None = its share of cores
 
 
 def objectives_for(spec: SweepSpec) -> tuple[tuple[str, str], ...]:
@@ -126,7 +127,7 @@ def _evaluate(spec: SweepSpec, ex: Execution, store: Store,
         store.append(row)
         progress.update(running=0, finished_ok=False)
     if todo:
-        engine = make_engine(ex.workers, ex.scheduler, ex.inline_if_single)
+        engine = make_engine(ex.workers, ex.scheduler, ex.inline_if_single, ex.threads)
         try:
             for p in todo:
                 engine.submit(_job(store, p, ex.point_format))
@@ -209,7 +210,7 @@ def _search(spec: SweepSpec, ex: Execution, store: Store,
             else:
                 study.tell(trial, known)
 
-    engine = make_engine(ex.workers, ex.scheduler, ex.inline_if_single) if remaining else None
+    engine = make_engine(ex.workers, ex.scheduler, ex.inline_if_single, ex.threads) if remaining else None
     try:
         asked = 0
         while asked < remaining or waiting:

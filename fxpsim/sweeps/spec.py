@@ -34,7 +34,7 @@ MODES: tuple[str, ...] = ("grid", "random", "search")
 #: options about the sweep itself (never axes, never passed to a point)
 SWEEP_KEYS: tuple[str, ...] = (
     "sweep", "out", "name", "format", "workers", "scheduler", "mode", "n_trials", "sweep_seed",
-    "objectives", "constraints", "resume", "point_format", "store",
+    "objectives", "constraints", "resume", "point_format", "store", "threads",
 )
 #: metrics a constraint or objective may name -> (column in the results, default direction)
 METRICS: dict[str, tuple[str, str]] = {
