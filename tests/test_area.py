@@ -55,7 +55,8 @@ def test_missing_prices_are_errors() -> None:
 def test_check_and_summary_carry_area(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["check", "hw=tiny"]) == 0
     out = capsys.readouterr().out
-    assert "area pe_array" in out and "area dram_phy          1.0000 mm2" in out
+    assert "# area (tiny_round_test_numbers)" in out
+    assert "pe_array          0.0021 mm2" in out and "dram_phy          1.0000 mm2" in out
     assert main(["run", "hw=tiny", "model=lenet5", "batch=2", "steps=0", "format=json,md",
                  f"out={tmp_path / 'r'}"]) == 0
     s = json.loads((tmp_path / "r" / "summary.json").read_text())

@@ -35,10 +35,16 @@ def derived_numbers(hw: HwConfig) -> list[tuple[str, str]]:
     sram = sum(m.size_kib or 0.0 for m in hw.memory if m.is_sram)
     rows.append(("on-chip SRAM", f"{sram:g} KiB"))
     rows.append(("leakage total", f"{hw.leakage_mw_total:g} mW"))
-    area = area_of(hw)
-    rows.append(("area total", f"{area.total_mm2:.4f} mm2 ({area.reference})"))
-    rows += [(f"area {k}", f"{v:.4f} mm2") for k, v in area.by_component]
     return rows
+
+
+def area_lines(hw: HwConfig) -> list[str]:
+    """``# area`` block of ``fxpsim check``: mm² by component and the total."""
+    area = area_of(hw)
+    rows = [*((k, f"{v:.4f} mm2") for k, v in area.by_component),
+            ("total", f"{area.total_mm2:.4f} mm2")]
+    width = max(len(k) for k, _ in rows)
+    return ["", f"# area ({area.reference})", *(f"{k.ljust(width)}  {v}" for k, v in rows)]
 
 
 def render_check(loaded: LoadedHw) -> str:
@@ -51,6 +57,7 @@ def render_check(loaded: LoadedHw) -> str:
     width = max(len(k) for k, _ in derived_numbers(loaded.config))
     lines += [f"{k.ljust(width)}  {v}" for k, v in derived_numbers(loaded.config)]
     lines.append(f"{'digest'.ljust(width)}  sha256:{loaded.digest}")
+    lines += area_lines(loaded.config)
     return "\n".join(lines)
 
 
