@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ class Store:
         self._atomic(self.folder / name, lambda p: p.write_text(text, encoding="utf-8"))
 
     @staticmethod
-    def _atomic(target: Path, write) -> None:  # type: ignore[no-untyped-def]
+    def _atomic(target: Path, write: Callable[[Path], object]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
         os.close(fd)
         try:

@@ -42,7 +42,7 @@ def pin_threads(n: int) -> None:
     if "numba" in sys.modules:
         import numba
 
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     if "torch" in sys.modules:
         import torch
 
