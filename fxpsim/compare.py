@@ -131,6 +131,7 @@ def compare_dict(name: str, axes: Sequence[Axis], variants: Sequence[Variant],
             "per_pass": s["per_pass"],
             "pass_order": s.get("pass_order", sorted(s["per_pass"])),
             "accuracy": s.get("accuracy"),
+            "area": s.get("area"),
             "deltas": deltas,
         })
     skip = {a.key for a in axes} | {"format"}
