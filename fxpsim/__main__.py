@@ -1,3 +1,3 @@
-from fxpsim.cli import main
+from fxpsim.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -101,10 +101,12 @@ def report_files(outcome: RunOutcome) -> dict[str, str]:
 
 
 def check_out_folder(out: str | Path | None) -> None:
-    """``out=`` must name a folder (new or existing), never an existing file. Called before
-    simulating and training too, so a bad ``out=`` fails at once, not after minutes."""
-    if out and Path(out).exists() and not Path(out).is_dir():
-        raise FxpsimError(f"{out}: exists and is not a folder (out= names the report folder)")
+    """``out=`` must name a new folder, or one holding only fxpsim's report files (see
+    :mod:`fxpsim.report.outdir`). Called before simulating and training too, so a bad
+    ``out=`` fails at once, not after minutes."""
+    from fxpsim.report.outdir import check_out_folder as check
+
+    check(out)
 
 
 def write_report_folder(target: Path, files: Mapping[str, str]) -> Path:
@@ -115,22 +117,31 @@ def write_report_folder(target: Path, files: Mapping[str, str]) -> Path:
     check_out_folder(target)
     try:
         return write_folder_atomically(target, files)
-    except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
-        raise FxpsimError(f"{target}: cannot write the report: {exc.strerror or exc}") from None
+    except OSError as exc:  # e.g. a parent is a file, a full disk, a name too long
+        from fxpsim.errors import clip
+
+        raise FxpsimError(f"{clip(str(target))}: cannot write the report: "
+                          f"{exc.strerror or exc}") from None
 
 
 def write_reports(outcome: RunOutcome) -> Path:
-    target = Path(outcome.run.out) if outcome.run.out else Path("reports") / outcome.name
+    from fxpsim.report.outdir import default_folder
+
+    target = Path(outcome.run.out) if outcome.run.out else default_folder(outcome.name)
     return write_report_folder(target, report_files(outcome))
 
 
 def run_from_cli(options: Mapping[str, str]) -> int:
+    from fxpsim.guard import quiet_stdout
     from fxpsim.report.terminal import print_run
 
     check_out_folder(options.get("out"))
     outcome = simulate_run(options)
-    print_run(outcome)
+    # the report never depends on the terminal: write it first, then print (a closed pipe
+    # or a full stdout ends the printing quietly)
     folder = write_reports(outcome)
     names = [FORMAT_FILES[f] for f in outcome.run.format]
-    print(f"reports written to {folder}/ ({', '.join(names)})")
+    with quiet_stdout():
+        print_run(outcome)
+        print(f"reports written to {folder}/ ({', '.join(names)})")
     return 0
