@@ -20,9 +20,9 @@ Output is deterministic: events in schedule order, keys sorted, no timestamps.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 
+from fxpsim.report import strict_json
 from fxpsim.timing.trace import TRACKS, TraceEvent
 
 PID = 1
@@ -114,4 +114,4 @@ def trace_json(events: Sequence[TraceEvent], freq_mhz: float, *, run_name: str =
         "otherData": {"schema": TRACE_SCHEMA, "run": run_name, "freq_mhz": freq_mhz,
                       "time_unit": "ts/dur in microseconds = cycles / freq_mhz"},
     }
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+    return strict_json.dumps(doc, "trace.json", sort_keys=True, separators=(",", ":")) + "\n"
