@@ -46,7 +46,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
 
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
-    graph = load_model(run.model)
+    graph = load_model(run.model, timeout_s=run.model_timeout)
     req = TimingRequest(
         phase=run.phase,
         algo=run.algo,

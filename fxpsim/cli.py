@@ -201,8 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The ``fxpsim`` console script: :func:`main`, then exit without waiting for threads
     a user's model file may have left running."""
-    from fxpsim.guard import exit_now
+    from fxpsim.guard import allow_hard_exit, exit_now
 
+    allow_hard_exit()
     exit_now(main())
 
 

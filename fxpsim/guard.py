@@ -43,6 +43,17 @@ class _State:
 
     received: list[int] = []
     written: list[Path] = []
+    may_exit = False  # True only in the ``fxpsim`` process itself (never in-process callers)
+
+
+def allow_hard_exit() -> None:
+    """Called by the console script: this process may end itself with ``os._exit`` when
+    user code cannot be stopped otherwise (never set when fxpsim is used as a library)."""
+    _State.may_exit = True
+
+
+def may_exit() -> bool:
+    return _State.may_exit
 
 
 def received() -> int | None:
@@ -82,6 +93,7 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+        _State.received, _State.written = [], []
 
 
 @contextlib.contextmanager

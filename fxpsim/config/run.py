@@ -81,6 +81,10 @@ class RunConfig(BaseModel):
     octo_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
     target_loss: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
+    # seconds a model file's user code may take per step (import, construction, trace,
+    # forward); not a simulation input, so not echoed in summary.json
+    model_timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False, exclude=True)
+                             ] = 300.0
 
     @field_validator("rounding_w", "rounding_a", "rounding_g")
     @classmethod
@@ -225,6 +229,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "octo.lambda": ("octo_lambda", _float(0.0, 1e6, False, "a non-negative number")),
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
+    "model_timeout": ("model_timeout", _float(0.0, 86400.0, True, "seconds in (0, 86400]")),
 }
 
 
