@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fxpsim.errors import ConfigError, FxpsimError
 from fxpsim.outcome import RunOutcome
+
+if TYPE_CHECKING:
+    from fxpsim.config.hw import HwConfig
+    from fxpsim.config.run import RunConfig
 
 REPORT_FILES = ("summary.json", "layers.csv", "report.md", "report.html", "trace.json")
 #: RunConfig.format item -> the report file it writes
@@ -33,6 +38,25 @@ def trains(run: object) -> bool:
     return getattr(run, "phase", "") == "train" and 0 not in (run.steps, run.epochs)  # type: ignore[attr-defined]
 
 
+def _blame_bits(key_path: str, run: RunConfig, hw: HwConfig) -> str:
+    """`` (asked for by a_bits=16 ...)`` when a missing ``energy.<op>.int<N>`` price is
+    needed because of the operand widths the run options chose."""
+    import re
+
+    m = re.fullmatch(r"energy\.(\w+)\.int(\d+)", key_path)
+    if m is None:
+        return ""
+    bits = int(m.group(2))
+    opts = [f"{k}={bits}" for k in ("w_bits", "a_bits", "g_bits") if getattr(run, k) == bits]
+    if not opts:
+        return ""
+    priced = sorted(int(k[3:]) for k in getattr(hw.energy, m.group(1), {})
+                    if k[3:].isdigit())
+    have = f" (it prices {', '.join(f'{b}-bit' for b in priced)})" if priced else ""
+    return (f"; {' and '.join(opts)} (command line) needs {bits}-bit prices this config "
+            f"lacks{have}: add {key_path} to the config or choose other bits")
+
+
 def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOutcome:
     """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
@@ -47,6 +71,11 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
     graph = load_model(run.model, timeout_s=run.model_timeout)
+    if graph.workload_only and trains(run):
+        raise ConfigError("command line", "phase",
+                          f"model={graph.source} is a SCALE-Sim topology (layer sizes only, no "
+                          f"classifier): it can be timed but not trained on {run.dataset}; "
+                          "add steps=0 (or phase=infer)")
     req = TimingRequest(
         phase=run.phase,
         algo=run.algo,
@@ -66,8 +95,10 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     except ConfigError as exc:
         if exc.source != hw_source(hw.config):
             raise
-        # the time plane names the config by its name; the user wants the file
-        raise ConfigError(hw.source, exc.key_path, exc.message) from None
+        # the time plane names the config by its name; the user wants the file, and the
+        # option that asked for what the file lacks
+        raise ConfigError(hw.source, exc.key_path,
+                          exc.message + _blame_bits(exc.key_path, run, hw.config)) from None
     training = None
     if trains(run):
         from fxpsim.training.loop import run_training
