@@ -298,19 +298,35 @@ def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | No
     return cycles, rd, vo.write_bytes, ctx.dma(rd + vo.write_bytes), mem, None
 
 
+def _gemm_memo(memo: dict[tuple, tuple], ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None,
+               nxt: Op | None, saved_fit: bool
+               ) -> tuple[_Acc, tuple[TileGroup, ...], object, tuple[str, int] | None]:
+    """:func:`_gemm`, computed once per distinct op: its result depends on the op's shape,
+    kinds and widths, never on the layer's name, so the repeated layers of big models (and
+    10,000-row topologies) are mapped once. The mapping keeps the op it was made for."""
+    key = (replace(op, layer=""), carry, _consumes(nxt, op.out_kind), saved_fit)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = _gemm(ctx, op, carry, nxt, saved_fit)
+        return hit  # type: ignore[return-value]
+    a, groups, mp, new_carry = hit
+    return a, groups, replace(mp, op=op), new_carry
+
+
 def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
                  trace: bool = False) -> TimingResult:
     """:func:`simulate` on an already lowered op list (used by tests with hand-built ops)."""
     ctx = _Ctx(hw, req)
     ma = hw.mac_array
     saved_fit = _saved_fit(ops, hw, req)
+    memo: dict[tuple, tuple] = {}
     works: list[OpWork] = []
     parts: list[tuple] = []
     carry: tuple[str, int] | None = None
     for i, op in enumerate(ops):
         nxt = ops[i + 1] if i + 1 < len(ops) else None
         if isinstance(op, GemmOp):
-            a, groups, mp, carry = _gemm(ctx, op, carry, nxt, saved_fit)
+            a, groups, mp, carry = _gemm_memo(memo, ctx, op, carry, nxt, saved_fit)
             if req.timing == "scalesim":
                 cyc = scalesim_timing.gemm_cycles(ma.dataflow, ma.rows, ma.cols,
                                                   op.m, op.k, op.n, op.groups)
