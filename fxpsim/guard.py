@@ -147,6 +147,9 @@ def quiet_stdout() -> Iterator[list[OSError]]:
             raise
         failed.append(exc)
         silence_stdout()
+    except SystemExit:  # rich's Console.on_broken_pipe: stdout went to /dev/null, then exit(1)
+        failed.append(BrokenPipeError(errno.EPIPE, "broken pipe"))
+        silence_stdout()
 
 
 def exit_now(code: int) -> None:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from fxpsim.errors import ConfigError, UnsupportedError
+from fxpsim.errors import ConfigError, UnsupportedError, clip
 from fxpsim.graph.build import NodeSpec, adapt_input, build_graph
 from fxpsim.graph.ir import Graph
 from fxpsim.graph.user_code import DEFAULT_TIMEOUT_S, user_code
@@ -293,7 +293,12 @@ def load_fx_model(
     if native is None and input_shape is None:
         raise ConfigError(src, "input_shape", "unknown input shape: give the class an attribute "
                           "input_shape = (C, H, W) or pass input_shape")
-    shape, pad_to = adapt_input(native if native is not None else input_shape, input_shape, src)
+    given = native if native is not None else input_shape
+    if not (isinstance(given, (tuple, list)) and given
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in given)):
+        raise ConfigError(src, "input_shape", "expected (C, H, W) or (F,) of positive integers, "
+                          f"got {clip(repr(given), 80)}")
+    shape, pad_to = adapt_input(given, input_shape, src)
     with user_code(src, "model", f"{class_name}()", timeout_s):
         model = cls()
     try:

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from fxpsim.errors import FxpsimError, clip
-from fxpsim.paths import safe_component
+from fxpsim.paths import path_problem, safe_component
 
 #: every file name fxpsim writes into a report folder (``fxpsim run`` and ``fxpsim compare``)
 OWN_FILES: frozenset[str] = frozenset({
@@ -43,8 +43,9 @@ def resolve_out(out: str | Path) -> Path:
     """The folder a report for ``out=`` goes to (links followed), checked as in
     :func:`check_out_folder`."""
     text = str(out)
-    if "\x00" in text:
-        raise _fail(out, "out= cannot contain a NUL character")
+    problem = path_problem(text)
+    if problem:
+        raise FxpsimError(f"command line: out: {problem}")
     try:
         real = Path(os.path.realpath(text))
     except (OSError, ValueError) as exc:
