@@ -47,11 +47,14 @@ def _blame_bits(key_path: str, run: RunConfig, hw: HwConfig) -> str:
     if m is None:
         return ""
     bits = int(m.group(2))
-    opts = [f"{k}={bits}" for k in ("w_bits", "a_bits", "g_bits") if getattr(run, k) == bits]
-    if not opts:
-        return ""
     priced = sorted(int(k[3:]) for k in getattr(hw.energy, m.group(1), {})
                     if k[3:].isdigit())
+    # widths are rounded up to a datapath width: a_bits=9 needs the 16-bit price
+    lower = max((p for p in priced if p < bits), default=0)
+    opts = [f"{k}={v}" for k in ("w_bits", "a_bits", "g_bits")
+            if isinstance(v := getattr(run, k), int) and lower < v <= bits]
+    if not opts:
+        return ""
     have = f" (it prices {', '.join(f'{b}-bit' for b in priced)})" if priced else ""
     return (f"; {' and '.join(opts)} (command line) needs {bits}-bit prices this config "
             f"lacks{have}: add {key_path} to the config or choose other bits")

@@ -24,6 +24,9 @@ examples:
 """
 
 
+MAX_VALUE = 1 << 16
+
+
 def parse_options(items: Sequence[str]) -> dict[str, str]:
     """``["a=1", "b.c=x"]`` -> ``{"a": "1", "b.c": "x"}`` (order kept; a repeated key is an error)."""
     out: dict[str, str] = {}
@@ -34,6 +37,9 @@ def parse_options(items: Sequence[str]) -> dict[str, str]:
             raise FxpsimError(f"command line: {clip(repr(item), 80)}: expected key=value")
         if key in out:
             raise FxpsimError(f"command line: {clip(key, 80)}: given twice")
+        if len(value) > MAX_VALUE:  # no option needs more; parsing a huge one takes long
+            raise FxpsimError(f"command line: {clip(key, 80)}: value too long ({len(value)} "
+                              f"characters; at most {MAX_VALUE})")
         if not value.strip():  # `epochs=` must not quietly mean "the default"
             raise FxpsimError(f"command line: {clip(key, 80)}: empty value (give a value, or "
                               "leave the option out for its default)")
