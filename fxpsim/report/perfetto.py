@@ -88,9 +88,10 @@ def _slice_rows(events: Sequence[TraceEvent]) -> tuple[dict[str, int], list[_Row
                           for k, s, t in _spans(ordered, lambda e: e.pass_name)]
     if passes:
         grouped["pass"] = passes
-    layers: list[_Pre] = [(f"{lay} {pas}", s, t, lay, pas, None)
-                          for (lay, pas), s, t in _spans(ordered, lambda e: (e.layer,
-                                                                              e.pass_name))]
+    layers: list[_Pre] = []
+    for key, s, t in _spans(ordered, lambda e: (e.layer, e.pass_name)):
+        lay, pas = str(key[0]), str(key[1])  # type: ignore[index]  # the (layer, pass) key
+        layers.append((f"{lay} {pas}", s, t, lay, pas, None))
     if layers:
         grouped["layer"] = layers
     # threads: each base track, split into lanes where slices overlap
