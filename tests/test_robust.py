@@ -391,3 +391,28 @@ def test_big_topology_terminal_and_charts_are_bounded(tmp_path: Path, capsys) ->
     html = (out / "report.html").read_text()
     assert "showing the 64 of 300 layers with the most cycles" in html
     assert html.count("<td>G") == 300  # the table keeps every layer
+
+
+def test_fast_trace_writer_equals_the_generic_encoding() -> None:
+    """The direct trace.json writer is exactly json.dumps of trace_events (its oracle), on
+    overlapping events, odd names and several tracks."""
+    import random
+
+    from fxpsim.report.perfetto import trace_events, trace_json
+    from fxpsim.timing.trace import TraceEvent
+
+    rng = random.Random(7)
+    names = ["conv1", 'q"uote', "ünï\\code", "a\nb", "x" * 50]
+    events = []
+    for _ in range(400):
+        s = rng.randrange(0, 10_000)
+        events.append(TraceEvent(rng.choice(["dma", "mac_array", "requantizer", "vector_unit",
+                                             "extra"]), rng.choice(names), s,
+                                 s + rng.randrange(0, 500), rng.choice(names),
+                                 rng.choice(["forward", "backward_data"])))
+    for freq in (800.0, 1e-3, 1e5, 333.3):
+        doc = {"traceEvents": trace_events(events, freq, "t"), "displayTimeUnit": "ns",
+               "otherData": {"schema": "fxpsim.trace/1", "run": "r", "freq_mhz": freq,
+                             "time_unit": "ts/dur in microseconds = cycles / freq_mhz"}}
+        want = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
+        assert trace_json(events, freq, run_name="r", title="t") == want
