@@ -64,6 +64,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
     same numerics for accuracy."""
+    from fxpsim.config.compat import check_roundings
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import parse_run_options
     from fxpsim.graph.resolve import load_model
@@ -73,6 +74,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
 
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
+    check_roundings((run.rounding_w, run.rounding_a, run.rounding_g), hw.config, hw.source)
     graph = load_model(run.model, timeout_s=run.model_timeout)
     if graph.workload_only and trains(run):
         raise ConfigError("command line", "phase",
@@ -92,6 +94,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
         timing=run.timing,
         projection_rounds=run.laq_rounds,
         hypernet_hidden=run.metagrad_hidden,
+        objective=run.mapping_objective,
     )
     try:
         timing = simulate(graph, hw.config, req, trace="trace" in run.format)
@@ -143,14 +146,15 @@ def check_out_folder(out: str | Path | None) -> None:
     check(out)
 
 
-def write_report_folder(target: Path, files: Mapping[str, str]) -> Path:
+def write_report_folder(target: Path, files: Mapping[str, str], *,
+                        announce: bool = False) -> Path:
     """Write ``files`` as the folder ``target`` atomically; user-facing errors for a target
     that is an existing file or cannot be written (also used by ``fxpsim compare``)."""
     from fxpsim.report.write import write_folder_atomically
 
     check_out_folder(target)
     try:
-        return write_folder_atomically(target, files)
+        return write_folder_atomically(target, files, announce=announce)
     except OSError as exc:  # e.g. a parent is a file, a full disk, a name too long
         from fxpsim.errors import clip
 
@@ -162,7 +166,7 @@ def write_reports(outcome: RunOutcome) -> Path:
     from fxpsim.report.outdir import default_folder
 
     target = Path(outcome.run.out) if outcome.run.out else default_folder(outcome.name)
-    return write_report_folder(target, report_files(outcome))
+    return write_report_folder(target, report_files(outcome), announce=True)
 
 
 def run_from_cli(options: Mapping[str, str]) -> int:

@@ -38,11 +38,13 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("passes", "Per pass"),
     ("cycles", "Cycles per layer"),
     ("energy", "Energy by component"),
+    ("area", "Area by component"),
     ("roofline", "Roofline"),
     ("utilization", "Utilization and stalls"),
     ("accuracy", "Accuracy and loss"),
     ("overflow", "Overflow counts"),
     ("layers", "Per layer"),
+    ("mappings", "DRAM traffic and mappings"),
 )
 NO_TRAINING = "no training in this run"
 
@@ -249,6 +251,22 @@ def _energy(s: Mapping[str, Any]) -> str:
     return _section("energy", "".join(parts))
 
 
+def _area(s: Mapping[str, Any]) -> str:
+    area = s.get("area")
+    if not isinstance(area, Mapping):  # a summary.json written before the area model
+        return _section("area", note("no area in this summary"))
+    return _section("area", table(["component", "area (mm2)", "share"], area_rows(area))
+                    + note(f"area table: {area['reference']}"))
+
+
+def area_rows(area: Mapping[str, Any]) -> list[list[object]]:
+    """``[component, mm2, share]`` rows, largest first, then the total."""
+    total = area["total_mm2"]
+    comp = sorted(area["by_component_mm2"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return ([[k, f"{v:.4f}", f"{v / total:.1%}" if total else "-"] for k, v in comp]
+            + [["total", f"{total:.4f}", "100.0%"]])
+
+
 def _roofline(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
     cfg = s.get("config", {})
     try:
@@ -365,6 +383,18 @@ def _layers(rows: Sequence[Row]) -> str:
                                      "DRAM bytes"], out))
 
 
+def _mappings(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
+    """DRAM bytes by tensor kind (totals) and each GEMM's mapping, binding and residency."""
+    kinds = s["totals"].get("dram_bytes_by_kind", {})
+    body = table(["tensor kind", "DRAM bytes"], [[k, f"{v:,}"] for k, v in sorted(kinds.items())])
+    gemms = [r for r in rows if r.get("mapping")]
+    body += table(["layer", "pass", "binding", "on chip", "DRAM bytes", "mapping"], [
+        [r["layer"], r["pass"], r.get("binding", ""), r.get("on_chip", ""),
+         f"{int(r['dram_read_bytes']) + int(r['dram_write_bytes']):,}", r["mapping"]]
+        for r in gemms])
+    return _section("mappings", body)
+
+
 def _section(key: str, body: str) -> str:
     title = dict(SECTIONS)[key]
     return f'<section id="{key}"><h2>{escape(title)}</h2>{body}</section>\n'
@@ -382,9 +412,9 @@ def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
     meta = summary.get("meta", {})
     versions = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items()))
     body = "".join([
-        _header(summary), _totals(summary), _cycles(rows), _energy(summary),
+        _header(summary), _totals(summary), _cycles(rows), _energy(summary), _area(summary),
         _roofline(summary, rows), _utilization(rows), _accuracy(summary), _overflow(summary),
-        _layers(rows),
+        _layers(rows), _mappings(summary, rows),
         f"<footer>{escape(str(summary.get('schema', '')))}; {escape(versions)}</footer>\n",
     ])
     return page(f"fxpsim run {summary['name']}", body)

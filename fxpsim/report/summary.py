@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
+from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report import strict_json
 from fxpsim.report.tables import metrics_dict, ordered_passes
@@ -69,7 +70,12 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
             "macs_per_sample": graph.macs,
             "params": graph.params,
         },
+        "area": area_of(hw).as_dict(),
         "notes": list(outcome.timing.notes),
+        # mapping-search effort (wall time is left out: reports are byte-identical per seed)
+        "search": {"objective": outcome.run.mapping_objective,
+                   "searches": outcome.timing.search.searches,
+                   "mappings_evaluated": outcome.timing.search.evaluated},
         "totals": metrics_dict(tot, hw.freq_hz),
         "per_pass": {p: metrics_dict(passes[p], hw.freq_hz) for p in ordered_passes(passes)},
         "pass_order": ordered_passes(passes),

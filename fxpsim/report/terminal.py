@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report.tables import bound_name, ordered_passes
 from fxpsim.results import LayerPassResult, Metrics, per_pass, sum_metrics, total
@@ -118,8 +119,14 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
         f"{tot.energy_pj / 1e6:,.2f} uJ, {tot.macs:,} MACs, {tot.dram_bytes:,} DRAM bytes, "
         f"stalls {tot.stall_cycles:,} cycles; energy table: {outcome.timing.energy_table}"
     )
+    st = outcome.timing.search
+    console.print(f"mapping search ({outcome.run.mapping_objective}): {st.searches} searches, "
+                  f"{st.evaluated:,} mappings evaluated in {st.seconds:.2f} s")
     for note in outcome.timing.notes:
         console.print(f"note: {note}")
+    area = area_of(hw)
+    top = ", ".join(f"{k} {v:.3f}" for k, v in sorted(area.by_component, key=lambda kv: -kv[1])[:3])
+    console.print(f"area: {area.total_mm2:.3f} mm2 ({top} mm2; fxpsim check lists all)")
     t = outcome.training
     if t is None:
         console.print("accuracy: not trained (timing only: phase=infer, steps=0 or epochs=0)")

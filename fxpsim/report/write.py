@@ -29,10 +29,12 @@ def _remove_own(folder: Path) -> None:
         pass
 
 
-def write_folder_atomically(target: Path, files: Mapping[str, str]) -> Path:
+def write_folder_atomically(target: Path, files: Mapping[str, str], *,
+                            announce: bool = False) -> Path:
     """Create ``target`` holding exactly ``files`` (name -> text); replace an older report
     folder. A link as ``target`` is followed (the link itself is left alone). Returns the
-    folder written."""
+    folder written. ``announce``: this is the command's report, so an interrupt that comes
+    after the rename says it was written (recorded while signals are held back)."""
     real = resolve_out(target)
     real.parent.mkdir(parents=True, exist_ok=True)
     stem = real.name[:40]  # short sibling names: a long run name must not overflow NAME_MAX
@@ -49,7 +51,8 @@ def write_folder_atomically(target: Path, files: Mapping[str, str]) -> Path:
                 old = real.with_name(f".{stem}.old-{os.getpid()}")
                 os.replace(real, old)
             os.replace(tmp, real)
-            guard.note_written(Path(target))
+            if announce:
+                guard.note_written(Path(target))
     except BaseException:
         with guard.signals_blocked():
             shutil.rmtree(tmp, ignore_errors=True)
