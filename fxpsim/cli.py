@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from fxpsim.errors import FxpsimError, clip
 
@@ -167,7 +168,7 @@ def _dispatch(ns: argparse.Namespace) -> int:
     raise AssertionError(ns.command)
 
 
-def _ended_by(exc: BaseException, guard) -> int:  # type: ignore[no-untyped-def]
+def _ended_by(exc: BaseException, guard: ModuleType) -> int:
     signum = guard.received()
     if signum is not None:  # whatever the signal turned into inside a library
         _say(guard.interrupted_message(signum))
@@ -234,9 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The ``fxpsim`` console script: :func:`main`, then exit without waiting for threads
     a user's model file may have left running."""
-    from fxpsim.guard import allow_hard_exit, exit_now
+    from fxpsim.guard import allow_hard_exit, exit_now, ignore_signals
 
     allow_hard_exit()
+    # outside main() (whose handlers turn signals into a clean exit 128+N) the process has
+    # nothing to stop: a signal just after the report was written must not kill it with N
+    ignore_signals()
     exit_now(main())
 
 

@@ -152,6 +152,13 @@ def quiet_stdout() -> Iterator[list[OSError]]:
         silence_stdout()
 
 
+def ignore_signals() -> None:
+    """SIG_IGN for SIGINT/SIGTERM/SIGHUP (the console script, around :func:`main`, whose own
+    handlers replace these while a command runs; exec'd children get them reset there)."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
 def exit_now(code: int) -> None:
     """Flush and end the process, even if a user's module left a non-daemon thread running
     (Python would otherwise wait for it at exit, forever)."""
