@@ -1,3 +1,9 @@
-from fxpsim.cli import main
+try:
+    from fxpsim.cli import entry
+except KeyboardInterrupt:  # Ctrl-C while Python was still loading fxpsim: no traceback
+    import sys
 
-raise SystemExit(main())
+    sys.stderr.write("fxpsim: interrupted; no report was written\n")
+    raise SystemExit(130) from None
+
+entry()

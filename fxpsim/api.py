@@ -11,9 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fxpsim.errors import ConfigError, FxpsimError
 from fxpsim.outcome import RunOutcome
+
+if TYPE_CHECKING:
+    from fxpsim.config.hw import HwConfig
+    from fxpsim.config.run import RunConfig
 
 REPORT_FILES = ("summary.json", "layers.csv", "report.md", "report.html", "trace.json")
 #: RunConfig.format item -> the report file it writes
@@ -34,6 +39,28 @@ def trains(run: object) -> bool:
     return getattr(run, "phase", "") == "train" and 0 not in (run.steps, run.epochs)  # type: ignore[attr-defined]
 
 
+def _blame_bits(key_path: str, run: RunConfig, hw: HwConfig) -> str:
+    """`` (asked for by a_bits=16 ...)`` when a missing ``energy.<op>.int<N>`` price is
+    needed because of the operand widths the run options chose."""
+    import re
+
+    m = re.fullmatch(r"energy\.(\w+)\.int(\d+)", key_path)
+    if m is None:
+        return ""
+    bits = int(m.group(2))
+    priced = sorted(int(k[3:]) for k in getattr(hw.energy, m.group(1), {})
+                    if k[3:].isdigit())
+    # widths are rounded up to a datapath width: a_bits=9 needs the 16-bit price
+    lower = max((p for p in priced if p < bits), default=0)
+    opts = [f"{k}={v}" for k in ("w_bits", "a_bits", "g_bits")
+            if isinstance(v := getattr(run, k), int) and lower < v <= bits]
+    if not opts:
+        return ""
+    have = f" (it prices {', '.join(f'{b}-bit' for b in priced)})" if priced else ""
+    return (f"; {' and '.join(opts)} (command line) needs {bits}-bit prices this config "
+            f"lacks{have}: add {key_path} to the config or choose other bits")
+
+
 def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOutcome:
     """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
@@ -49,7 +76,12 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
     check_roundings((run.rounding_w, run.rounding_a, run.rounding_g), hw.config, hw.source)
-    graph = load_model(run.model)
+    graph = load_model(run.model, timeout_s=run.model_timeout)
+    if graph.workload_only and trains(run):
+        raise ConfigError("command line", "phase",
+                          f"model={graph.source} is a SCALE-Sim topology (layer sizes only, no "
+                          f"classifier): it can be timed but not trained on {run.dataset}; "
+                          "add steps=0 (or phase=infer)")
     notes: tuple[str, ...] = ()
     if graph.workload_only and "batch" not in options:
         # SCALE-Sim has no batch: its topology layers are single images
@@ -75,8 +107,10 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     except ConfigError as exc:
         if exc.source != hw_source(hw.config):
             raise
-        # the time plane names the config by its name; the user wants the file
-        raise ConfigError(hw.source, exc.key_path, exc.message) from None
+        # the time plane names the config by its name; the user wants the file, and the
+        # option that asked for what the file lacks
+        raise ConfigError(hw.source, exc.key_path,
+                          exc.message + _blame_bits(exc.key_path, run, hw.config)) from None
     if notes:
         timing = replace(timing, notes=(*notes, *timing.notes))
     training = None
@@ -112,36 +146,48 @@ def report_files(outcome: RunOutcome) -> dict[str, str]:
 
 
 def check_out_folder(out: str | Path | None) -> None:
-    """``out=`` must name a folder (new or existing), never an existing file. Called before
-    simulating and training too, so a bad ``out=`` fails at once, not after minutes."""
-    if out and Path(out).exists() and not Path(out).is_dir():
-        raise FxpsimError(f"{out}: exists and is not a folder (out= names the report folder)")
+    """``out=`` must name a new folder, or one holding only fxpsim's report files (see
+    :mod:`fxpsim.report.outdir`). Called before simulating and training too, so a bad
+    ``out=`` fails at once, not after minutes."""
+    from fxpsim.report.outdir import check_out_folder as check
+
+    check(out)
 
 
-def write_report_folder(target: Path, files: Mapping[str, str]) -> Path:
+def write_report_folder(target: Path, files: Mapping[str, str], *,
+                        announce: bool = False) -> Path:
     """Write ``files`` as the folder ``target`` atomically; user-facing errors for a target
     that is an existing file or cannot be written (also used by ``fxpsim compare``)."""
     from fxpsim.report.write import write_folder_atomically
 
     check_out_folder(target)
     try:
-        return write_folder_atomically(target, files)
-    except OSError as exc:  # e.g. a parent is a file, or a folder we may not write
-        raise FxpsimError(f"{target}: cannot write the report: {exc.strerror or exc}") from None
+        return write_folder_atomically(target, files, announce=announce)
+    except OSError as exc:  # e.g. a parent is a file, a full disk, a name too long
+        from fxpsim.errors import clip
+
+        raise FxpsimError(f"{clip(str(target))}: cannot write the report: "
+                          f"{exc.strerror or exc}") from None
 
 
 def write_reports(outcome: RunOutcome) -> Path:
-    target = Path(outcome.run.out) if outcome.run.out else Path("reports") / outcome.name
-    return write_report_folder(target, report_files(outcome))
+    from fxpsim.report.outdir import default_folder
+
+    target = Path(outcome.run.out) if outcome.run.out else default_folder(outcome.name)
+    return write_report_folder(target, report_files(outcome), announce=True)
 
 
 def run_from_cli(options: Mapping[str, str]) -> int:
+    from fxpsim.guard import quiet_stdout
     from fxpsim.report.terminal import print_run
 
     check_out_folder(options.get("out"))
     outcome = simulate_run(options)
-    print_run(outcome)
+    # the report never depends on the terminal: write it first, then print (a closed pipe
+    # or a full stdout ends the printing quietly)
     folder = write_reports(outcome)
     names = [FORMAT_FILES[f] for f in outcome.run.format]
-    print(f"reports written to {folder}/ ({', '.join(names)})")
+    with quiet_stdout():
+        print_run(outcome)
+        print(f"reports written to {folder}/ ({', '.join(names)})")
     return 0

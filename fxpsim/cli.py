@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-from fxpsim.errors import FxpsimError
+from fxpsim.errors import FxpsimError, clip
 
 _EPILOG = """\
 examples:
@@ -25,6 +26,8 @@ examples:
   fxpsim bench arith
 """
 
+
+MAX_VALUE = 1 << 16
 
 _SWEEP_HELP = """\
 Run every point of a design space (run options and dotted hwconfig keys; a comma list is an
@@ -50,17 +53,30 @@ def parse_options(items: Sequence[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise FxpsimError(f"command line: {item!r}: expected key=value")
+            raise FxpsimError(f"command line: {clip(repr(item), 80)}: expected key=value")
         if key in out:
-            raise FxpsimError(f"command line: {key}: given twice")
+            raise FxpsimError(f"command line: {clip(key, 80)}: given twice")
+        if len(value) > MAX_VALUE:  # no option needs more; parsing a huge one takes long
+            raise FxpsimError(f"command line: {clip(key, 80)}: value too long ({len(value)} "
+                              f"characters; at most {MAX_VALUE})")
+        if not value.strip():  # `epochs=` must not quietly mean "the default"
+            raise FxpsimError(f"command line: {clip(key, 80)}: empty value (give a value, or "
+                              "leave the option out for its default)")
+        bad = next((c for c in item if "\udc80" <= c <= "\udcff"), None)
+        if bad is not None:  # undecodable bytes arrive as surrogates (PEP 383)
+            raise FxpsimError(f"command line: {clip(key, 80)}: not valid UTF-8 (byte "
+                              f"0x{ord(bad) - 0xDC00:02x})")
         out[key] = value.strip()
     return out
 
 
+MAX_ERROR_LINE = 1000
+
+
 def _one_line(text: str) -> str:
     """An error message on one line: line breaks and other control characters that came
-    with user input are shown escaped (``\\n``, ``\\x85``)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    with user input are shown escaped (``\\n``, ``\\x85``); at most about 1000 characters."""
+    return clip("".join(c if c.isprintable() else repr(c)[1:-1] for c in text), MAX_ERROR_LINE)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -152,7 +168,47 @@ def _dispatch(ns: argparse.Namespace) -> int:
     raise AssertionError(ns.command)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _ended_by(exc: BaseException, guard: ModuleType) -> int:
+    signum = guard.received()
+    if signum is not None:  # whatever the signal turned into inside a library
+        _say(guard.interrupted_message(signum))
+        return 128 + signum
+    if isinstance(exc, KeyboardInterrupt):
+        import signal
+
+        _say(guard.interrupted_message(signal.SIGINT))
+        return 130
+    if isinstance(exc, FxpsimError):
+        _say(f"fxpsim: error: {_one_line(str(exc))}")
+        return exc.exit_code
+    if guard.is_stdout_error(exc):  # output piped into `head` & co.: not an error of ours
+        guard.silence_stdout()
+        return 0
+    if isinstance(exc, SystemExit):
+        raise exc
+    if isinstance(exc, MemoryError):
+        _say("fxpsim: error: out of memory (try a smaller batch, model or training budget)")
+        return 2
+    if isinstance(exc, OSError):  # the environment: a full disk, a name too long, no access
+        where = clip(str(exc.filename), 120) + ": " if exc.filename else ""
+        _say(f"fxpsim: error: {_one_line(where + (exc.strerror or str(exc)))}")
+        return 2
+    if not isinstance(exc, Exception):
+        raise exc
+    # a bug in fxpsim: one line that says so, instead of a traceback
+    _say(f"fxpsim: internal error (please report it): {type(exc).__name__}: "
+         f"{_one_line(str(exc))}")
+    return 1
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _parse_and_dispatch(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     try:
         ns = parser.parse_args(argv)
@@ -161,20 +217,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help()
         return 0
-    try:
-        return _dispatch(ns)
-    except FxpsimError as exc:
-        print(f"fxpsim: error: {_one_line(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except BrokenPipeError:  # output piped into `head` & co.: not an error of ours
-        import os
+    return _dispatch(ns)
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print("fxpsim: interrupted; no report was written", file=sys.stderr)
-        return 130
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every way it can end becomes an exit code and at most one line on
+    stderr: 0, 2 (bad input, see :class:`FxpsimError`), 128+N (signal N), 1 (a bug)."""
+    from fxpsim import guard
+
+    with guard.signals_as_interrupts():
+        try:
+            return _parse_and_dispatch(argv)
+        except BaseException as exc:  # noqa: BLE001 (sorted out by _ended_by, none is lost)
+            return _ended_by(exc, guard)
+
+
+def entry() -> None:
+    """The ``fxpsim`` console script: :func:`main`, then exit without waiting for threads
+    a user's model file may have left running."""
+    from fxpsim.guard import allow_hard_exit, exit_now, ignore_signals
+
+    allow_hard_exit()
+    # outside main() (whose handlers turn signals into a clean exit 128+N) the process has
+    # nothing to stop: a signal just after the report was written must not kill it with N
+    ignore_signals()
+    exit_now(main())
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -202,9 +202,10 @@ def run_compare(options: Mapping[str, str]) -> dict[str, Any]:
 def write_compare(cmp: Mapping[str, Any], formats: Sequence[str], out: str | None) -> Path:
     from fxpsim.api import write_report_folder
     from fxpsim.compare_report import compare_files
+    from fxpsim.report.outdir import default_folder
 
-    target = Path(out) if out else Path("reports") / f"compare-{cmp['name']}"
-    return write_report_folder(target, compare_files(cmp, formats))
+    target = Path(out) if out else default_folder(f"compare-{cmp['name']}")
+    return write_report_folder(target, compare_files(cmp, formats), announce=True)
 
 
 def compare_from_cli(options: Mapping[str, str]) -> int:
@@ -217,8 +218,11 @@ def compare_from_cli(options: Mapping[str, str]) -> int:
     out = options.get("out") or None
     check_out_folder(out)
     cmp = run_compare(options)
-    print_compare(cmp)
-    folder = write_compare(cmp, formats, out)
-    print(f"comparison written to {folder}/ "
-          f"({', '.join(COMPARE_FORMATS[f] for f in formats)})")
+    folder = write_compare(cmp, formats, out)  # written before anything is printed
+    from fxpsim.guard import quiet_stdout
+
+    with quiet_stdout():
+        print_compare(cmp)
+        print(f"comparison written to {folder}/ "
+              f"({', '.join(COMPARE_FORMATS[f] for f in formats)})")
     return 0

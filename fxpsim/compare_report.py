@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
 from fxpsim.compare import accuracy_value
-from fxpsim.report import plots
+from fxpsim.report import plots, strict_json
 from fxpsim.report.html import NO_TRAINING, history_series, note, page, table
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -178,7 +177,7 @@ def compare_html(cmp: Mapping[str, Any]) -> str:
 
 
 def compare_json(cmp: Mapping[str, Any]) -> str:
-    return json.dumps(cmp, indent=2, sort_keys=True) + "\n"
+    return strict_json.dumps(cmp, "compare.json", indent=2, sort_keys=True) + "\n"
 
 
 def compare_files(cmp: Mapping[str, Any], formats: Sequence[str]) -> dict[str, str]:

@@ -21,9 +21,19 @@ class ConfigError(FxpsimError, ValueError):
         self.source = source
         self.key_path = key_path
         self.message = message
-        where = f"{source}: {key_path}" if key_path else source
+        where = f"{clip(source)}: {clip(key_path)}" if key_path else clip(source)
         super().__init__(f"{where}: {message}")
 
 
 class UnsupportedError(FxpsimError):
     """A model op, dataflow or mode the simulator does not support (named in the message)."""
+
+
+def clip(text: str, limit: int = 160) -> str:
+    """``text`` shortened to about ``limit`` characters (head ... tail) for an error line:
+    an error quotes what the user gave, never a whole 100 KB value."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head - 5
+    return f"{text[:head]}...[{len(text) - head - tail} more characters]...{text[-tail:]}"

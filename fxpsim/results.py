@@ -92,16 +92,32 @@ class LayerPassResult:
     search_evaluated: int = 0  # mappings the search evaluated for this record's shape
 
 
+def sum_metrics(items: Iterable[Metrics]) -> Metrics:
+    """``Metrics() + a + b + ...`` in one pass: the same additions in the same order (so the
+    same float bits), without a new Metrics per step (10,000-layer models add a lot)."""
+    scalars = [f.name for f in fields(Metrics) if f.name not in _TALLIES]
+    acc: dict[str, float] = {k: getattr(_ZERO, k) for k in scalars}
+    tallies: dict[str, dict[str, float]] = {k: {} for k in _TALLIES}
+    for m in items:
+        for k in scalars:
+            acc[k] += getattr(m, k)
+        for k, d in tallies.items():
+            for name, v in getattr(m, k).items:
+                d[name] = d.get(name, 0) + v
+    return Metrics(**acc, **{k: Tally.of(d) for k, d in tallies.items()})  # type: ignore[arg-type]
+
+
+_ZERO = Metrics()
+_TALLIES = tuple(f.name for f in fields(Metrics) if isinstance(getattr(_ZERO, f.name), Tally))
+
+
 def total(records: Iterable[LayerPassResult]) -> Metrics:
-    out = Metrics()
-    for r in records:
-        out = out + r.metrics
-    return out
+    return sum_metrics(r.metrics for r in records)
 
 
 def per_pass(records: Iterable[LayerPassResult]) -> dict[str, Metrics]:
     """Totals keyed by pass name, in first-seen order."""
-    out: dict[str, Metrics] = {}
+    groups: dict[str, list[Metrics]] = {}
     for r in records:
-        out[r.pass_name] = out.get(r.pass_name, Metrics()) + r.metrics
-    return out
+        groups.setdefault(r.pass_name, []).append(r.metrics)
+    return {p: sum_metrics(ms) for p, ms in groups.items()}

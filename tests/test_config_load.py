@@ -143,7 +143,7 @@ def test_wrong_type_for_int(tmp_path, edge_raw, value, given):
 def test_negative_size_in_list_entry(tmp_path, edge_raw):
     src = write(tmp_path, mutated(edge_raw, lambda r: r["memory"][1].update(size_kib=-4)))
     assert str(error_of(src)) == (
-        f"{src}: memory[1].size_kib: expected a positive number <= 1073741824, got -4"
+        f"{src}: memory[1].size_kib: expected a number >= 0.0009765625 and <= 1073741824, got -4"
     )
 
 
@@ -160,7 +160,7 @@ def test_huge_rows_bounded(tmp_path, edge_raw):
 
 def test_efficiency_above_one(tmp_path, edge_raw):
     src = write(tmp_path, mutated(edge_raw, lambda r: r["dram"].update(efficiency=1.5)))
-    assert str(error_of(src)) == f"{src}: dram.efficiency: expected a positive number <= 1, got 1.5"
+    assert str(error_of(src)) == f"{src}: dram.efficiency: expected a number >= 0.001 and <= 1, got 1.5"
 
 
 def test_missing_required_section(tmp_path, edge_raw):

@@ -97,10 +97,10 @@ def test_bad_override_key_path(key, path, message):
     [
         ("mac_array.rows", "abc", "expected an integer in 1..4096, got 'abc' (a string)"),
         ("mac_array.rows", "2.5", "expected an integer in 1..4096, got 2.5 (a float)"),
-        ("dram.efficiency", "1.2", "expected a positive number <= 1, got 1.2"),
+        ("dram.efficiency", "1.2", "expected a number >= 0.001 and <= 1, got 1.2"),
         ("dram.bandwidth_gb_s", ".inf", "expected a finite number, got inf"),
         ("mac_array.dataflow", "diagonal", "expected one of weight_stationary,"),
-        ("memory[1].size_kib", "-4", "expected a positive number <= 1073741824, got -4"),
+        ("memory[1].size_kib", "-4", "expected a number >= 0.0009765625 and <= 1073741824, got -4"),
     ],
 )
 def test_bad_override_value_reported_against_command_line(key, value, message):

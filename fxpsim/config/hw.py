@@ -27,6 +27,17 @@ NonNegInt = Annotated[int, Field(ge=0, le=_BIG)]
 # NaN/inf pass ``gt=0`` checks, so every float forbids them explicitly
 PosFloat = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
+
+
+def _between(lo: float, hi: float) -> object:
+    """A float in the physically meaningful range [lo, hi]: a positive ``gt=0`` bound lets
+    5e-324 through, and dividing by it overflows every derived number."""
+    return Field(ge=lo, le=hi, allow_inf_nan=False)
+
+
+# energies per operation / access / byte: up to 1 uJ (far above any circuit)
+Picojoules = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+Milliwatts = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
 ArrayDim = Annotated[int, Field(gt=0, le=4096)]
 Lanes = Annotated[int, Field(gt=0, le=65536)]
 Fraction01 = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -55,21 +66,21 @@ class _Model(BaseModel):
 
 
 class Technology(_Model):
-    node_nm: PosFloat
-    vdd_v: PosFloat
+    node_nm: Annotated[float, _between(1, 1000)]
+    vdd_v: Annotated[float, _between(0.1, 10)]
     energy_reference: str = Field(min_length=1)
-    node_scale_from_45nm: PosFloat = 1.0
+    node_scale_from_45nm: Annotated[float, _between(1e-3, 1e3)] = 1.0
 
 
 class Clock(_Model):
-    freq_mhz: Annotated[float, Field(gt=0, le=1e5, allow_inf_nan=False)]
+    freq_mhz: Annotated[float, _between(1e-3, 1e5)]  # 1 kHz .. 100 GHz
 
 
 class PrecisionMode(_Model):
     name: str = Field(min_length=1)
     w_bits: Annotated[int, Field(ge=2, le=32)]
     a_bits: Annotated[int, Field(ge=2, le=32)]
-    macs_per_pe_per_cycle: Annotated[float, Field(gt=0, le=1024, allow_inf_nan=False)]
+    macs_per_pe_per_cycle: Annotated[float, _between(1 / 1024, 1024)]
 
 
 class Accumulator(_Model):
@@ -145,7 +156,7 @@ class VectorUnit(_Model):
     lanes: Lanes
     datapath_bits: Annotated[int, Field(gt=0, le=4096)]
     precisions: list[str] = Field(min_length=1)
-    ops_cycles: dict[str, PosInt] = Field(min_length=1)
+    ops_cycles: dict[str, Annotated[int, Field(gt=0, le=1 << 20)]] = Field(min_length=1)
     supports: list[str] = Field(default_factory=list)
     stochastic_rounding: str | None = None
 
@@ -159,17 +170,17 @@ class Memory(_Model):
     """An on-chip SRAM (size/banks/width/energies) or the PE register file (per_pe_bits)."""
 
     name: str = Field(min_length=1)
-    size_kib: Annotated[float, Field(gt=0, le=2**30, allow_inf_nan=False)] | None = None
+    size_kib: Annotated[float, _between(1 / 1024, 2**30)] | None = None  # >= one byte
     banks: Annotated[int, Field(gt=0, le=65536)] = 1
     width_bits: Annotated[int, Field(gt=0, le=65536)] | None = None
     ports: Ports = Field(default_factory=Ports)
     holds: list[TensorKind] = Field(default_factory=list)
     double_buffered: bool = False
-    read_energy_pj: NonNegFloat | None = None
-    write_energy_pj: NonNegFloat | None = None
-    leakage_mw: NonNegFloat = 0.0
+    read_energy_pj: Picojoules | None = None
+    write_energy_pj: Picojoules | None = None
+    leakage_mw: Milliwatts = 0.0
     per_pe_bits: Annotated[int, Field(gt=0, le=4096)] | None = None
-    energy_pj_per_bit: NonNegFloat | None = None
+    energy_pj_per_bit: Picojoules | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Memory:
@@ -216,31 +227,31 @@ class Memory(_Model):
 
 class Dram(_Model):
     type: str = Field(min_length=1)
-    bandwidth_gb_s: PosFloat
-    efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
-    latency_ns: NonNegFloat = 0.0
+    bandwidth_gb_s: Annotated[float, _between(1e-3, 1e6)]  # 1 MB/s .. 1 PB/s
+    efficiency: Annotated[float, _between(1e-3, 1)] = 1.0
+    latency_ns: Annotated[float, _between(0, 1e9)] = 0.0  # up to one second
     # requests in flight (None = as many as hide the latency) of burst_bytes each: the
     # achievable rate is at most max_outstanding x burst_bytes / latency (Little's law)
     max_outstanding: Annotated[int, Field(gt=0, le=65536)] | None = None
     burst_bytes: Annotated[int, Field(gt=0, le=65536)] = 64
-    capacity_gib: PosFloat | None = None
-    read_energy_pj_per_byte: NonNegFloat
-    write_energy_pj_per_byte: NonNegFloat
+    capacity_gib: Annotated[float, _between(1e-6, 1e9)] | None = None
+    read_energy_pj_per_byte: Picojoules
+    write_energy_pj_per_byte: Picojoules
 
 
 class Energy(_Model):
     """pJ per operation at the configured node and Vdd (see ``technology``)."""
 
-    mac: dict[str, NonNegFloat] = Field(min_length=1)
-    mul: dict[str, NonNegFloat] = Field(default_factory=dict)
-    add: dict[str, NonNegFloat] = Field(default_factory=dict)
-    cmp: dict[str, NonNegFloat] = Field(default_factory=dict)
-    shift: dict[str, NonNegFloat] = Field(default_factory=dict)
-    requant_rne: NonNegFloat
-    requant_stochastic: NonNegFloat
+    mac: dict[str, Picojoules] = Field(min_length=1)
+    mul: dict[str, Picojoules] = Field(default_factory=dict)
+    add: dict[str, Picojoules] = Field(default_factory=dict)
+    cmp: dict[str, Picojoules] = Field(default_factory=dict)
+    shift: dict[str, Picojoules] = Field(default_factory=dict)
+    requant_rne: Picojoules
+    requant_stochastic: Picojoules
     # floor/jam only drop (or force) bits: no rounding adder, so no energy by default
-    requant_floor: NonNegFloat = 0.0
-    rng_per_bit: NonNegFloat = 0.0
+    requant_floor: Picojoules = 0.0
+    rng_per_bit: Picojoules = 0.0
     idle_pe_fraction: Fraction01 = 0.0
 
 
@@ -265,7 +276,7 @@ class Area(_Model):
 
 
 class Leakage(_Model):
-    logic_mw: NonNegFloat = 0.0
+    logic_mw: Milliwatts = 0.0
 
 
 class ScaleSimInterface(_Model):
@@ -327,7 +338,28 @@ class HwConfig(_Model):
                 )
         if not any(m.is_sram for m in self.memory):
             raise KeyedValueError("memory", "expected at least one SRAM (an entry with size_kib)")
+        self._check_psum_buffers()
         return self
+
+    def _check_psum_buffers(self) -> None:
+        """What fits: a psum buffer holds at least one row of partial sums across the array
+        (its larger side, ``psum_bits`` each; half of it when double-buffered), since the
+        mapper chunks a reduction by rows of psums."""
+        acc = self.mac_array.accumulator
+        bits = acc.psum_bits or acc.bits
+        extent = max(self.mac_array.rows, self.mac_array.cols)
+        for i, mem in enumerate(self.memory):
+            if not (mem.is_sram and "psums" in mem.holds):
+                continue
+            usable = (mem.size_bytes // 2 if mem.double_buffered else mem.size_bytes) * 8
+            if usable < extent * bits:
+                need = extent * bits * (2 if mem.double_buffered else 1) / 8 / 1024
+                raise KeyedValueError(
+                    f"memory[{i}].size_kib",
+                    f"psum buffer {mem.name} ({mem.size_kib:g} KiB"
+                    f"{', double-buffered' if mem.double_buffered else ''}) cannot hold one row "
+                    f"of {extent} {bits}-bit psums of the {self.mac_array.rows}x"
+                    f"{self.mac_array.cols} array: expected at least {need:g} KiB")
 
     # ---- derived numbers used by the time plane -------------------------------------------
     @property

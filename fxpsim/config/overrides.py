@@ -31,6 +31,8 @@ from fxpsim.config.validate import (
 )
 from fxpsim.errors import ConfigError
 
+#: an override is one number, name or short flow list; YAML-parsing megabytes takes long
+MAX_OVERRIDE_CHARS = 4096
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_\-]*)((?:\[\d+\])*)")
 
 
@@ -52,6 +54,9 @@ def parse_value(text: str, source: str, key: str) -> Any:
     """YAML-parse an override value (aliases refused, NaN/inf refused)."""
     from fxpsim.config.load import check_finite, parse_yaml
 
+    if len(text) > MAX_OVERRIDE_CHARS:
+        raise ConfigError(source, key, f"value too long ({len(text)} characters; at most "
+                          f"{MAX_OVERRIDE_CHARS})")
     try:
         value = parse_yaml(text, source)
     except ConfigError as exc:

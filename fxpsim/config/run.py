@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fxpsim.errors import ConfigError
+from fxpsim.errors import ConfigError, clip
+from fxpsim.paths import name_problem, path_problem
 from fxpsim.vocab import ALGORITHMS, ROUNDING_NAMES, AlgoName, canonical_rounding
 
 Phase = Literal["train", "infer"]
@@ -83,6 +84,10 @@ class RunConfig(BaseModel):
     eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
     # what the per-layer mapping search minimizes (time plane)
     mapping_objective: Literal["latency", "energy", "edp"] = "latency"
+    # seconds a model file's user code may take per step (import, construction, trace,
+    # forward); not a simulation input, so not echoed in summary.json
+    model_timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False, exclude=True)
+                             ] = 300.0
 
     @field_validator("rounding_w", "rounding_a", "rounding_g")
     @classmethod
@@ -92,14 +97,19 @@ class RunConfig(BaseModel):
 
 
 # ---- parsing CLI strings -------------------------------------------------------------------
+def _q(text: str) -> str:
+    """A user's value quoted for an error line (long values shortened)."""
+    return clip(repr(text), 60)
+
+
 def _int(lo: int, hi: int, noun: str) -> Callable[[str], Any]:
     def parse(text: str) -> int:
         if not re.fullmatch(r"[+-]?\d{1,19}", text.strip()):
-            raise ValueError(f"expected {noun}, got {text!r}")
+            raise ValueError(f"expected {noun}, got {_q(text)}")
         value = int(text)
         if not lo <= value <= hi:
-            raise ValueError(f"expected {noun} (at most {hi}), got {text!r}"
-                             if value > hi else f"expected {noun}, got {text!r}")
+            raise ValueError(f"expected {noun} (at most {hi}), got {_q(text)}"
+                             if value > hi else f"expected {noun}, got {_q(text)}")
         return value
 
     return parse
@@ -117,9 +127,9 @@ def _float(lo: float, hi: float, lo_open: bool, noun: str) -> Callable[[str], fl
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"expected {noun}, got {text!r}") from None
+            raise ValueError(f"expected {noun}, got {_q(text)}") from None
         if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
-            raise ValueError(f"expected {noun}, got {text!r}")
+            raise ValueError(f"expected {noun}, got {_q(text)}")
         return value
 
     return parse
@@ -128,7 +138,7 @@ def _float(lo: float, hi: float, lo_open: bool, noun: str) -> Callable[[str], fl
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+            raise ValueError(f"expected one of {', '.join(choices)}, got {_q(text)}")
         return text
 
     return parse
@@ -140,7 +150,7 @@ def _bool(text: str) -> bool:
         return True
     if low in ("false", "no", "off", "0"):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise ValueError(f"expected true or false, got {_q(text)}")
 
 
 def _bits(text: str) -> int | str:
@@ -149,7 +159,7 @@ def _bits(text: str) -> int | str:
     try:
         return _int(2, 16, "an integer in 2..16")(text)
     except ValueError:
-        raise ValueError(f"expected an integer in 2..16 or 'float', got {text!r}") from None
+        raise ValueError(f"expected an integer in 2..16 or 'float', got {_q(text)}") from None
 
 
 def _text(text: str) -> str:
@@ -158,13 +168,30 @@ def _text(text: str) -> str:
     return text
 
 
+def _path(text: str) -> str:
+    """A file or folder path: non-empty and within the file system's limits."""
+    _text(text)
+    problem = path_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+def _name(text: str) -> str:
+    """A run name: one folder name under ``reports/`` (a name, never a path)."""
+    problem = name_problem(text)
+    if problem:
+        raise ValueError(f"{problem}, got {clip(repr(text), 60)}")
+    return text
+
+
 def _formats(text: str) -> tuple[str, ...]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise ValueError(f"expected a comma list of {', '.join(FORMATS)}, got {text!r}")
+        raise ValueError(f"expected a comma list of {', '.join(FORMATS)}, got {_q(text)}")
     for t in items:
         if t not in FORMATS:
-            raise ValueError(f"expected a comma list of {', '.join(FORMATS)}, got {t!r}")
+            raise ValueError(f"expected a comma list of {', '.join(FORMATS)}, got {_q(t)}")
     return tuple(dict.fromkeys(items))
 
 
@@ -172,15 +199,15 @@ _ROUNDING = _choice(ROUNDING_NAMES)
 
 # CLI key -> (RunConfig field, parser)
 RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "hw": ("hw", _text),
-    "model": ("model", _text),
+    "hw": ("hw", _path),
+    "model": ("model", _path),
     "phase": ("phase", _choice(("train", "infer"))),
     "algo": ("algo", _choice(ALGOS)),
     "batch": ("batch", _int(1, 1 << 20, "a positive integer")),
     "epochs": ("epochs", _optional(_int(0, 1 << 20, "a non-negative integer"))),
     "steps": ("steps", _optional(_int(0, 1 << 40, "a non-negative integer"))),
     "dataset": ("dataset", _choice(("fmnist_small", "fashion_mnist", "cifar10"))),
-    "data_dir": ("data_dir", _optional(_text)),
+    "data_dir": ("data_dir", _optional(_path)),
     "w_bits": ("w_bits", _bits),
     "a_bits": ("a_bits", _bits),
     "g_bits": ("g_bits", _bits),
@@ -188,8 +215,8 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "rounding.a": ("rounding_a", _ROUNDING),
     "rounding.g": ("rounding_g", _ROUNDING),
     "seed": ("seed", _int(0, 2**63 - 1, "a non-negative integer")),
-    "out": ("out", _optional(_text)),
-    "name": ("name", _optional(_text)),
+    "out": ("out", _optional(_path)),
+    "name": ("name", _optional(_name)),
     "timing": ("timing", _choice(("native", "scalesim"))),
     "fb.a": ("fb_a", _float(0.0, 1.0, False, "a number in [0, 1]")),
     "fb.coef_on": ("fb_coef_on", _choice(("trial", "current"))),
@@ -206,6 +233,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
     "mapping.objective": ("mapping_objective", _choice(("latency", "energy", "edp"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
+    "model_timeout": ("model_timeout", _float(0.0, 86400.0, True, "seconds in (0, 86400]")),
 }
 
 

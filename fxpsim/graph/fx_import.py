@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from fxpsim.errors import ConfigError, UnsupportedError
+from fxpsim.errors import ConfigError, UnsupportedError, clip
 from fxpsim.graph.build import NodeSpec, adapt_input, build_graph
 from fxpsim.graph.ir import Graph
+from fxpsim.graph.user_code import DEFAULT_TIMEOUT_S, user_code
 
 _ADD = {operator.add, operator.iadd, torch.add}
 _RELU = {F.relu, torch.relu, torch.relu_}
@@ -50,7 +51,7 @@ def _qualname(fn: Any) -> str:
     return f"{mod}.{getattr(fn, '__name__', repr(fn))}"
 
 
-def _import_class(path: Path, class_name: str, source: str) -> type:
+def _import_class(path: Path, class_name: str, source: str, timeout_s: float) -> type:
     if not path.is_file():
         raise ConfigError(source, "model", f"no such file: {path}")
     mod_name = f"_fxpsim_user_model_{abs(hash(str(path.resolve())))}"
@@ -60,10 +61,8 @@ def _import_class(path: Path, class_name: str, source: str) -> type:
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module  # dataclasses etc. look their module up while executing
     try:
-        spec.loader.exec_module(module)
-    except Exception as e:  # the user's file: report whatever it raised, in one line
-        raise ConfigError(source, "model", f"importing {path.name} failed: "
-                          f"{type(e).__name__}: {e}") from None
+        with user_code(source, "model", f"importing {path.name}", timeout_s):
+            spec.loader.exec_module(module)
     finally:
         sys.modules.pop(mod_name, None)
     cls = getattr(module, class_name, None)
@@ -223,18 +222,49 @@ class _Mapper:
             raise self.unsupported(node, f"Tensor.{name}")
 
 
-def _torch_shapes(gm: fx.GraphModule, shape: tuple[int, ...], source: str
+class _ShapeProp:
+    """``torch.fx``'s ShapeProp that remembers the node it is running, so an error in the
+    user's forward names the module/op (ShapeProp's own message dumps the node's meta)."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        from torch.fx.passes.shape_prop import ShapeProp
+
+        outer = self
+        self.current: fx.Node | None = None
+
+        class Prop(ShapeProp):  # type: ignore[misc]
+            def run_node(self, n: fx.Node) -> Any:
+                outer.current = n
+                return super().run_node(n)
+
+        self.prop = Prop(gm)
+
+    def where(self, gm: fx.GraphModule) -> str:
+        n = self.current
+        if n is None:
+            return ""
+        if n.op == "call_module":
+            m = gm.get_submodule(str(n.target))
+            return f" at node '{n.name}' ({type(m).__name__} {n.target})"
+        target = _qualname(n.target) if n.op == "call_function" else str(n.target)
+        return f" at node '{n.name}' ({target})"
+
+
+def _torch_shapes(gm: fx.GraphModule, shape: tuple[int, ...], source: str, timeout_s: float
                   ) -> dict[str, tuple[int, ...]]:
     """Per fx node, the output shape (batch dropped) of a forward of one zero sample."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
     gm.eval()  # batch statistics of 1 sample are undefined for BatchNorm1d
+    prop = _ShapeProp(gm)
     try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros((1, *shape)))
-    except Exception as e:  # the user's forward: report it in one line
-        raise ConfigError(source, "input_shape", f"forward with input {list(shape)} failed: "
-                          f"{type(e).__name__}: {e}") from None
+        with user_code(source, "input_shape", f"forward with input {list(shape)}", timeout_s), \
+                torch.no_grad():
+            try:
+                prop.prop.propagate(torch.zeros((1, *shape)))
+            except RuntimeError as e:  # ShapeProp's wrapper: report what the op raised
+                raise (e.__cause__ or e) from None
+    except ConfigError as e:
+        raise ConfigError(e.source, e.key_path, e.message.replace(
+            " failed: ", f"{prop.where(gm)} failed: ", 1)) from None
     out = {}
     for n in gm.graph.nodes:
         tm = n.meta.get("tensor_meta")
@@ -250,26 +280,34 @@ def load_fx_model(
     source: str | None = None,
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> Graph:
-    """Import ``path``, trace ``class_name()`` with torch.fx and return its IR graph."""
+    """Import ``path``, trace ``class_name()`` with torch.fx and return its IR graph.
+
+    The file's code runs isolated (:mod:`fxpsim.graph.user_code`): whatever it raises, and a
+    step that takes longer than ``timeout_s`` seconds, is a one-line ConfigError."""
     p = Path(path)
     src = source or f"{p.name}:{class_name}"
-    cls = _import_class(p, class_name, src)
+    cls = _import_class(p, class_name, src, timeout_s)
     native = getattr(cls, "input_shape", None)
     if native is None and input_shape is None:
         raise ConfigError(src, "input_shape", "unknown input shape: give the class an attribute "
                           "input_shape = (C, H, W) or pass input_shape")
-    shape, pad_to = adapt_input(native if native is not None else input_shape, input_shape, src)
-    try:
+    given = native if native is not None else input_shape
+    if not (isinstance(given, (tuple, list)) and given
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in given)):
+        raise ConfigError(src, "input_shape", "expected (C, H, W) or (F,) of positive integers, "
+                          f"got {clip(repr(given), 80)}")
+    shape, pad_to = adapt_input(given, input_shape, src)
+    with user_code(src, "model", f"{class_name}()", timeout_s):
         model = cls()
-    except Exception as e:  # the user's constructor
-        raise ConfigError(src, "model", f"{class_name}() failed: {type(e).__name__}: {e}") \
-            from None
     try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:  # data-dependent control flow and the like
-        raise UnsupportedError(f"{src}: torch.fx cannot trace the model: {e}") from None
-    shapes = _torch_shapes(gm, shape, src)
+        with user_code(src, "model", "tracing with torch.fx", timeout_s):
+            gm = fx.symbolic_trace(model)
+    except ConfigError as e:  # data-dependent control flow and the like
+        raise UnsupportedError(f"{src}: torch.fx cannot trace the model: "
+                               f"{e.message.split(' failed: ', 1)[-1]}") from None
+    shapes = _torch_shapes(gm, shape, src, timeout_s)
     mapper = _Mapper(gm, src)
     out_name = None
     for node in gm.graph.nodes:

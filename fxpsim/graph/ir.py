@@ -10,6 +10,7 @@ defaults for one node (e.g. an 8-bit first layer in a 4-bit network).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 Op = Literal[
@@ -190,11 +191,13 @@ class Graph:
         top, left = (h - hw[0]) // 2, (w - hw[1]) // 2
         return (top, h - hw[0] - top, left, w - hw[1] - left)
 
+    @cached_property
+    def _by_name(self) -> dict[str, Node]:
+        # built once: a lookup per node (lowering, fx import) must not scan the whole graph
+        return {n.name: n for n in self.nodes}
+
     def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        return self._by_name[name]
 
     @property
     def gemm_nodes(self) -> tuple[Node, ...]:

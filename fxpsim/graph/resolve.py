@@ -91,6 +91,7 @@ def load_model(
     *,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
+    timeout_s: float | None = None,
 ) -> Graph:
     """Resolve ``ref`` (see the module docstring) and build its graph.
 
@@ -98,7 +99,8 @@ def load_model(
     H or W keeps the model's native size and records ``pad_to`` (the data is zero-padded, see
     :class:`~fxpsim.graph.ir.InputAttrs`); a larger one rebuilds the model at that size.
     ``num_classes`` replaces ``num_classes`` in YAML models (for a torch model it must match
-    the model's output). Raises ConfigError (unknown name: lists the built-in names).
+    the model's output). ``timeout_s`` bounds each step of a ``file.py:Class`` model's user
+    code (see :mod:`fxpsim.graph.user_code`). Raises ConfigError (unknown name: lists the built-in names).
     """
     if not isinstance(ref, str) or not ref.strip():
         raise ConfigError("command line", "model", f"expected a model name or file, got {ref!r}")
@@ -109,8 +111,9 @@ def load_model(
 
         if not cls.isidentifier():
             raise ConfigError("command line", "model", f"expected file.py:ClassName, got {ref!r}")
+        extra = {} if timeout_s is None else {"timeout_s": timeout_s}
         return load_fx_model(path_part, cls, source=ref, input_shape=input_shape,
-                             num_classes=num_classes)
+                             num_classes=num_classes, **extra)
     if ref.endswith(".py"):
         raise ConfigError("command line", "model", f"{ref}: name the class as {ref}:ClassName")
     if ref.endswith(_SUFFIXES) or "/" in ref or "\\" in ref:

@@ -26,7 +26,7 @@ import csv
 import io
 from pathlib import Path
 
-from fxpsim.errors import ConfigError
+from fxpsim.errors import ConfigError, clip
 from fxpsim.graph.build import NodeSpec, build_graph
 from fxpsim.graph.ir import Graph
 
@@ -50,7 +50,11 @@ def _norm(s: str) -> str:
 
 def parse_scalesim_topology(text: str, source: str, *, name: str = "topology") -> Graph:
     """Parse the CSV ``text`` (see the module docstring); ``source`` names it in errors."""
-    rows = [(i + 1, _cells(r)) for i, r in enumerate(csv.reader(io.StringIO(text)))]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = [(reader.line_num, _cells(r)) for r in reader]
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL byte, ...
+        raise ConfigError(source, f"line {reader.line_num}", f"malformed CSV: {exc}") from None
     rows = [(ln, r) for ln, r in rows if r]
     if not rows:
         raise ConfigError(source, "", "empty topology file")
@@ -74,7 +78,7 @@ def parse_scalesim_topology(text: str, source: str, *, name: str = "topology") -
         layer = cells[0]
         if not layer or layer in seen:
             raise ConfigError(source, f"{where}, column '{columns[0]}'",
-                              f"layer names must be non-empty and unique, got {layer!r}")
+                              f"layer names must be non-empty and unique, got {clip(repr(layer), 60)}")
         seen.add(layer)
         vals: list[int] = []
         for j, cell in enumerate(cells[1:], 1):
@@ -85,7 +89,7 @@ def parse_scalesim_topology(text: str, source: str, *, name: str = "topology") -
                 v = 0
             if v < 1:
                 raise ConfigError(source, f"{where}, column '{col}'",
-                                  f"expected a positive integer, got {cell!r}")
+                                  f"expected a positive integer, got {clip(repr(cell), 60)}")
             vals.append(v)
         key = f"{where} ({layer})"
         if gemm:

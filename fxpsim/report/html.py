@@ -159,6 +159,26 @@ def _flatten(d: Mapping, prefix: str = "") -> dict[str, float]:
     return out
 
 
+#: per-layer bar charts show at most this many layers (the ones with the most cycles): a bar
+#: per layer for a 10,000-layer workload is unreadable and costs minutes of drawing
+MAX_BAR_LAYERS = 64
+
+
+def top_layers(layers: Sequence[str], weight: Sequence[float],
+               limit: int = MAX_BAR_LAYERS) -> tuple[list[int], str]:
+    """(indices of the ``limit`` layers with the largest ``weight``, in model order; a note
+    saying so, or "" when every layer is shown)."""
+    if len(layers) <= limit:
+        return list(range(len(layers))), ""
+    keep = sorted(sorted(range(len(layers)), key=lambda i: (-weight[i], i))[:limit])
+    return keep, (f"showing the {limit} of {len(layers):,} layers with the most cycles; "
+                  "every layer is in the table below and in layers.csv")
+
+
+def _pick(values: Sequence[Any], keep: Sequence[int]) -> list[Any]:
+    return [values[i] for i in keep]
+
+
 # ---- sections --------------------------------------------------------------------------------
 def _header(s: Mapping[str, Any]) -> str:
     hw, model, run = s["hw"], s["model"], s["run"]
@@ -200,9 +220,12 @@ def _cycles(rows: Sequence[Row]) -> str:
     layers, stacks = layer_pass_sums(rows, "cycles")
     if not layers:
         return _section("cycles", note("no layers"))
+    keep, why = top_layers(layers, [sum(v[i] for v in stacks.values())
+                                    for i in range(len(layers))])
+    stacks = {p: _pick(v, keep) for p, v in stacks.items()}
     return _section("cycles", img(plots.stacked_bars(
-        layers, stacks, title="cycles per layer, stacked by pass", ylabel="cycles"),
-        "cycles per layer stacked by pass"))
+        _pick(layers, keep), stacks, title="cycles per layer, stacked by pass", ylabel="cycles"),
+        "cycles per layer stacked by pass") + (note(why) if why else ""))
 
 
 def _energy(s: Mapping[str, Any]) -> str:
@@ -294,11 +317,18 @@ def _utilization(rows: Sequence[Row]) -> str:
         for c in causes:
             stacks[c.replace("_cycles", "")][idx[r["layer"]]] += num(r, c)
     stacks = {k: v for k, v in stacks.items() if any(v)}
+    keep, why = top_layers(layers, [cyc[k] for k in layers])
+    keep_all, why_all = top_layers(all_layers, [sum(v[i] for v in stacks.values())
+                                                for i in range(len(all_layers))])
+    stacks = {k: _pick(v, keep_all) for k, v in stacks.items()}
     return _section("utilization", img(plots.bars(
-        layers, util, title="MAC array utilization per GEMM layer (MACs / (cycles x peak))",
-        ylabel="utilization (%)", percent=True), "utilization")
-        + img(plots.stacked_bars(all_layers, stacks, title="cycles per layer: compute and "
-                                 "stalls by cause", ylabel="cycles"), "stalls by cause"))
+        _pick(layers, keep), _pick(util, keep),
+        title="MAC array utilization per GEMM layer (MACs / (cycles x peak))",
+        ylabel="utilization (%)", percent=True), "utilization") + (note(why) if why else "")
+        + img(plots.stacked_bars(_pick(all_layers, keep_all), stacks,
+                                 title="cycles per layer: compute and stalls by cause",
+                                 ylabel="cycles"), "stalls by cause")
+        + (note(why_all) if why_all else ""))
 
 
 def _accuracy(s: Mapping[str, Any]) -> str:

@@ -25,7 +25,12 @@ DOCUMENTS: dict[str, str] = {"md": "report.md", "html": "report.html"}
 
 
 def parse_layers_csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
+    """``layers.csv`` rows; a malformed file (a field over the csv module's limit, a NUL)
+    raises ValueError like any other schema mismatch."""
+    try:
+        return list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ValueError(f"layers.csv: {exc}") from None
 
 
 def _md_table(header: list[str], rows: list[list[object]]) -> str:
@@ -131,16 +136,42 @@ def render_documents(summary_text: str, layers_text: str,
     return out
 
 
+#: a run's summary.json/layers.csv are at most a few MB even for 10,000-layer models
+MAX_INPUT_BYTES = 256 << 20
+
+
 def _read(folder: Path, name: str) -> str:
+    """A data file of a run folder as text. Only a regular file is opened (a FIFO or a
+    device would block or never end) and at most :data:`MAX_INPUT_BYTES` are read."""
+    import stat
+
     path = folder / name
     try:
-        return path.read_text(encoding="utf-8")
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise FxpsimError(f"{path}: not a regular file (expected fxpsim's {name})")
+        if st.st_size > MAX_INPUT_BYTES:
+            raise FxpsimError(f"{path}: larger than {MAX_INPUT_BYTES >> 20} MiB; not an "
+                              f"fxpsim {name}")
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise FxpsimError(f"{path}: not found (is {folder} an fxpsim run folder?)") from None
     except UnicodeDecodeError:
         raise FxpsimError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise FxpsimError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def load_summary(text: str, path: Path) -> Any:
+    """``summary.json`` parsed; malformed or absurdly nested JSON is a one-line error."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise FxpsimError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise FxpsimError(f"{path}: invalid JSON: {exc}") from None
 
 
 def _replace_file(path: Path, text: str) -> None:
@@ -165,22 +196,23 @@ def rerender(folder: str | os.PathLike[str], formats: Sequence[str] = tuple(DOCU
         raise FxpsimError(f"{folder}: not a folder (expected a run folder with summary.json)")
     summary_text = _read(folder, "summary.json")
     layers_text = _read(folder, "layers.csv")
-    try:
-        summary = json.loads(summary_text)
-    except ValueError as exc:
-        raise FxpsimError(f"{folder / 'summary.json'}: invalid JSON: {exc}") from None
+    summary = load_summary(summary_text, folder / "summary.json")
     if not isinstance(summary, dict) or not str(summary.get("schema", "")).startswith(
             "fxpsim.summary/"):
         raise FxpsimError(f"{folder / 'summary.json'}: schema: not an fxpsim summary")
     try:
         docs = render_documents(summary_text, layers_text, formats)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError,
+            OverflowError, ZeroDivisionError) as exc:
         raise FxpsimError(f"{folder}: summary.json/layers.csv do not match the report "
                           f"schema ({type(exc).__name__}: {exc})") from None
     written = []
-    for name, text in docs.items():
-        _replace_file(folder / name, text)
-        written.append(folder / name)
+    from fxpsim import guard
+
+    with guard.signals_blocked():  # all documents are replaced, or none
+        for name, text in docs.items():
+            _replace_file(folder / name, text)
+            written.append(folder / name)
     return written
 
 

@@ -9,12 +9,12 @@ re-render ``report.md``/``report.html``.
 
 from __future__ import annotations
 
-import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
 from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
+from fxpsim.report import strict_json
 from fxpsim.report.tables import metrics_dict, ordered_passes
 from fxpsim.results import per_pass, total
 
@@ -86,4 +86,4 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
 
 
 def summary_json(outcome: RunOutcome) -> str:
-    return json.dumps(summary_dict(outcome), indent=2, sort_keys=True) + "\n"
+    return strict_json.dumps(summary_dict(outcome), "summary.json", indent=2, sort_keys=True) + "\n"

@@ -9,7 +9,7 @@ from rich.table import Table
 from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report.tables import bound_name, ordered_passes
-from fxpsim.results import LayerPassResult, Metrics, per_pass, total
+from fxpsim.results import LayerPassResult, Metrics, per_pass, sum_metrics, total
 
 #: per-layer columns: GEMM pass kinds (an algorithm's trial passes count with their kind)
 _KINDS = (("fwd", "forward"), ("bwd-data", "backward_data"), ("bwd-wt", "backward_weight"))
@@ -22,37 +22,57 @@ def _kind(pass_name: str) -> str:
     return "other"
 
 
+#: layer rows printed (the ones with the most cycles, in model order); all are in the reports
+MAX_TERMINAL_LAYERS = 60
+
+
 def _layer_table(outcome: RunOutcome, recs: list[LayerPassResult]) -> Table:
     hw = outcome.hw.config
     peak = hw.mac_array.rows * hw.mac_array.cols
     cols = [label for label, _ in _KINDS] + ["other"]
-    layers = list(dict.fromkeys(r.layer for r in recs))
-    cell: dict[tuple[str, str], Metrics] = {}
-    for r in recs:
-        key = (r.layer, _kind(r.pass_name))
-        cell[key] = cell.get(key, Metrics()) + r.metrics
+    cells: dict[tuple[str, str], list[Metrics]] = {}
+    layer_ms: dict[str, list[Metrics]] = {}
+    gemm_macs: dict[str, int] = {}
+    gemm_cycles: dict[str, int] = {}
+    for r in recs:  # one pass over the records (a lookup per layer would be quadratic)
+        cells.setdefault((r.layer, _kind(r.pass_name)), []).append(r.metrics)
+        layer_ms.setdefault(r.layer, []).append(r.metrics)
+        if r.gemm is not None:
+            gemm_macs[r.layer] = gemm_macs.get(r.layer, 0) + r.metrics.macs
+            gemm_cycles[r.layer] = gemm_cycles.get(r.layer, 0) + r.metrics.cycles
+    cell = {k: sum_metrics(ms) for k, ms in cells.items()}
+    per_layer = {k: sum_metrics(ms) for k, ms in layer_ms.items()}
+    layers = list(per_layer)
+    caption = ("cycles by pass kind (other = vector-unit passes); util = MACs / (GEMM cycles"
+               " x PEs); bound = the larger roofline bound")
+    if len(layers) > MAX_TERMINAL_LAYERS:
+        top = sorted(range(len(layers)), key=lambda i: (-per_layer[layers[i]].cycles, i))
+        layers = [layers[i] for i in sorted(top[:MAX_TERMINAL_LAYERS])]
+        caption += (f"; the {MAX_TERMINAL_LAYERS} of {len(per_layer):,} layers with the most "
+                    "cycles are shown (all are in layers.csv and report.html)")
     table = Table(
         title=f"{outcome.name}: {outcome.graph.name} on {hw.name} "
         f"({outcome.run.phase}, algo={outcome.run.algo}, batch={outcome.run.batch})",
-        caption="cycles by pass kind (other = vector-unit passes); util = MACs / (GEMM cycles"
-        " x PEs); bound = the larger roofline bound",
+        caption=caption,
         show_footer=True,
     )
     tot = total(recs)
     table.add_column("layer", footer="total")
+    kinds: dict[str, list[Metrics]] = {}
+    for (_, k), m in cell.items():
+        kinds.setdefault(k, []).append(m)
+    by_kind = {k: sum_metrics(ms) for k, ms in kinds.items()}
     for c in cols:
-        cm = sum((m for (_, k), m in cell.items() if k == c), Metrics())
-        table.add_column(c, justify="right", footer=f"{cm.cycles:,}")
+        table.add_column(c, justify="right", footer=f"{by_kind.get(c, Metrics()).cycles:,}")
     table.add_column("cycles", justify="right", footer=f"{tot.cycles:,}")
     table.add_column("util", justify="right")
     table.add_column("energy uJ", justify="right", footer=f"{tot.energy_pj / 1e6:,.2f}")
     table.add_column("bound", footer=bound_name(tot))
     for layer in layers:
         ms = [cell.get((layer, c)) for c in cols]
-        lm = sum((m for m in ms if m is not None), Metrics())
-        gemm = [r.metrics for r in recs if r.layer == layer and r.gemm is not None]
-        g_cyc = sum(m.cycles for m in gemm)
-        util = f"{sum(m.macs for m in gemm) / (g_cyc * peak):.1%}" if g_cyc else "-"
+        lm = per_layer[layer]
+        g_cyc = gemm_cycles.get(layer, 0)
+        util = f"{gemm_macs.get(layer, 0) / (g_cyc * peak):.1%}" if g_cyc else "-"
         table.add_row(
             layer,
             *[f"{m.cycles:,}" if m is not None else "" for m in ms],
