@@ -80,6 +80,8 @@ class RunConfig(BaseModel):
     octo_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
     target_loss: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
+    # what the per-layer mapping search minimizes (time plane)
+    mapping_objective: Literal["latency", "energy", "edp"] = "latency"
 
     @field_validator("rounding_w", "rounding_a", "rounding_g")
     @classmethod
@@ -201,6 +203,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "metagrad.update": ("metagrad_update", _choice(("hyper", "plain"))),
     "octo.lambda": ("octo_lambda", _float(0.0, 1e6, False, "a non-negative number")),
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
+    "mapping.objective": ("mapping_objective", _choice(("latency", "energy", "edp"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
 }
 

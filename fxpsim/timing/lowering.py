@@ -184,7 +184,14 @@ class _Emit:
         bits = [self.ctx.bits(self.node, kb[t]) for t in (a_kind, b_kind)]
         out_bits = self.ctx.bits(self.node, out) if out else None
         rounding = self.ctx.rounding(out) if out_bits is not None else "none"
+        geo: dict[str, tuple[int, int]] = {}
+        if isinstance(self.node.attrs, Conv2dAttrs):
+            _, h, w = self.node.in_shape
+            _, oh, ow = self.node.shape
+            geo = {"stride": self.node.attrs.stride,
+                   "in_hw": (oh, ow) if which == "backward_data" else (h, w)}
         self.ops.append(GemmOp(
+            **geo,  # type: ignore[arg-type]
             layer=self.node.name, op=self.node.op, pass_name=self.p.name, m=m, k=k, n=n,
             groups=g, a_kind=a_kind, b_kind=b_kind, out_kind=out_kind,  # type: ignore[arg-type]
             a_bits=32 if bits[0] is None else bits[0], b_bits=32 if bits[1] is None else bits[1],
