@@ -191,7 +191,7 @@ class _Emit:
             geo = {"stride": self.node.attrs.stride,
                    "in_hw": (oh, ow) if which == "backward_data" else (h, w)}
         self.ops.append(GemmOp(
-            **geo,  # type: ignore[arg-type]
+            **geo,
             layer=self.node.name, op=self.node.op, pass_name=self.p.name, m=m, k=k, n=n,
             groups=g, a_kind=a_kind, b_kind=b_kind, out_kind=out_kind,  # type: ignore[arg-type]
             a_bits=32 if bits[0] is None else bits[0], b_bits=32 if bits[1] is None else bits[1],

@@ -223,7 +223,7 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
     put(writes, norm_kind(kinds[2]), dp.writes[2] - dp.psum_bytes[1])
     extra = 0
     if spill:
-        put(writes, carry[0] if carry else "activations", spill)  # type: ignore[index]
+        put(writes, carry[0] if carry else "activations", spill)
         extra += spill
     if (ctx.req.phase == "train" and mp.kind == "forward" and mp.carried == "A"
             and not saved_fit and op.a_kind == "activations"):
