@@ -100,7 +100,7 @@ class _Mapper:
         return self.alias[arg.name]
 
     def emit(self, node: fx.Node, op: str, inputs: Sequence[Any], **attrs: Any) -> None:
-        name = node.target if node.op == "call_module" else node.name
+        name = str(node.target) if node.op == "call_module" else node.name
         if name in self.used:
             name = node.name
         self.used.add(name)
@@ -259,7 +259,9 @@ def load_fx_model(
     if native is None and input_shape is None:
         raise ConfigError(src, "input_shape", "unknown input shape: give the class an attribute "
                           "input_shape = (C, H, W) or pass input_shape")
-    shape, pad_to = adapt_input(native if native is not None else input_shape, input_shape, src)
+    requested = native if native is not None else input_shape
+    assert requested is not None  # checked above
+    shape, pad_to = adapt_input(requested, input_shape, src)
     try:
         model = cls()
     except Exception as e:  # the user's constructor
