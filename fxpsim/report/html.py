@@ -38,6 +38,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("passes", "Per pass"),
     ("cycles", "Cycles per layer"),
     ("energy", "Energy by component"),
+    ("area", "Area by component"),
     ("roofline", "Roofline"),
     ("utilization", "Utilization and stalls"),
     ("accuracy", "Accuracy and loss"),
@@ -227,6 +228,22 @@ def _energy(s: Mapping[str, Any]) -> str:
     return _section("energy", "".join(parts))
 
 
+def _area(s: Mapping[str, Any]) -> str:
+    area = s.get("area")
+    if not isinstance(area, Mapping):  # a summary.json written before the area model
+        return _section("area", note("no area in this summary"))
+    return _section("area", table(["component", "area (mm2)", "share"], area_rows(area))
+                    + note(f"area table: {area['reference']}"))
+
+
+def area_rows(area: Mapping[str, Any]) -> list[list[object]]:
+    """``[component, mm2, share]`` rows, largest first, then the total."""
+    total = area["total_mm2"]
+    comp = sorted(area["by_component_mm2"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return ([[k, f"{v:.4f}", f"{v / total:.1%}" if total else "-"] for k, v in comp]
+            + [["total", f"{total:.4f}", "100.0%"]])
+
+
 def _roofline(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
     cfg = s.get("config", {})
     try:
@@ -365,7 +382,7 @@ def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
     meta = summary.get("meta", {})
     versions = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items()))
     body = "".join([
-        _header(summary), _totals(summary), _cycles(rows), _energy(summary),
+        _header(summary), _totals(summary), _cycles(rows), _energy(summary), _area(summary),
         _roofline(summary, rows), _utilization(rows), _accuracy(summary), _overflow(summary),
         _layers(rows), _mappings(summary, rows),
         f"<footer>{escape(str(summary.get('schema', '')))}; {escape(versions)}</footer>\n",

@@ -13,6 +13,7 @@ import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
+from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report.tables import metrics_dict, ordered_passes
 from fxpsim.results import per_pass, total
@@ -69,6 +70,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
             "macs_per_sample": graph.macs,
             "params": graph.params,
         },
+        "area": area_of(hw).as_dict(),
         "notes": list(outcome.timing.notes),
         # mapping-search effort (wall time is left out: reports are byte-identical per seed)
         "search": {"objective": outcome.run.mapping_objective,

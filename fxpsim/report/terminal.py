@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report.tables import bound_name, ordered_passes
 from fxpsim.results import LayerPassResult, Metrics, per_pass, total
@@ -103,6 +104,9 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
                   f"{st.evaluated:,} mappings evaluated in {st.seconds:.2f} s")
     for note in outcome.timing.notes:
         console.print(f"note: {note}")
+    area = area_of(hw)
+    top = ", ".join(f"{k} {v:.3f}" for k, v in sorted(area.by_component, key=lambda kv: -kv[1])[:3])
+    console.print(f"area: {area.total_mm2:.3f} mm2 ({top} mm2; fxpsim check lists all)")
     t = outcome.training
     if t is None:
         console.print("accuracy: not trained (timing only: phase=infer, steps=0 or epochs=0)")
