@@ -26,7 +26,7 @@ ReportFormat = Literal["json", "csv", "md", "html", "trace"]
 Bits = Annotated[int, Field(ge=2, le=16)] | Literal["float"]
 
 ALGOS: tuple[str, ...] = ALGORITHMS
-FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "trace")
+FORMATS: tuple[ReportFormat, ...] = ("json", "csv", "md", "html", "trace")
 
 # top-level HwConfig sections that may be overridden from the command line
 HW_OVERRIDE_ROOTS: tuple[str, ...] = (

@@ -176,12 +176,12 @@ def _infer(ctx: _Ctx, op: str, raw: Mapping[str, Any],
     if op in ("maxpool", "avgpool"):
         kernel = _pair(ctx, "kernel", a["kernel"], 1)
         stride = kernel if a["stride"] is None else _pair(ctx, "stride", a["stride"], 1)
-        attrs = PoolAttrs(kernel=kernel, stride=stride,
-                          padding=_pair(ctx, "padding", a["padding"], 0))
-        if any(2 * p > k for p, k in zip(attrs.padding, kernel, strict=True)):
+        pool = PoolAttrs(kernel=kernel, stride=stride,
+                         padding=_pair(ctx, "padding", a["padding"], 0))
+        if any(2 * p > k for p, k in zip(pool.padding, kernel, strict=True)):
             raise ctx.err("attrs.padding", "padding must be at most half the kernel")
-        oh, ow = _window(ctx, x, attrs.kernel, attrs.stride, attrs.padding, op)
-        return attrs, (x[0], oh, ow)
+        oh, ow = _window(ctx, x, pool.kernel, pool.stride, pool.padding, op)
+        return pool, (x[0], oh, ow)
     if op == "global_avgpool":
         if len(x) != 3:
             raise ctx.err("inputs", f"global_avgpool needs a (C, H, W) input, got {x}")

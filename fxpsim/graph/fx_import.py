@@ -99,7 +99,7 @@ class _Mapper:
         return self.alias[arg.name]
 
     def emit(self, node: fx.Node, op: str, inputs: Sequence[Any], **attrs: Any) -> None:
-        name = node.target if node.op == "call_module" else node.name
+        name = str(node.target) if node.op == "call_module" else node.name
         if name in self.used:
             name = node.name
         self.used.add(name)
@@ -298,7 +298,7 @@ def load_fx_model(
             and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in given)):
         raise ConfigError(src, "input_shape", "expected (C, H, W) or (F,) of positive integers, "
                           f"got {clip(repr(given), 80)}")
-    shape, pad_to = adapt_input(given, input_shape, src)
+    shape, pad_to = adapt_input(tuple(given), input_shape, src)
     with user_code(src, "model", f"{class_name}()", timeout_s):
         model = cls()
     try:

@@ -92,6 +92,7 @@ def parse_scalesim_topology(text: str, source: str, *, name: str = "topology") -
                                   f"expected a positive integer, got {clip(repr(cell), 60)}")
             vals.append(v)
         key = f"{where} ({layer})"
+        attrs: dict[str, object]
         if gemm:
             m, n, k = vals
             shape, attrs = [k, m, 1], {"out_channels": n, "kernel": 1}

@@ -1,5 +1,6 @@
-"""Hot kernels of the quantized layers: quantize to int8/int16 codes, the direct int8 GEMM
-under a static no-overflow proof, and the fp32 rescale of accumulators.
+"""Hot kernels of the quantized layers: quantize to int8/int16 codes, the fp32 rescale of
+accumulators and the fused forward output stage (the GEMMs themselves run in
+:mod:`fxpsim.fixedpoint.intmm`).
 
 Every kernel here reproduces, element for element, the formula of the generic path it
 replaces:
@@ -12,11 +13,10 @@ replaces:
   0), "stochastic", "saturate_symmetric", rng)`` with the quotient formed per chunk (no
   n-sized float64 / int64 temporaries): the same chunks, draws and chunk kernel as that
   function's fused stochastic path.
-* :func:`gemm_i8`: ``torch._int_mm`` (exact int32 dot products) only when K·max|a|·max|b|
-  fits every register the array uses and int32: then no partial sum, in any order, leaves
-  the register, so the hardware value is the exact sum and there are no overflow events.
-  Otherwise it defers to :func:`fxpsim.training.qlayers.int_gemm`'s exact kernels.
-* :func:`rows_to_nchw`: ``fp32(fl64(acc) · scale)`` as in ``_scaled`` (product in float64).
+* :func:`rows_to_nchw` / :func:`pix_to_nchw`: ``fp32(fl64(acc) · scale)`` as in
+  :func:`fxpsim.training.qgemm.scaled` (product in float64), written NCHW.
+* :func:`requant_pix_to_nchw`: :func:`fxpsim.fixedpoint.requantize` (deterministic rounding,
+  saturate) of pixel-major accumulators, then ``fp32(code·Δy)`` NCHW.
 """
 
 from __future__ import annotations
