@@ -75,7 +75,7 @@ def check(options: Mapping[str, str]) -> int:
 
 
 def _hw_rows() -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name in builtin_names():
         try:
             loaded = load_hwconfig(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -58,7 +58,7 @@ def make_spec(tp: Any, metadata: Sequence[Any] = ()) -> Spec:
             args = typing.get_args(tp)
             tp, bounds = args[0], bounds + _bounds_of(args[1:])
         elif origin in (Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            args = tuple(a for a in typing.get_args(tp) if a is not type(None))
             nullable = nullable or len(args) < len(typing.get_args(tp))
             if len(args) != 1:
                 return Spec(tp, tuple(bounds), nullable)
@@ -214,7 +214,7 @@ _TYPE_ERRORS = {"int_type", "float_type", "bool_type", "string_type", "dict_type
                 "model_attributes_type", "tuple_type"}
 
 
-def error_parts(root: type[BaseModel], err: dict[str, Any]) -> tuple[str, str]:
+def error_parts(root: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, str]:
     """``(key_path, message)`` for one pydantic error dict (``ValidationError.errors()[i]``)."""
     loc = list(err.get("loc", ()))
     etype = err.get("type", "")

@@ -232,7 +232,7 @@ class _ShapeProp:
         outer = self
         self.current: fx.Node | None = None
 
-        class Prop(ShapeProp):  # type: ignore[misc]
+        class Prop(ShapeProp):
             def run_node(self, n: fx.Node) -> Any:
                 outer.current = n
                 return super().run_node(n)
