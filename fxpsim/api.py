@@ -70,9 +70,15 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
         raise ConfigError(hw.source, exc.key_path, exc.message) from None
     training = None
     if trains(run):
+        from fxpsim.numba_cache import CompileNotice
         from fxpsim.training.loop import run_training
 
-        training = run_training(graph, hw, run, progress=progress, target_loss=run.target_loss)
+        notice = CompileNotice().install()  # says what it compiles when that takes > 1 s
+        try:
+            training = run_training(graph, hw, run, progress=progress,
+                                    target_loss=run.target_loss)
+        finally:
+            notice.close()
     name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
     return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training)
 

@@ -125,6 +125,9 @@ def _dispatch(ns: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fxpsim.numba_cache import use_user_cache
+
+    use_user_cache()  # compiled kernels go to a user cache folder, never into site-packages
     parser = _build_parser()
     try:
         ns = parser.parse_args(argv)
