@@ -1,7 +1,7 @@
-"""The pipeline as plain function calls (usable from notebooks):
+"""The pipeline as plain function calls (the typed notebook API is :mod:`fxpsim.notebook`):
 
 >>> from fxpsim.api import simulate_run
->>> outcome = simulate_run({"hw": "edge_npu", "model": "vgg16", "phase": "infer", "batch": "1"})
+>>> outcome = simulate_run({"hw": "edge_npu", "model": "vgg16", "phase": "infer", "batch": 1})
 
 ``run_from_cli`` is what ``fxpsim run`` calls: resolve inputs, simulate, print, write reports.
 """
@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fxpsim.errors import ConfigError, FxpsimError
+from fxpsim.naming import run_digest, run_name
 from fxpsim.outcome import RunOutcome
 
 REPORT_FILES = ("summary.json", "layers.csv", "report.md", "report.html", "trace.json")
@@ -22,23 +23,17 @@ FORMAT_FILES: dict[str, str] = {
 }
 
 
-def run_name(hw_name: str, model_name: str, phase: str, algo: str, batch: int) -> str:
-    """Deterministic default run name (no timestamps: same inputs, same folder)."""
-    algo_part = f"-{algo}" if phase == "train" else ""
-    return f"{hw_name}-{model_name}-{phase}{algo_part}-b{batch}"
-
-
 def trains(run: object) -> bool:
     """Whether a run also trains for accuracy: phase=train with a non-zero budget."""
     return getattr(run, "phase", "") == "train" and 0 not in (run.steps, run.epochs)  # type: ignore[attr-defined]
 
 
-def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOutcome:
+def simulate_run(options: Mapping[str, object], *, progress: bool = True) -> RunOutcome:
     """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
     same numerics for accuracy."""
     from fxpsim.config.load import load_hwconfig
-    from fxpsim.config.run import parse_run_options
+    from fxpsim.config.run import option_text, parse_run_options
     from fxpsim.graph.resolve import load_model
     from fxpsim.timing.mapping import hw_source
     from fxpsim.timing.ops import TimingRequest
@@ -46,7 +41,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
 
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
-    graph = load_model(run.model)
+    graph = load_model(run.model, input_shape=run.input_shape)
     req = TimingRequest(
         phase=run.phase,
         algo=run.algo,
@@ -79,8 +74,11 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
                                     target_loss=run.target_loss)
         finally:
             notice.close()
-    name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
-    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training)
+    name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch,
+                                run_digest(run, hw.digest, graph))
+    given = tuple((k, option_text(k, v)) for k, v in options.items())
+    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training,
+                      options=given)
 
 
 def report_files(outcome: RunOutcome) -> dict[str, str]:

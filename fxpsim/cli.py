@@ -128,9 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fxpsim.numba_cache import use_user_cache
 
     use_user_cache()  # compiled kernels go to a user cache folder, never into site-packages
+    from fxpsim.cli_args import normalize_argv
+
     parser = _build_parser()
     try:
-        ns = parser.parse_args(argv)
+        ns = parser.parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help/--version (0) or a usage error (2, already printed)
         return exc.code if isinstance(exc.code, int) else 2
     if ns.command is None:

@@ -54,15 +54,32 @@ class Variant:
     options: tuple[tuple[str, str], ...]
 
 
+def split_top_level(value: str) -> list[str]:
+    """``"a,[b,c],d"`` -> ``["a", "[b,c]", "d"]``: commas inside brackets or braces belong
+    to a YAML list/mapping value (``rounding_modes=[rne,stochastic]``), not to the axis."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(value):
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            items.append(value[start:i])
+            start = i + 1
+    items.append(value[start:])
+    return items
+
+
 def split_axes(options: Mapping[str, str]) -> tuple[dict[str, str], list[Axis]]:
     """(shared options, axes). An axis value list must not have empty or repeated items."""
     shared: dict[str, str] = {}
     axes: list[Axis] = []
     for key, value in options.items():
-        if key in OWN_KEYS or "," not in value:
+        parts = split_top_level(value)
+        if key in OWN_KEYS or len(parts) == 1:
             shared[key] = value
             continue
-        items = [v.strip() for v in value.split(",")]
+        items = [v.strip() for v in parts]
         if any(not v for v in items):
             raise ConfigError("command line", key, f"empty item in comma list {value!r}")
         if len(set(items)) != len(items):
@@ -178,7 +195,8 @@ def run_compare(options: Mapping[str, str]) -> dict[str, Any]:
     for v in variants:  # cheap validation of every variant before the first simulation
         parse_run_options(dict(v.options))
     summaries = []
-    for v in variants:
+    for i, v in enumerate(variants, 1):
+        print(f"variant {i}/{len(variants)}: {v.label}", flush=True)
         outcome = api.simulate_run(dict(v.options))
         summaries.append(json.loads(summary_json(outcome)))
     return compare_dict(compare_name(options, axes, summaries[0]), axes, variants, summaries)

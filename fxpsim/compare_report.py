@@ -194,12 +194,14 @@ def print_compare(cmp: Mapping[str, Any], console=None) -> None:
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)
+    from rich.markup import escape as esc  # values such as [rne,stochastic] are not markup
+
     head, body = _display_rows(cmp)
-    tab = Table(title=f"compare {cmp['name']}", caption="; ".join(_describe(cmp)))
+    tab = Table(title=esc(f"compare {cmp['name']}"), caption=esc("; ".join(_describe(cmp))))
     for i, h in enumerate(head):
         # numbers never wrap or get cut; a long variant label folds onto a second line
         tab.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0,
                        overflow="fold")
     for row in body:
-        tab.add_row(*row)
+        tab.add_row(*(esc(c) for c in row))
     console.print(tab)

@@ -13,6 +13,7 @@ import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
+from fxpsim.advice import run_warnings
 from fxpsim.outcome import RunOutcome
 from fxpsim.report.tables import metrics_dict, ordered_passes
 from fxpsim.results import per_pass, total
@@ -27,6 +28,19 @@ def _versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "not installed"
+    return out
+
+
+def overrides_dict(options: tuple[tuple[str, str], ...]) -> dict[str, dict[str, str]]:
+    """What the user set, as given: ``run`` options and ``hw`` (dotted hwconfig) overrides.
+    ``out``/``name``/``format`` are left out: they do not change the result."""
+    from fxpsim.config.run import is_hw_override
+    from fxpsim.naming import NOT_IN_DIGEST
+
+    out: dict[str, dict[str, str]] = {"hw": {}, "run": {}}
+    for key, text in options:
+        if key not in NOT_IN_DIGEST:
+            out["hw" if is_hw_override(key) else "run"][key] = text
     return out
 
 
@@ -53,6 +67,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
         "schema": SUMMARY_SCHEMA,
         "name": outcome.name,
         "run": outcome.run.model_dump(mode="json"),
+        "overrides": overrides_dict(outcome.options),
         "hw": {
             "name": hw.name,
             "source": outcome.hw.source,
@@ -70,6 +85,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
             "params": graph.params,
         },
         "notes": list(outcome.timing.notes),
+        "warnings": run_warnings(outcome),
         "totals": metrics_dict(tot, hw.freq_hz),
         "per_pass": {p: metrics_dict(passes[p], hw.freq_hz) for p in ordered_passes(passes)},
         "pass_order": ordered_passes(passes),
