@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fxpsim.errors import ConfigError, FxpsimError
 from fxpsim.naming import run_digest, run_name
 from fxpsim.outcome import RunOutcome
+
+if TYPE_CHECKING:
+    from fxpsim.config.load import LoadedHw
 
 REPORT_FILES = ("summary.json", "layers.csv", "report.md", "report.html", "trace.json")
 #: RunConfig.format item -> the report file it writes
@@ -28,10 +32,12 @@ def trains(run: object) -> bool:
     return getattr(run, "phase", "") == "train" and 0 not in (run.steps, run.epochs)  # type: ignore[attr-defined]
 
 
-def simulate_run(options: Mapping[str, object], *, progress: bool = True) -> RunOutcome:
+def simulate_run(options: Mapping[str, object], *, progress: bool = True,
+                 loaded_hw: LoadedHw | None = None) -> RunOutcome:
     """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
-    same numerics for accuracy."""
+    same numerics for accuracy. ``loaded_hw``: an accelerator already loaded (the notebook
+    API's ``HwConfig``/dict, overrides applied), used instead of loading ``hw=``."""
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import option_text, parse_run_options
     from fxpsim.graph.resolve import load_model
@@ -40,7 +46,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True) -> Run
     from fxpsim.timing.simulate import simulate
 
     run, hw_overrides = parse_run_options(options)
-    hw = load_hwconfig(run.hw, hw_overrides)
+    hw = loaded_hw if loaded_hw is not None else load_hwconfig(run.hw, hw_overrides)
     graph = load_model(run.model, input_shape=run.input_shape)
     req = TimingRequest(
         phase=run.phase,

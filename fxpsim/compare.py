@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +227,17 @@ def compare_from_cli(options: Mapping[str, str]) -> int:
     print(f"comparison written to {folder}/ "
           f"({', '.join(COMPARE_FORMATS[f] for f in formats)})")
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``fxpsim.compare(...)`` is the notebook API (:func:`fxpsim.notebook.compare`) while
+    ``fxpsim.compare`` stays this module: importing a submodule sets the package attribute
+    of the same name, so a plain function there would be replaced by the module."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from fxpsim.notebook import compare
+
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
