@@ -20,6 +20,8 @@ examples:
   fxpsim report reports/edge_npu-vgg16-train-sgd-b32
   fxpsim check hw=hwconfigs/edge_npu.yaml dram.bandwidth_gb_s=25.6
   fxpsim list
+  fxpsim schema hw
+  fxpsim run --help          (every run option with its type and default)
   fxpsim bench arith
 """
 
@@ -63,13 +65,18 @@ def _build_parser() -> argparse.ArgumentParser:
     from fxpsim import __version__
 
     parser.add_argument("--version", action="version", version=f"fxpsim {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="simulate a training or inference step (key=value options)")
+    from fxpsim.cli_help import HelpParser
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HelpParser)
+    run = sub.add_parser("run", help="simulate a training or inference step (key=value options)",
+                         key_help=True)
     run.add_argument("options", nargs="*", metavar="key=value")
     run.add_argument("--format", help="reports to write: comma list of json,csv,md,html,trace "
                      "(same as format=...)")
     compare = sub.add_parser(
-        "compare", help="run variants (a comma list value = an axis) and compare them")
+        "compare", help="run variants (a comma list value = an axis) and compare them",
+        key_help=True, description="Every option whose value is a comma list (outside "
+        "brackets) is an axis; the variants are their grid and share everything else.")
     compare.add_argument("options", nargs="*", metavar="key=value")
     compare.add_argument("--format", help="comparison files: comma list of json,csv,md,html")
     report = sub.add_parser("report", help="re-render report.md/report.html of a run folder "
@@ -77,9 +84,13 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder")
     report.add_argument("options", nargs="*", metavar="key=value")
     report.add_argument("--format", help="documents to re-render: comma list of md,html")
-    check = sub.add_parser("check", help="validate a hwconfig and print the resolved config")
+    check = sub.add_parser("check", help="validate a hwconfig and print the resolved config",
+                           key_help=True)
     check.add_argument("options", nargs="*", metavar="key=value")
     sub.add_parser("list", help="list built-in hwconfigs and models")
+    schema = sub.add_parser("schema", help="print the reference of the hwconfig (hw) or model "
+                            "IR (model) schema, generated from the code that validates them")
+    schema.add_argument("which", choices=["hw", "model"])
     bench = sub.add_parser("bench", help="benchmarks: arith | schedule | train")
     bench.add_argument("target", choices=["arith", "schedule", "train"])
     bench.add_argument("options", nargs="*", metavar="key=value")
@@ -113,6 +124,11 @@ def _dispatch(ns: argparse.Namespace) -> int:
         from fxpsim.config.cli import check
 
         return check(parse_options(ns.options))
+    if ns.command == "schema":
+        from fxpsim.schema_doc import reference
+
+        print(reference(ns.which), end="")
+        return 0
     if ns.command == "list":
         from fxpsim.config.cli import list_all
 
