@@ -70,6 +70,11 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
         # the time plane names the config by its name; the user wants the file
         raise ConfigError(hw.source, exc.key_path, exc.message) from None
     training = None
+    if trains(run) and graph.num_classes == 0:
+        raise ConfigError("command line", "model",
+                          f"{run.model} has no classifier (a SCALE-Sim topology lists layers "
+                          "only), so it cannot be trained for accuracy: use a model with one, "
+                          "or steps=0 / phase=infer for cycles and energy only")
     if trains(run):
         from fxpsim.numba_cache import CompileNotice
         from fxpsim.training.loop import run_training
