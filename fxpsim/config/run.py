@@ -172,7 +172,7 @@ def _formats(text: str) -> tuple[str, ...]:
 def _shape(text: str) -> tuple[int, ...]:
     """``3x32x32``, ``3,32,32`` or ``[3, 32, 32]`` -> ``(3, 32, 32)``."""
     body = text.strip().strip("[]()")
-    parts = [p.strip() for p in re.split(r"[x,\s]+", body) if p.strip()]
+    parts = [p.strip() for p in re.split(r"\s*[x,]\s*|\s+", body.strip())]
     if not parts or not all(re.fullmatch(r"\d{1,5}", p) for p in parts) \
             or not all(1 <= int(p) <= 1 << 16 for p in parts):
         raise ValueError(f"expected a shape such as 3x32x32 (C x H x W), got {text!r}")
