@@ -85,7 +85,8 @@ def _f(x: float) -> str:
 
 
 def _svg(body: list[str], title: str, width: int = W, height: int = H) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+    # inline in HTML5: no xmlns needed (and no URL of any kind in the page)
+    return (f'<svg viewBox="0 0 {width} {height}" '
             f'role="img" aria-label="{escape(title)}">'
             f'<text x="{width / 2:.0f}" y="18" text-anchor="middle" font-size="14">'
             f"{escape(title)}</text>" + "".join(body) + "</svg>")
