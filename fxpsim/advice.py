@@ -25,12 +25,18 @@ _ENERGY_FIELDS = ("read_energy_pj", "write_energy_pj", "leakage_mw", "energy_pj_
 
 
 def overflow_warning(events: int, outputs: int, accumulator: str) -> str | None:
-    """The heavy-overflow sentence, or None when ``events / outputs`` is at most 0.1%."""
+    """The heavy-overflow sentence, or None when ``events / outputs`` is at most 0.1%.
+
+    An event is one add that left the accumulator's range, so one output can count several
+    times (a wrapping sum may cross the range again and again): the rate is events per
+    GEMM output computed, an upper bound on the fraction of outputs affected."""
     if outputs <= 0 or events <= outputs * OVERFLOW_WARN_FRACTION:
         return None
-    return (f"accumulator overflow in {events / outputs:.2%} of the GEMM outputs computed in "
-            f"training ({events:,} events; accumulator {accumulator}): accuracy is likely "
-            f"limited by it; try a wider mac_array.accumulator.bits or overflow=saturate")
+    rate = events / outputs
+    how = f"{rate:.2%} of the" if rate < 1 else f"{rate:.3g} events per"
+    return (f"{events:,} accumulator overflow events in training: {how} GEMM output(s) "
+            f"computed (warned above 0.1%; accumulator {accumulator}); accuracy is likely "
+            f"limited by it: try a wider mac_array.accumulator.bits or overflow=saturate")
 
 
 def algorithm_warning(algo: str, ops: Iterable[str], w_bits: object, g_bits: object

@@ -68,7 +68,8 @@ def test_wording() -> None:
 def test_overflow_warning_threshold() -> None:
     assert overflow_warning(10, 10_000, "12-bit wrap") is None  # exactly 0.1%: no warning
     text = overflow_warning(11, 10_000, "12-bit wrap")
-    assert text is not None and "0.11%" in text and "12-bit wrap" in text
+    assert text is not None and "0.11% of the GEMM output(s)" in text and "12-bit wrap" in text
+    assert "50.3 events per GEMM output" in (overflow_warning(503, 10, "x") or "")
     assert overflow_warning(5, 0, "x") is None
 
 
@@ -183,3 +184,16 @@ def test_compile_notice_hears_real_numba_compiles() -> None:
     finally:
         n.close()
     assert any(name.endswith("add_one") for name in n.compiled)
+
+
+@pytest.mark.slow
+def test_narrow_wrapping_accumulator_warns_end_to_end() -> None:
+    import fxpsim
+
+    r = fxpsim.run(hw="tiny", model="lenet5", batch=2, steps=1, eval_samples=10,
+                   mac_array__accumulator__bits=12, mac_array__accumulator__overflow="wrap",
+                   progress=False)
+    assert any("accumulator overflow events in training" in w for w in r.warnings)
+    ok = fxpsim.run(hw="tiny", model="lenet5", batch=2, steps=1, eval_samples=10,
+                    progress=False)
+    assert not any("accumulator" in w for w in ok.warnings)
