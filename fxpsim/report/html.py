@@ -322,9 +322,9 @@ def _overflow(s: Mapping[str, Any]) -> str:
     if any(any(v) for v in fractions.values()):
         body += svg.grouped_bars(layers, {k: v for k, v in fractions.items() if any(v)},
                                  title="clipped values per layer (%)", ylabel="%", unit="%")
-    body += table(["layer", *counters], [
+    body += '<div class="scroll">' + table(["layer", *counters], [
         [name, *(f"{counters[c][i]:.4%}" if "fraction" in c else f"{counters[c][i]:,.0f}"
-                 for c in counters)] for i, name in enumerate(layers)])
+                 for c in counters)] for i, name in enumerate(layers)]) + "</div>"
     return _section("overflow", body)
 
 

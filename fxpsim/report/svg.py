@@ -53,6 +53,8 @@ def num(v: float) -> str:
     """A value for a tooltip: integers with thousands separators, else 4 significant."""
     if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
         return f"{int(v):,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
     return f"{v:,.4g}"
 
 
@@ -71,12 +73,9 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     raw = (hi - lo) / n
     mag = 10 ** math.floor(math.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=10 * mag)
-    start = math.floor(lo / step) * step
-    out = []
-    v = start
-    while v <= hi + step * 1e-9:
-        out.append(round(v, 12))
-        v += step
+    out = [round(math.floor(lo / step) * step, 12)]
+    while out[-1] < hi - step * 1e-9:  # the last tick is at or above hi: bars stay inside
+        out.append(round(out[-1] + step, 12))
     return out
 
 
