@@ -159,3 +159,17 @@ def test_fxpsim_compare_is_still_the_module() -> None:
 
     assert callable(fxpsim.compare) and fxpsim.compare is mod
     assert mod.split_top_level("a,[b,c]") == ["a", "[b,c]"]
+
+
+def test_dram_traffic_by_tensor_chart_when_layers_csv_has_it(run: fxpsim.Result) -> None:
+    from fxpsim.report.csvmd import layers_csv
+
+    rows = parse_layers_csv(layers_csv(run.outcome))
+    section = report_html(run.summary, rows).split('<section id="dram">')[1]
+    assert "no per-tensor DRAM traffic" in section.split("</section>")[0]
+    for r in rows:  # the columns the cost model adds: dram_<kind>_bytes
+        r["dram_weights_bytes"] = "10"
+        r["dram_activations_bytes"] = r["dram_read_bytes"]
+    section = report_html(run.summary, rows).split('<section id="dram">')[1].split(
+        "</section>")[0]
+    assert section.count("<svg") == 1 and "<title>conv1 · weights: " in section

@@ -42,6 +42,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("passes", "Per pass"),
     ("cycles", "Cycles per layer"),
     ("energy", "Energy by component"),
+    ("dram", "DRAM traffic by tensor"),
     ("roofline", "Roofline"),
     ("utilization", "Utilization and stalls"),
     ("accuracy", "Accuracy and loss"),
@@ -225,6 +226,26 @@ def _energy(s: Mapping[str, Any]) -> str:
                       "rng: random bits for stochastic rounding; requant: rounding "
                       "(output scaling) in the requantizer; leakage: static power x time."))
     return _section("energy", "".join(parts))
+
+
+def _dram(rows: Sequence[Row]) -> str:
+    """Per-layer DRAM bytes stacked by tensor kind, from the ``dram_<kind>_bytes`` columns
+    of layers.csv (whichever kinds the time plane reports)."""
+    kinds = [c[5:-6] for c in (rows[0] if rows else {})
+             if c.startswith("dram_") and c.endswith("_bytes")
+             and c not in ("dram_read_bytes", "dram_write_bytes")]
+    layers = ordered(r["layer"] for r in rows)
+    stacks = {k: layer_pass_sums(rows, f"dram_{k}_bytes")[1] for k in kinds}
+    per_kind = {k: [sum(v[p][i] for p in v) for i in range(len(layers))]
+                for k, v in stacks.items()}
+    per_kind = {k: v for k, v in per_kind.items() if any(v)}
+    if not per_kind:
+        return _section("dram", note("this run's layers.csv has no per-tensor DRAM traffic "
+                                     "columns; DRAM bytes per layer are in the per-layer "
+                                     "table"))
+    return _section("dram", svg.stacked_bars(
+        layers, per_kind, title="DRAM traffic per layer, by tensor (all passes)",
+        ylabel="bytes", unit="bytes"))
 
 
 def _roofline(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
@@ -416,7 +437,7 @@ def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
     meta = summary.get("meta", {})
     versions = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items()))
     body = "".join([
-        _header(summary), _totals(summary), _cycles(rows), _energy(summary),
+        _header(summary), _totals(summary), _cycles(rows), _energy(summary), _dram(rows),
         _roofline(summary, rows), _utilization(rows), _accuracy(summary), _metrics(summary),
         _overflow(summary),
         _layers(rows),
