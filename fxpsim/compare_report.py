@@ -27,6 +27,11 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: terminal columns left out first when the table does not fit
+COMPARE_DROP: tuple[str, ...] = ("RNG (uJ)", "requant (uJ)", "DRAM MB", "Δ acc", "RNG bits",
+                                 "Δ energy", "Δ cycles")
+
+
 def _pct(d: Mapping[str, Any] | None) -> str:
     if not d or d.get("rel") is None:
         return ""
@@ -215,12 +220,23 @@ def print_compare(cmp: Mapping[str, Any], console=None) -> None:
         console.width = max(console.width, 160)
     from rich.markup import escape as esc  # values such as [rne,stochastic] are not markup
 
+    from fxpsim.report.fit import dropped_note, fit_table
+
     head, body = _display_rows(cmp)
-    tab = Table(title=esc(f"compare {cmp['name']}"), caption=esc("; ".join(_describe(cmp))))
-    for i, h in enumerate(head):
-        # numbers never wrap or get cut; a long variant label folds onto a second line
-        tab.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0,
-                       overflow="fold")
-    for row in body:
-        tab.add_row(*(esc(c) for c in row))
+    caption = "; ".join(_describe(cmp))
+
+    def build(cols: Sequence[str]) -> Table:
+        tab = Table(title=esc(f"compare {cmp['name']}"), caption=esc(caption))
+        keep = [head.index(c) for c in cols]
+        for i in keep:
+            # numbers never wrap or get cut; a long variant label folds onto a second line
+            tab.add_column(head[i], justify="left" if i == 0 else "right", no_wrap=i > 0,
+                           overflow="fold")
+        for row in body:
+            tab.add_row(*(esc(row[i]) for i in keep))
+        return tab
+
+    tab, dropped = fit_table(console, build, head, COMPARE_DROP)
+    if dropped:
+        tab.caption = esc(caption + dropped_note(dropped, "compare.csv"))
     console.print(tab)

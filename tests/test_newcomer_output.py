@@ -197,3 +197,17 @@ def test_narrow_wrapping_accumulator_warns_end_to_end() -> None:
     ok = fxpsim.run(hw="tiny", model="lenet5", batch=2, steps=1, eval_samples=10,
                     progress=False)
     assert not any("accumulator" in w for w in ok.warnings)
+
+
+def test_compare_table_fits_80_columns() -> None:
+    from fxpsim.compare import run_compare
+    from fxpsim.compare_report import print_compare
+
+    cmp = run_compare({"hw": "tiny", "model": "lenet5", "batch": "2", "steps": "0",
+                       "rounding.g": "half_even,stochastic"})
+    buf = io.StringIO()
+    print_compare(cmp, Console(file=buf, width=80, force_terminal=True, color_system=None))
+    text = buf.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert f"{cmp['variants'][0]['totals']['cycles']:,}" in text
+    assert "left out to fit the terminal" in text
