@@ -25,7 +25,7 @@ ROUNDING_CANONICAL: tuple[str, ...] = (
     "stochastic_equal",
 )
 
-# Hardware-style short names (HWCONFIG ``requantizer.rounding_modes``) -> canonical name.
+# Hardware-style short names (hwconfig ``requantizer.rounding_modes``) -> canonical name.
 ROUNDING_ALIASES: dict[str, str] = {"rne": "half_even", "rna": "half_away", "rtz": "trunc"}
 
 # Every name a user may write: canonical names first, then the aliases.

@@ -71,7 +71,7 @@ class RunConfig(BaseModel):
     fb_trial_updates_moments: bool = False
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     format: tuple[ReportFormat, ...] = Field(FORMATS, min_length=1)
-    # algorithm knobs (ALGORITHMS.md defaults); the time plane prices laq_rounds and
+    # algorithm knobs (docs/algorithms.md); the time plane prices laq_rounds and
     # metagrad_hidden too, so both planes always see the same recipe
     laq_rounds: Annotated[int, Field(ge=1, le=100)] = 5
     lbt_alpha: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-3
