@@ -20,7 +20,10 @@ NOT_IN_DIGEST: tuple[str, ...] = ("out", "name", "format")
 
 def run_digest(run: Any, hw_digest: str, graph: Any) -> str:
     """8 hex digits identifying the resolved configuration of a run."""
-    options = {k: v for k, v in run.model_dump(mode="json").items() if k not in NOT_IN_DIGEST}
+    # hw/model are named by what they resolved to (hw=edge_npu and hw=edge_npu.yaml are the
+    # same accelerator), so the references themselves are left out
+    skip = (*NOT_IN_DIGEST, "hw", "model")
+    options = {k: v for k, v in run.model_dump(mode="json").items() if k not in skip}
     model = {"source": graph.source, "name": graph.name,
              "input_shape": list(graph.input_shape), "num_classes": graph.num_classes,
              "macs": graph.macs, "params": graph.params}

@@ -117,8 +117,10 @@ def test_run_names_carry_a_config_digest(in_repo: Path, tmp_path: Path,
     assert main(["run", *FAST, "--format", "json", "rounding.g=floor"]) == 0
     folders = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert len(folders) == 3 and all(f.startswith("tiny-lenet5-train-sgd-b2-") for f in folders)
-    # the same configuration replaces its own folder; out/format do not change the name
+    # the same configuration replaces its own folder; out/format and how the hwconfig is
+    # referred to do not change the name
     assert main(["run", *FAST, "--format", "json,csv", "mac_array.rows=8"]) == 0
+    assert main(["run", "hw=tiny.yaml", *FAST[1:], "--format", "json"]) == 0
     assert len(list((tmp_path / "reports").iterdir())) == 3
     named = [f for f in folders if _summary(tmp_path / "reports" / f)["overrides"]["hw"]]
     assert len(named) == 1
