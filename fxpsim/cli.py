@@ -17,7 +17,7 @@ examples:
   fxpsim run hw=edge_npu.yaml model=vgg16
   fxpsim run hw=edge_npu model=resnet20 phase=infer batch=1 mac_array.rows=32
   fxpsim compare hw=edge_npu.yaml model=vgg16 rounding.g=half_even,stochastic,floor
-  fxpsim report reports/edge_npu-vgg16-train-sgd-b32
+  fxpsim report reports/<run folder>
   fxpsim check hw=hwconfigs/edge_npu.yaml dram.bandwidth_gb_s=25.6
   fxpsim list
   fxpsim schema hw
