@@ -14,6 +14,8 @@ import argparse
 import textwrap
 from typing import Any
 
+from fxpsim.cli import _Parser  # imported from the CLI's parser builder, so cli is loaded
+
 #: one line per run key; a test checks every key of RUN_KEYS has one
 MEANING: dict[str, str] = {
     "hw": "accelerator: a name under hwconfigs/, a .yaml path or a SCALE-Sim .cfg",
@@ -109,9 +111,9 @@ def keys_help(width: int = 100) -> str:
     return "\n".join(lines)
 
 
-class HelpParser(argparse.ArgumentParser):
-    """An argparse parser whose help ends with the run-key list (built only when shown).
-    Usage errors are one line, like every other fxpsim error (exit code 2)."""
+class HelpParser(_Parser):
+    """The CLI's parser (one-line usage errors, exit code 2) whose help ends with the
+    run-key list, built only when shown."""
 
     def __init__(self, *args: Any, key_help: bool = False, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
@@ -123,10 +125,3 @@ class HelpParser(argparse.ArgumentParser):
         if self.key_help:
             text = text.rstrip("\n") + "\n\n" + keys_help() + "\n"
         return text
-
-    def error(self, message: str):  # type: ignore[override]
-        import sys
-
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-        print(f"fxpsim: error: command line: {text} (see fxpsim --help)", file=sys.stderr)
-        raise SystemExit(2)

@@ -270,8 +270,8 @@ def parse_run_options(options: Mapping[str, object]) -> tuple[RunConfig, dict[st
         else:
             valid = ", ".join(list(RUN_KEYS) + [f"{r}.*" for r in HW_OVERRIDE_ROOTS])
             hint = did_you_mean(key, list(RUN_KEYS) + list(HW_OVERRIDE_ROOTS))
-            raise ConfigError("command line", key,
-                              f"unknown option{hint} (valid: {valid}; see fxpsim run --help)")
+            raise ConfigError("command line", key, f"unknown option; valid: {valid} (fxpsim "
+                              f"run --help describes each){hint}")
     try:
         run = RunConfig(**fields)
     except ValidationError as exc:  # parsers above should make this unreachable
