@@ -41,3 +41,20 @@ def test_quickstart_example_runs(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "rounding_energy.png").stat().st_size > 1000
     assert (tmp_path / "out" / "lenet5-infer" / "report.html").is_file()
     assert "variant 3/3: rounding.g=floor" in proc.stdout
+
+
+def test_ci_runs_the_readme_commands_literally() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_commands",
+                                                  REPO / ".ci" / "readme_commands.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cmds = mod.commands((REPO / "README.md").read_text(encoding="utf-8"))
+    assert cmds["main"].endswith("pip install . && fxpsim run hw=edge_npu.yaml model=vgg16")
+    assert cmds["test"].endswith("pip install -e '.[test]' && pytest")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    # main job, tests, then the main job again, in one scratch clone
+    assert ci.index('"$main_cmd"') < ci.index('"$test_cmd"') < ci.rindex('"$main_cmd"')
+    assert "git clone" in ci
