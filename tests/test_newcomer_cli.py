@@ -188,3 +188,41 @@ def test_topology_without_classifier_says_training_needs_one(
     assert main(["run", "hw=scalesim_example", "model=scalesim_vgg16_cifar", "steps=3"]) == 2
     err = capsys.readouterr().err
     assert "has no classifier" in err and "steps=0" in err
+
+
+def test_documented_torch_ops_trace(tmp_path: Path) -> None:
+    """Every module and function the model reference lists as supported is accepted."""
+    from fxpsim.graph.resolve import load_model
+
+    f = tmp_path / "allops.py"
+    f.write_text(
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+        "class Net(nn.Module):\n"
+        "    input_shape = (3, 16, 16)\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.c1 = nn.Conv2d(3, 8, 3, padding=1)\n"
+        "        self.bn = nn.BatchNorm2d(8)\n"
+        "        self.r = nn.ReLU()\n"
+        "        self.r6 = nn.ReLU6()\n"
+        "        self.c2 = nn.Conv2d(8, 8, 3, padding=1, groups=8)\n"
+        "        self.mp = nn.MaxPool2d(2)\n"
+        "        self.ap = nn.AvgPool2d(2)\n"
+        "        self.gap = nn.AdaptiveAvgPool2d((1, 1))\n"
+        "        self.drop = nn.Dropout(0.1)\n"
+        "        self.id = nn.Identity()\n"
+        "        self.flat = nn.Flatten()\n"
+        "        self.fc = nn.Linear(8, 10)\n"
+        "    def forward(self, x):\n"
+        "        y = self.r(self.bn(self.c1(x)))\n"
+        "        y = y + F.relu(self.c2(y))\n"
+        "        y = torch.add(self.r6(y), torch.relu(y))\n"
+        "        y = F.relu6(self.mp(y))\n"
+        "        y = F.max_pool2d(F.avg_pool2d(self.ap(y), 1), 1)\n"
+        "        y = self.id(self.drop(self.gap(y).contiguous()))\n"
+        "        z = F.adaptive_avg_pool2d(y, 1)\n"
+        "        return self.fc(torch.flatten(z, 1)) + self.fc(self.flat(y).view(y.size(0), -1))\n")
+    g = load_model(f"{f}:Net")
+    ops = {n.op for n in g.nodes}
+    assert {"conv2d", "batchnorm", "relu", "relu6", "maxpool", "avgpool", "global_avgpool",
+            "add", "flatten", "linear"} <= ops
