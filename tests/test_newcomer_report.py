@@ -173,3 +173,36 @@ def test_dram_traffic_by_tensor_chart_when_layers_csv_has_it(run: fxpsim.Result)
     section = report_html(run.summary, rows).split('<section id="dram">')[1].split(
         "</section>")[0]
     assert section.count("<svg") == 1 and "<title>conv1 · weights: " in section
+
+
+@pytest.mark.skipif(__import__("shutil").which("node") is None, reason="node not installed")
+def test_zoom_script_widens_and_resets_the_chart(tmp_path: Path) -> None:
+    """Run the inline zoom script in node against a minimal stand-in for the DOM."""
+    import subprocess
+
+    harness = """
+const handlers = {};
+function el(name) { return {name, style: {}, dataset: {},
+  addEventListener(ev, fn) { handlers[name + ':' + ev] = fn; }}; }
+const svg = el('svg'), box = el('box');
+const buttons = [['plus', '1.5'], ['minus', '0.6667'], ['reset', '0']].map(([n, z]) => {
+  const b = el(n); b.dataset.z = z; return b; });
+const fig = {querySelector: s => (s === 'svg' ? svg : box),
+             querySelectorAll: s => buttons};
+global.document = {querySelectorAll: s => [fig]};
+""" + svg.ZOOM_JS + """
+handlers['plus:click'](); handlers['plus:click']();
+const wide = svg.style.width;
+handlers['minus:click']();
+const mid = svg.style.width;
+handlers['reset:click']();
+let prevented = false;
+handlers['box:wheel']({ctrlKey: true, deltaY: -1, preventDefault() { prevented = true; }});
+console.log(JSON.stringify([wide, mid, svg.style.width, prevented]));
+"""
+    script = tmp_path / "zoom.js"
+    script.write_text(harness)
+    out = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    wide, mid, after_wheel, prevented = json.loads(out.stdout)
+    assert wide == "225%" and mid.startswith("150") and after_wheel == "125%" and prevented
