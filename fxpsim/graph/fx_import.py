@@ -258,7 +258,8 @@ def load_fx_model(
     native = getattr(cls, "input_shape", None)
     if native is None and input_shape is None:
         raise ConfigError(src, "input_shape", "unknown input shape: give the class an attribute "
-                          "input_shape = (C, H, W) or pass input_shape")
+                          "input_shape = (C, H, W) or the run option input_shape=CxHxW "
+                          "(e.g. input_shape=3x32x32)")
     shape, pad_to = adapt_input(native if native is not None else input_shape, input_shape, src)
     try:
         model = cls()
