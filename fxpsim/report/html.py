@@ -366,7 +366,8 @@ def _metrics(s: Mapping[str, Any]) -> str:
     parts = []
     head = [["steps to target loss", f"{_scalar(t.get('steps_to_target'))} (target "
              f"{_scalar(t.get('target_loss'))})"]]
-    z = t.get("zigzag") if isinstance(t.get("zigzag"), Mapping) else {}
+    zz = t.get("zigzag")
+    z: Mapping[str, Any] = zz if isinstance(zz, Mapping) else {}
     for k, v in z.items():
         if not isinstance(v, list | dict):
             head.append([f"zig-zag {k.replace('_', ' ')}", _scalar(v)])
@@ -406,7 +407,7 @@ def _layers(rows: Sequence[Row]) -> str:
     _, energy = layer_pass_sums(rows, "energy_pj")
     _, dram_r = layer_pass_sums(rows, "dram_read_bytes")
     _, dram_w = layer_pass_sums(rows, "dram_write_bytes")
-    ops = {}
+    ops: dict[str, str] = {}
     for r in rows:
         ops.setdefault(r["layer"], r["op"])
     out = []
