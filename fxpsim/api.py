@@ -38,6 +38,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
     same numerics for accuracy. ``loaded_hw``: an accelerator already loaded (the notebook
     API's ``HwConfig``/dict, overrides applied), used instead of loading ``hw=``."""
+    from fxpsim.config.compat import check_roundings
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import option_text, parse_run_options
     from fxpsim.graph.resolve import load_model
@@ -47,6 +48,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
 
     run, hw_overrides = parse_run_options(options)
     hw = loaded_hw if loaded_hw is not None else load_hwconfig(run.hw, hw_overrides)
+    check_roundings((run.rounding_w, run.rounding_a, run.rounding_g), hw.config, hw.source)
     graph = load_model(run.model, input_shape=run.input_shape)
     req = TimingRequest(
         phase=run.phase,
@@ -61,6 +63,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
         timing=run.timing,
         projection_rounds=run.laq_rounds,
         hypernet_hidden=run.metagrad_hidden,
+        objective=run.mapping_objective,
     )
     try:
         timing = simulate(graph, hw.config, req, trace="trace" in run.format)

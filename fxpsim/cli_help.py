@@ -51,15 +51,16 @@ MEANING: dict[str, str] = {
     "octo.lambda": "Octo: compensation loss weight",
     "eval_samples": "test images evaluated per epoch (0 = all)",
     "target_loss": "report the first step whose mean training loss reaches this",
+    "mapping.objective": "what the per-layer mapping search minimizes",
     "input_shape": "C x H x W the model is built for, e.g. 3x32x32 (torch classes without "
                    "an input_shape attribute need it)",
 }
 
 
 def _type_text(key: str, field: str) -> str:
-    from fxpsim.config.names import ROUNDING_NAMES
     from fxpsim.config.run import FORMATS, RunConfig
     from fxpsim.config.validate import describe, spec_at
+    from fxpsim.vocab import ROUNDING_NAMES
 
     if key.startswith("rounding."):
         return "a rounding mode (" + ", ".join(ROUNDING_NAMES) + ")"

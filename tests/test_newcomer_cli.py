@@ -114,7 +114,7 @@ def test_run_names_carry_a_config_digest(in_repo: Path, tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     assert main(["run", *FAST, "--format", "json"]) == 0
     assert main(["run", *FAST, "--format", "json", "mac_array.rows=8"]) == 0
-    assert main(["run", *FAST, "--format", "json", "rounding.g=floor"]) == 0
+    assert main(["run", *FAST, "--format", "json", "rounding.g=half_even"]) == 0
     folders = sorted(p.name for p in (tmp_path / "reports").iterdir())
     assert len(folders) == 3 and all(f.startswith("tiny-lenet5-train-sgd-b2-") for f in folders)
     # the same configuration replaces its own folder; out/format and how the hwconfig is

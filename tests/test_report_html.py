@@ -106,8 +106,8 @@ def test_html_is_self_contained_with_every_section(run_folder: Path) -> None:
     text = (run_folder / "report.html").read_text()
     p = check_self_contained(text)
     assert [k for k, _ in SECTIONS] == [i for i in p.ids if i in dict(SECTIONS)]
-    # cycles, 2 energy, roofline, utilization, stalls: 6 charts without training
-    assert p.svgs == 6
+    # cycles, 2 energy, DRAM by tensor, roofline, utilization, stalls: 7 charts without training
+    assert p.svgs == 7
     assert text.count("no training in this run") == 3  # accuracy, metrics, overflow
     s, _ = _load(run_folder)
     assert f"{s['totals']['cycles']:,}" in text  # the exact cycle total is shown
@@ -123,7 +123,7 @@ def test_training_sections_appear_when_summary_has_them(run_folder: Path) -> Non
                                 {"layer": "fc1", "overflow": 0, "saturated": 7}]}
     text = report_html(s, rows)
     p = check_self_contained(text)
-    assert p.svgs == 6 + 3  # accuracy curve, loss curve, overflow bars
+    assert p.svgs == 7 + 3  # accuracy curve, loss curve, overflow bars
     assert "no training in this run" not in text
     assert "0.9100" in text and "saturated" in text
     md = report_md(s, rows)

@@ -15,17 +15,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fxpsim.config.names import ROUNDING_NAMES, canonical_rounding
 from fxpsim.errors import ConfigError
 from fxpsim.suggest import did_you_mean
+from fxpsim.vocab import ALGORITHMS, ROUNDING_NAMES, AlgoName, canonical_rounding
 
 Phase = Literal["train", "infer"]
-Algo = Literal["sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo"]
+Algo = AlgoName
 Timing = Literal["native", "scalesim"]
 ReportFormat = Literal["json", "csv", "md", "html", "trace"]
 Bits = Annotated[int, Field(ge=2, le=16)] | Literal["float"]
 
-ALGOS: tuple[str, ...] = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
+ALGOS: tuple[str, ...] = ALGORITHMS
 FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "trace")
 
 # top-level HwConfig sections that may be overridden from the command line
@@ -38,7 +38,7 @@ class RunConfig(BaseModel):
     """What to simulate. Frozen; built by :func:`parse_run_options` or directly.
 
     ``w_bits``/``a_bits``/``g_bits``: 2..16 or ``"float"`` (no quantization).
-    ``rounding_*``: a name of :data:`fxpsim.config.names.ROUNDING_NAMES`, stored canonical
+    ``rounding_*``: a name of :data:`fxpsim.vocab.ROUNDING_NAMES`, stored canonical
     (``rne`` -> ``half_even``).
     ``epochs``/``steps``: ``None`` lets the training plane choose.
     ``fb_*``: forward-backtrack options (``fb.a`` is the step-size fraction in [0, 1]).
@@ -81,6 +81,8 @@ class RunConfig(BaseModel):
     octo_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
     target_loss: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
+    # what the per-layer mapping search minimizes (time plane)
+    mapping_objective: Literal["latency", "energy", "edp"] = "latency"
     # (C, H, W) the model is built for; None: the model's own (a torch class's attribute)
     input_shape: tuple[Annotated[int, Field(ge=1, le=1 << 16)], ...] | None = None
 
@@ -215,6 +217,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "metagrad.update": ("metagrad_update", _choice(("hyper", "plain"))),
     "octo.lambda": ("octo_lambda", _float(0.0, 1e6, False, "a non-negative number")),
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
+    "mapping.objective": ("mapping_objective", _choice(("latency", "energy", "edp"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
     "input_shape": ("input_shape", _optional(_shape)),
 }

@@ -31,6 +31,7 @@ class TimingRequest:
     timing: Literal["native", "scalesim"] = "native"
     projection_rounds: int = 5  # LAQ/FB alternating rounds per projection (recipe cost)
     hypernet_hidden: int = 100  # MetaGrad hypernetwork width (recipe cost)
+    objective: Literal["latency", "energy", "edp"] = "latency"  # mapping search objective
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class GemmOp:
     # random bits drawn per requantized output element (0 unless rounding is stochastic);
     # RNG bits of the op = groups * m * n * random_bits
     random_bits: int = 0
+    # conv geometry for data movement (sliding-window halo): stride and the spatial size of
+    # the pass's windowed input (forward/wgrad: X's H, W; backward-data: dY's OH, OW)
+    stride: tuple[int, int] = (1, 1)
+    in_hw: tuple[int, int] = (0, 0)
 
     @property
     def macs(self) -> int:
