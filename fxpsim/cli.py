@@ -17,12 +17,31 @@ examples:
   fxpsim run hw=edge_npu.yaml model=vgg16
   fxpsim run hw=edge_npu model=resnet20 phase=infer batch=1 mac_array.rows=32
   fxpsim compare hw=edge_npu.yaml model=vgg16 rounding.g=half_even,stochastic,floor
+  fxpsim sweep model=lenet5 steps=0 w_bits=4,8 mac_array.rows=8,16,32 workers=2
+  fxpsim sweep sweep=my_sweep.yaml scheduler=tcp://127.0.0.1:8786
   fxpsim report reports/<run folder>
   fxpsim check hw=hwconfigs/edge_npu.yaml dram.bandwidth_gb_s=25.6
   fxpsim list
   fxpsim schema hw
   fxpsim run --help          (every run option with its type and default)
   fxpsim bench arith
+"""
+
+
+_SWEEP_HELP = """\
+Run every point of a design space (run options and dotted hwconfig keys; a comma list is an
+axis) on a Dask cluster, store each point as it finishes, resume, report Pareto fronts.
+
+sweep options:
+  sweep=FILE.yaml       fixed, axes, constraints, objectives, mode, n_trials, seed
+  workers=N             local cluster of N worker processes (default: number of cores)
+  scheduler=tcp://H:P   run on an existing Dask scheduler instead
+  threads=N             numba/torch threads per worker (default: its share of the cores)
+  out=DIR               sweep folder (default reports/sweep-<name>/)
+  resume=true|false     skip points already done in out= (default true)
+  mode=grid|random|search, n_trials=N, sweep_seed=N
+  objectives=accuracy:max,energy_pj:min   constraints=area_mm2<=2,cycles<=1e7
+  point_format=json,csv,md                 files in each point's run folder
 """
 
 
@@ -79,6 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "brackets) is an axis; the variants are their grid and share everything else.")
     compare.add_argument("options", nargs="*", metavar="key=value")
     compare.add_argument("--format", help="comparison files: comma list of json,csv,md,html")
+    sweep = sub.add_parser(
+        "sweep", help="design-space sweep on Dask (grid | random | Optuna search), resumable, "
+        "with Pareto fronts (comma list = axis, or sweep=file.yaml)",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=_SWEEP_HELP,
+        key_help=True)
+    sweep.add_argument("options", nargs="*", metavar="key=value")
     report = sub.add_parser("report", help="re-render report.md/report.html of a run folder "
                             "from its summary.json and layers.csv (no simulation)")
     report.add_argument("folder")
@@ -91,8 +116,8 @@ def _build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the reference of the hwconfig (hw) or model "
                             "IR (model) schema, generated from the code that validates them")
     schema.add_argument("which", choices=["hw", "model"])
-    bench = sub.add_parser("bench", help="benchmarks: arith | schedule | train")
-    bench.add_argument("target", choices=["arith", "schedule", "train"])
+    bench = sub.add_parser("bench", help="benchmarks: arith | schedule | train | sweep")
+    bench.add_argument("target", choices=["arith", "schedule", "train", "sweep"])
     bench.add_argument("options", nargs="*", metavar="key=value")
     return parser
 
@@ -116,6 +141,10 @@ def _dispatch(ns: argparse.Namespace) -> int:
         from fxpsim.compare import compare_from_cli
 
         return compare_from_cli(_options(ns))
+    if ns.command == "sweep":
+        from fxpsim.sweeps.cli import sweep_from_cli
+
+        return sweep_from_cli(parse_options(ns.options))
     if ns.command == "report":
         from fxpsim.report.rerender import report_from_cli
 

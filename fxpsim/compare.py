@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from fxpsim.errors import ConfigError, FxpsimError
+from fxpsim.sweeps.spec import Axis
 
 COMPARE_SCHEMA = "fxpsim.compare/1"
 MAX_VARIANTS = 64
 #: options that are about the comparison itself, not the variants (never axes)
-OWN_KEYS: tuple[str, ...] = ("format", "out", "name")
+OWN_KEYS: tuple[str, ...] = ("format", "out", "name", "workers", "scheduler", "store")
 COMPARE_FORMATS: dict[str, str] = {
     "json": "compare.json", "csv": "compare.csv", "md": "compare.md", "html": "compare.html",
 }
@@ -38,12 +39,6 @@ DELTA_METRICS: tuple[str, ...] = (
     "cycles", "energy_pj", "dram_bytes", "rng_bits", "requant_events",
     "energy_by_component.rng", "energy_by_component.requant",
 )
-
-
-@dataclass(frozen=True)
-class Axis:
-    key: str
-    values: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -155,6 +150,7 @@ def compare_dict(name: str, axes: Sequence[Axis], variants: Sequence[Variant],
             "per_pass": s["per_pass"],
             "pass_order": s.get("pass_order", sorted(s["per_pass"])),
             "accuracy": s.get("accuracy"),
+            "area": s.get("area"),
             "deltas": deltas,
         })
     skip = {a.key for a in axes} | {"format"}
@@ -188,19 +184,37 @@ def _formats(options: Mapping[str, str]) -> list[str]:
 
 
 def run_compare(options: Mapping[str, str]) -> dict[str, Any]:
-    """Run every variant and return the ``compare.json`` data (nothing written)."""
-    from fxpsim import api
+    """Run every variant as the points of a sweep (same engine and store as ``fxpsim
+    sweep``: inline for one worker, Dask for ``workers=N`` or ``scheduler=``) and return the
+    ``compare.json`` data (nothing written). The store is a temporary folder unless
+    ``store=DIR`` keeps it (per-variant run folders, results.parquet; a rerun resumes)."""
+    import tempfile
+
     from fxpsim.config.run import parse_run_options
-    from fxpsim.report.summary import summary_json
+    from fxpsim.sweeps.cli import _workers, check_scheduler
+    from fxpsim.sweeps.run import Execution, evaluate_grid
+    from fxpsim.sweeps.spec import SweepSpec
 
     axes, variants = grid(options)
     for v in variants:  # cheap validation of every variant before the first simulation
         parse_run_options(dict(v.options))
-    summaries = []
-    for i, v in enumerate(variants, 1):
-        print(f"variant {i}/{len(variants)}: {v.label}", flush=True)
-        outcome = api.simulate_run(dict(v.options))
-        summaries.append(json.loads(summary_json(outcome)))
+    workers = _workers(options.get("workers"))
+    scheduler = options.get("scheduler") or None
+    check_scheduler(scheduler)
+    shared, _ = split_axes(options)
+    spec = SweepSpec("command line",
+                     tuple((k, val) for k, val in shared.items() if k not in OWN_KEYS),
+                     tuple(axes))
+    with tempfile.TemporaryDirectory(prefix="fxpsim-compare-") as tmp:
+        ex = Execution(out=Path(options.get("store") or tmp), workers=workers,
+                       scheduler=scheduler, point_format="json", inline_if_single=True,
+                       quiet=False)  # variant i/N with elapsed time and ETA
+        rows = evaluate_grid(spec, ex)
+        summaries = []
+        for v, row in zip(variants, rows, strict=True):
+            if row["status"] != "ok":
+                raise FxpsimError(f"{v.label}: {row['error']}")
+            summaries.append(json.loads((Path(row["run_dir"]) / "summary.json").read_text()))
     return compare_dict(compare_name(options, axes, summaries[0]), axes, variants, summaries)
 
 

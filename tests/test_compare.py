@@ -84,6 +84,7 @@ def test_rounding_comparison_shows_rng_and_requant_cost(rounding_cmp: Path) -> N
     # rounding changes energy, not time: cycles identical (exact)
     assert he["totals"]["cycles"] == sr["totals"]["cycles"] == fl["totals"]["cycles"]
     assert he["totals"]["rng_bits"] == 0 and sr["totals"]["rng_bits"] > 0
+    assert he["area"]["total_mm2"] > 0  # each variant carries its area (summary.json's)
     assert sr["totals"]["energy_by_component"]["rng"] > 0
     assert "rng" not in he["totals"]["energy_by_component"]
     assert (sr["totals"]["energy_by_component"]["requant"]

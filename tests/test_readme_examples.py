@@ -40,7 +40,7 @@ def test_quickstart_example_runs(tmp_path: Path) -> None:
     assert "test accuracy after 4 steps" in proc.stdout
     assert (tmp_path / "out" / "rounding_energy.png").stat().st_size > 1000
     assert (tmp_path / "out" / "lenet5-infer" / "report.html").is_file()
-    assert "variant 3/3: rounding.g=floor" in proc.stdout
+    assert "sweep: 3/3 points" in proc.stdout  # compare shows variant i/N
 
 
 def test_ci_runs_the_readme_commands_literally() -> None:

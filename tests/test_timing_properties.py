@@ -174,3 +174,21 @@ def test_dram_traffic_is_at_least_compulsory_and_equal_when_all_fits(cfg: str,
                     assert g == s, (op.layer, op.pass_name, got, sizes, mp.notation())
             if exact:
                 assert mp.dram.psum_bytes == (0, 0)
+
+
+@pytest.mark.parametrize("cfg", ["tiny.yaml", "server_npu.yaml"])
+def test_search_objectives_pull_their_way(cfg: str) -> None:
+    """A resnet20 training step: the latency objective gives the fewest cycles, the energy
+    objective the least energy, edp the smallest product (totals)."""
+    from fxpsim.results import total
+
+    got = {}
+    for obj in ("latency", "energy", "edp"):
+        req = TimingRequest(phase="train", batch=8, objective=obj)  # type: ignore[arg-type]
+        t = total(simulate(model("resnet20"), base_hw(cfg), req).records)
+        got[obj] = (t.cycles, t.energy_pj)
+    assert got["latency"][0] <= got["energy"][0]
+    assert got["energy"][1] <= got["latency"][1]
+    assert got["energy"] != got["latency"]  # the objectives pick different mappings here
+    edp = {k: c * e for k, (c, e) in got.items()}
+    assert edp["edp"] <= min(edp["latency"], edp["energy"])

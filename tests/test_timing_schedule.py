@@ -143,3 +143,15 @@ def test_rerun_identical_and_summable() -> None:
     assert t.cycles == sum(r.metrics.cycles for r in a.records) == 283
     assert per_pass(a.records)["forward"] == t
     assert t.energy_pj == sum(r.metrics.energy_pj for r in a.records)
+
+
+def test_buffer_too_small_for_any_tile_is_a_config_error() -> None:
+    import pytest
+
+    from fxpsim.errors import ConfigError
+
+    raw = TINY.model_dump()
+    raw["memory"][0]["size_kib"] = 0.01  # 10 B: not even one weight column of 16 channels
+    small = type(TINY).model_validate(raw)
+    with pytest.raises(ConfigError, match=r"memory\[0\]\.size_kib: no tile of c \(forward\)"):
+        simulate_ops([conv(16, 34, 4)], small, INFER)

@@ -1,9 +1,10 @@
 """Cross-check fxpsim's time plane against ZigZag on the same edge_npu description.
 
-Needs ZigZag in a scratch environment (not a dependency of fxpsim)::
+Needs ZigZag in a scratch environment (not a dependency of fxpsim; ``six`` is a ZigZag
+dependency its package forgets, the rest are what fxpsim's time plane imports)::
 
-    python3 -m venv zz && zz/bin/pip install zigzag-dse six && zz/bin/pip install -e .
-    zz/bin/python tools/crosscheck_zigzag.py [--out tests/fixtures/zigzag_edge_npu.json]
+    python3 -m venv zz && zz/bin/pip install zigzag-dse six pydantic simpy rich pyyaml
+    zz/bin/python tools/crosscheck_zigzag.py --opt latency --out tests/fixtures/zigzag_edge_npu.json
 
 It lowers the workloads with fxpsim (so both tools see the same GEMM shapes), describes
 edge_npu for ZigZag (16x16 array with K on the columns and C on the rows, PE registers, the

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fxpsim.errors import FxpsimError
 
-TARGETS = ("arith", "schedule", "train")
+TARGETS = ("arith", "schedule", "train", "sweep")
 
 
 def bench(target: str, options: dict[str, str]) -> int:
@@ -22,4 +22,8 @@ def bench(target: str, options: dict[str, str]) -> int:
         from fxpsim.bench.train import main as train_main
 
         return train_main(options)
+    if target == "sweep":
+        from fxpsim.bench.sweep import main as sweep_main
+
+        return sweep_main(options)
     raise FxpsimError(f"bench: unknown target {target!r} (expected one of {', '.join(TARGETS)})")

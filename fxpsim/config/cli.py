@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from fxpsim.config.area import area_of
 from fxpsim.config.hw import HwConfig
 from fxpsim.config.load import LoadedHw, builtin_names, load_hwconfig
 from fxpsim.config.run import parse_run_options
@@ -37,6 +38,15 @@ def derived_numbers(hw: HwConfig) -> list[tuple[str, str]]:
     return rows
 
 
+def area_lines(hw: HwConfig) -> list[str]:
+    """``# area`` block of ``fxpsim check``: mm² by component and the total."""
+    area = area_of(hw)
+    rows = [*((k, f"{v:.4f} mm2") for k, v in area.by_component),
+            ("total", f"{area.total_mm2:.4f} mm2")]
+    width = max(len(k) for k, _ in rows)
+    return ["", f"# area ({area.reference})", *(f"{k.ljust(width)}  {v}" for k, v in rows)]
+
+
 def render_check(loaded: LoadedHw) -> str:
     """The text ``fxpsim check`` prints: resolved YAML (sorted keys) + derived numbers."""
     dumped = yaml.safe_dump(
@@ -47,6 +57,7 @@ def render_check(loaded: LoadedHw) -> str:
     width = max(len(k) for k, _ in derived_numbers(loaded.config))
     lines += [f"{k.ljust(width)}  {v}" for k, v in derived_numbers(loaded.config)]
     lines.append(f"{'digest'.ljust(width)}  sha256:{loaded.digest}")
+    lines += area_lines(loaded.config)
     return "\n".join(lines)
 
 

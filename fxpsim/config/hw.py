@@ -198,6 +198,11 @@ class Memory(_Model):
         return self.per_pe_bits is None
 
     @property
+    def ports_key(self) -> str:
+        """``area.sram_um2_per_kib`` key of this memory's port configuration."""
+        return f"{self.ports.read}r{self.ports.write}w"
+
+    @property
     def size_bytes(self) -> int:
         return int(round((self.size_kib or 0.0) * 1024))
 
@@ -232,6 +237,26 @@ class Energy(_Model):
     idle_pe_fraction: Fraction01 = 0.0
 
 
+class Area(_Model):
+    """Silicon area prices at the configured node (um^2 unless the key says mm2); sources and
+    the node scaling are documented in docs/area.md. Like ``energy``, every component the
+    config instantiates must have a price (checked in :class:`HwConfig`)."""
+
+    reference: str = Field(min_length=1)
+    # area scale applied to the 45 nm anchors (logic), for provenance only
+    scale_from_45nm: PosFloat = 1.0
+    # per PE, per supported precision mode: the widest mode's entry is the multiplier and
+    # accumulate adder; every other mode adds its split/compose logic on top
+    pe_um2: dict[str, NonNegFloat] = Field(min_length=1)
+    register_um2_per_bit: NonNegFloat
+    # per KiB of SRAM macro, keyed by ports per bank ("1r1w": one read + one write port)
+    sram_um2_per_kib: dict[str, NonNegFloat] = Field(min_length=1)
+    rng_um2_per_bit: NonNegFloat
+    requant_lane_um2: NonNegFloat
+    vector_lane_um2: NonNegFloat
+    dram_phy_mm2: NonNegFloat
+
+
 class Leakage(_Model):
     logic_mw: NonNegFloat = 0.0
 
@@ -247,6 +272,7 @@ class HwConfig(_Model):
     memory: list[Memory] = Field(min_length=1)
     dram: Dram
     energy: Energy
+    area: Area
     leakage: Leakage = Field(default_factory=Leakage)
 
     @model_validator(mode="after")
@@ -260,6 +286,19 @@ class HwConfig(_Model):
                 "energy.mac",
                 f"expected a price (pJ) for every precision mode, missing {', '.join(missing)}",
             )
+        missing = [m.name for m in self.mac_array.precision_modes if m.name not in self.area.pe_um2]
+        if missing:
+            raise KeyedValueError(
+                "area.pe_um2",
+                f"expected an area (um^2) for every precision mode, missing {', '.join(missing)}",
+            )
+        for m in self.memory:
+            if m.is_sram and m.ports_key not in self.area.sram_um2_per_kib:
+                raise KeyedValueError(
+                    f"area.sram_um2_per_kib.{m.ports_key}",
+                    f"missing area price for SRAM {m.name!r} ({m.ports.read} read, "
+                    f"{m.ports.write} write ports per bank)",
+                )
         if not any(m.is_sram for m in self.memory):
             raise KeyedValueError("memory", "expected at least one SRAM (an entry with size_kib)")
         return self

@@ -30,7 +30,7 @@ FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "trace")
 
 # top-level HwConfig sections that may be overridden from the command line
 HW_OVERRIDE_ROOTS: tuple[str, ...] = (
-    "technology", "clock", "mac_array", "vector_unit", "memory", "dram", "energy", "leakage",
+    "technology", "clock", "mac_array", "vector_unit", "memory", "dram", "energy", "area", "leakage",
 )
 
 

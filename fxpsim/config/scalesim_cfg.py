@@ -34,6 +34,13 @@ CLOCK_MHZ = 1000.0  # assumption: SCALE-Sim has no clock
 BYTES_PER_WORD = 1  # assumption: SCALE-Sim's word is one int8 element
 NODE_SCALE = 0.507  # edge_npu: Stillmaker & Baas 45 -> 28 nm, same Vdd
 WRITE_OVER_READ = 1.2  # assumption (as edge_npu)
+#: assumption: SCALE-Sim configs carry no areas (edge_npu's 28 nm prices, docs/area.md)
+EDGE_AREA: dict[str, Any] = {
+    "reference": "assumption: edge_npu 28 nm area table (SCALE-Sim configs carry no areas)",
+    "scale_from_45nm": 0.387, "pe_um2": {"int8": 162.2}, "register_um2_per_bit": 1.75,
+    "sram_um2_per_kib": {"1r1w": 2601.0}, "rng_um2_per_bit": 2.37,
+    "requant_lane_um2": 1459.0, "vector_lane_um2": 1683.0, "dram_phy_mm2": 1.5,
+}
 EDGE_ENERGY: dict[str, Any] = {  # assumption: SCALE-Sim configs carry no energies (edge_npu's)
     "mac": {"int8": 0.152},
     "mul": {"int8": 0.101, "int16": 0.405, "int32": 1.571},
@@ -237,5 +244,6 @@ def scalesim_to_raw(text: str, source: str) -> dict[str, Any]:
             "write_energy_pj_per_byte": DRAM_PJ_PER_BYTE,
         },
         "energy": {k: (dict(v) if isinstance(v, dict) else v) for k, v in EDGE_ENERGY.items()},
+        "area": {**EDGE_AREA, "pe_um2": {"int8": EDGE_AREA["pe_um2"]["int8"]}},
         "leakage": {"logic_mw": 0.0},  # assumption: SCALE-Sim has no leakage
     }

@@ -42,6 +42,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("passes", "Per pass"),
     ("cycles", "Cycles per layer"),
     ("energy", "Energy by component"),
+    ("area", "Area by component"),
     ("dram", "DRAM traffic by tensor"),
     ("roofline", "Roofline"),
     ("utilization", "Utilization and stalls"),
@@ -67,6 +68,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def img(uri: str, alt: str) -> str:
+    """An embedded PNG (the sweep report's matplotlib charts)."""
+    return f'<img src="{uri}" alt="{escape(alt)}">'
 
 
 def note(text: str) -> str:
@@ -247,6 +253,22 @@ def _dram(rows: Sequence[Row]) -> str:
     return _section("dram", svg.stacked_bars(
         layers, per_kind, title="DRAM traffic per layer, by tensor (all passes)",
         ylabel="bytes", unit="bytes"))
+
+
+def _area(s: Mapping[str, Any]) -> str:
+    area = s.get("area")
+    if not isinstance(area, Mapping):  # a summary.json written before the area model
+        return _section("area", note("no area in this summary"))
+    return _section("area", table(["component", "area (mm2)", "share"], area_rows(area))
+                    + note(f"area table: {area['reference']}"))
+
+
+def area_rows(area: Mapping[str, Any]) -> list[list[object]]:
+    """``[component, mm2, share]`` rows, largest first, then the total."""
+    total = area["total_mm2"]
+    comp = sorted(area["by_component_mm2"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return ([[k, f"{v:.4f}", f"{v / total:.1%}" if total else "-"] for k, v in comp]
+            + [["total", f"{total:.4f}", "100.0%"]])
 
 
 def _roofline(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
@@ -452,9 +474,9 @@ def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
     meta = summary.get("meta", {})
     versions = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items()))
     body = "".join([
-        _header(summary), _totals(summary), _cycles(rows), _energy(summary), _dram(rows),
-        _roofline(summary, rows), _utilization(rows), _accuracy(summary), _metrics(summary),
-        _overflow(summary), _layers(rows), _mappings(summary, rows),
+        _header(summary), _totals(summary), _cycles(rows), _energy(summary), _area(summary),
+        _dram(rows), _roofline(summary, rows), _utilization(rows), _accuracy(summary),
+        _metrics(summary), _overflow(summary), _layers(rows), _mappings(summary, rows),
         f"<footer>{escape(str(summary.get('schema', '')))}; {escape(versions)}</footer>\n",
     ])
     return page(f"fxpsim run {summary['name']}", body)

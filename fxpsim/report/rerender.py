@@ -37,7 +37,7 @@ def _md_table(header: list[str], rows: list[list[object]]) -> str:
 def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
     """``report.md``: run description, totals, per pass, energy by component, per layer;
     an accuracy section when the run trained (``summary["accuracy"]``)."""
-    from fxpsim.report.html import layer_pass_sums, pass_names
+    from fxpsim.report.html import area_rows, layer_pass_sums, pass_names
 
     hw, model, run, t = s["hw"], s["model"], s["run"], s["totals"]
     parts = [
@@ -79,6 +79,10 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
         ),
         "",
     ]
+    area = s.get("area")
+    if isinstance(area, Mapping):
+        parts += ["## Area by component", "", f"area table: {area['reference']}", "",
+                  _md_table(["component", "area (mm2)", "share"], area_rows(area)), ""]
     acc = s.get("accuracy")
     if isinstance(acc, Mapping):
         scalars = [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in acc.items()
@@ -106,7 +110,9 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
         parts += ["## Mappings (GEMM layer x pass)", "",
                   _md_table(["layer", "pass", "binding", "on chip", "mapping"],
                             [[r["layer"], r["pass"], r.get("binding", ""), r.get("on_chip", ""),
-                              f"`{r['mapping']}`"] for r in gemms]), ""]
+                              # a pipe would split the Markdown table cell
+                              "`" + r["mapping"].replace("|", "\\|") + "`"] for r in gemms]),
+                  ""]
     return "\n".join(parts)
 
 

@@ -14,6 +14,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 from fxpsim.advice import run_warnings
+from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report.tables import metrics_dict, ordered_passes
 from fxpsim.results import per_pass, total
@@ -84,6 +85,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
             "macs_per_sample": graph.macs,
             "params": graph.params,
         },
+        "area": area_of(hw).as_dict(),
         "notes": list(outcome.timing.notes),
         "warnings": run_warnings(outcome),
         # mapping-search effort (wall time is left out: reports are byte-identical per seed)

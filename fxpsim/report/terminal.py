@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report.fit import dropped_note, fit_table
 from fxpsim.report.tables import bound_name, ordered_passes
@@ -140,6 +141,9 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
                   f"{st.evaluated:,} mappings evaluated in {st.seconds:.2f} s")
     for note in outcome.timing.notes:
         console.print(escape(f"note: {note}"))
+    area = area_of(hw)
+    top = ", ".join(f"{k} {v:.3f}" for k, v in sorted(area.by_component, key=lambda kv: -kv[1])[:3])
+    console.print(f"area: {area.total_mm2:.3f} mm2 ({top} mm2; fxpsim check lists all)")
     t = outcome.training
     run = outcome.run
     if t is None:

@@ -1,7 +1,7 @@
 """Event records of the schedule timeline (for Chrome/Perfetto traces and tests).
 
 Tracks: ``dma`` (DRAM transfers), ``mac_array``, ``requantizer``, ``vector_unit``. One event
-per tile or per group of identical tiles (``name`` says which), never per MAC. Times are
+per op and track (the DMA stream, the array's tiles, the vector op), never per MAC. Times are
 integer cycles from the start of the simulated step; ``end`` is exclusive.
 """
 

@@ -1,0 +1,1 @@
+"""Design-space sweeps: points, engine (Dask), store (Parquet), search (Optuna), reports."""
