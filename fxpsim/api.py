@@ -1,7 +1,7 @@
-"""The pipeline as plain function calls (usable from notebooks):
+"""The pipeline as plain function calls (the typed notebook API is :mod:`fxpsim.notebook`):
 
 >>> from fxpsim.api import simulate_run
->>> outcome = simulate_run({"hw": "edge_npu", "model": "vgg16", "phase": "infer", "batch": "1"})
+>>> outcome = simulate_run({"hw": "edge_npu", "model": "vgg16", "phase": "infer", "batch": 1})
 
 ``run_from_cli`` is what ``fxpsim run`` calls: resolve inputs, simulate, print, write reports.
 """
@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fxpsim.errors import ConfigError, FxpsimError
+from fxpsim.naming import run_digest, run_name
 from fxpsim.outcome import RunOutcome
 
 if TYPE_CHECKING:
     from fxpsim.config.hw import HwConfig
+    from fxpsim.config.load import LoadedHw
     from fxpsim.config.run import RunConfig
 
 REPORT_FILES = ("summary.json", "layers.csv", "report.md", "report.html", "trace.json")
@@ -26,12 +28,6 @@ FORMAT_FILES: dict[str, str] = {
     "json": "summary.json", "csv": "layers.csv", "md": "report.md", "html": "report.html",
     "trace": "trace.json",
 }
-
-
-def run_name(hw_name: str, model_name: str, phase: str, algo: str, batch: int) -> str:
-    """Deterministic default run name (no timestamps: same inputs, same folder)."""
-    algo_part = f"-{algo}" if phase == "train" else ""
-    return f"{hw_name}-{model_name}-{phase}{algo_part}-b{batch}"
 
 
 def trains(run: object) -> bool:
@@ -61,22 +57,24 @@ def _blame_bits(key_path: str, run: RunConfig, hw: HwConfig) -> str:
             f"lacks{have}: add {key_path} to the config or choose other bits")
 
 
-def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOutcome:
+def simulate_run(options: Mapping[str, object], *, progress: bool = True,
+                 loaded_hw: LoadedHw | None = None) -> RunOutcome:
     """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
-    same numerics for accuracy."""
+    same numerics for accuracy. ``loaded_hw``: an accelerator already loaded (the notebook
+    API's ``HwConfig``/dict, overrides applied), used instead of loading ``hw=``."""
     from fxpsim.config.compat import check_roundings
     from fxpsim.config.load import load_hwconfig
-    from fxpsim.config.run import parse_run_options
+    from fxpsim.config.run import option_text, parse_run_options
     from fxpsim.graph.resolve import load_model
     from fxpsim.timing.mapping import hw_source
     from fxpsim.timing.ops import TimingRequest
     from fxpsim.timing.simulate import simulate
 
     run, hw_overrides = parse_run_options(options)
-    hw = load_hwconfig(run.hw, hw_overrides)
+    hw = loaded_hw if loaded_hw is not None else load_hwconfig(run.hw, hw_overrides)
     check_roundings((run.rounding_w, run.rounding_a, run.rounding_g), hw.config, hw.source)
-    graph = load_model(run.model, timeout_s=run.model_timeout)
+    graph = load_model(run.model, input_shape=run.input_shape, timeout_s=run.model_timeout)
     if graph.workload_only and trains(run):
         raise ConfigError("command line", "phase",
                           f"model={graph.source} is a SCALE-Sim topology (layer sizes only, no "
@@ -114,12 +112,26 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     if notes:
         timing = replace(timing, notes=(*notes, *timing.notes))
     training = None
+    if trains(run) and graph.num_classes == 0:
+        raise ConfigError("command line", "model",
+                          f"{run.model} has no classifier (a SCALE-Sim topology lists layers "
+                          "only), so it cannot be trained for accuracy: use a model with one, "
+                          "or steps=0 / phase=infer for cycles and energy only")
     if trains(run):
+        from fxpsim.numba_cache import CompileNotice
         from fxpsim.training.loop import run_training
 
-        training = run_training(graph, hw, run, progress=progress, target_loss=run.target_loss)
-    name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
-    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training)
+        notice = CompileNotice().install()  # says what it compiles when that takes > 1 s
+        try:
+            training = run_training(graph, hw, run, progress=progress,
+                                    target_loss=run.target_loss)
+        finally:
+            notice.close()
+    name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch,
+                                run_digest(run, hw.digest, graph))
+    given = tuple((k, option_text(k, v)) for k, v in options.items())
+    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training,
+                      options=given)
 
 
 def report_files(outcome: RunOutcome) -> dict[str, str]:

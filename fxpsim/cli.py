@@ -20,9 +20,11 @@ examples:
   fxpsim compare hw=edge_npu.yaml model=vgg16 rounding.g=half_even,stochastic,floor
   fxpsim sweep model=lenet5 steps=0 w_bits=4,8 mac_array.rows=8,16,32 workers=2
   fxpsim sweep sweep=my_sweep.yaml scheduler=tcp://127.0.0.1:8786
-  fxpsim report reports/edge_npu-vgg16-train-sgd-b32
+  fxpsim report reports/<run folder>
   fxpsim check hw=hwconfigs/edge_npu.yaml dram.bandwidth_gb_s=25.6
   fxpsim list
+  fxpsim schema hw
+  fxpsim run --help          (every run option with its type and default)
   fxpsim bench arith
 """
 
@@ -98,28 +100,38 @@ def _build_parser() -> argparse.ArgumentParser:
     from fxpsim import __version__
 
     parser.add_argument("--version", action="version", version=f"fxpsim {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="simulate a training or inference step (key=value options)")
+    from fxpsim.cli_help import HelpParser
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HelpParser)
+    run = sub.add_parser("run", help="simulate a training or inference step (key=value options)",
+                         key_help=True)
     run.add_argument("options", nargs="*", metavar="key=value")
     run.add_argument("--format", help="reports to write: comma list of json,csv,md,html,trace "
                      "(same as format=...)")
     compare = sub.add_parser(
-        "compare", help="run variants (a comma list value = an axis) and compare them")
+        "compare", help="run variants (a comma list value = an axis) and compare them",
+        key_help=True, description="Every option whose value is a comma list (outside "
+        "brackets) is an axis; the variants are their grid and share everything else.")
     compare.add_argument("options", nargs="*", metavar="key=value")
     compare.add_argument("--format", help="comparison files: comma list of json,csv,md,html")
     sweep = sub.add_parser(
         "sweep", help="design-space sweep on Dask (grid | random | Optuna search), resumable, "
         "with Pareto fronts (comma list = axis, or sweep=file.yaml)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, description=_SWEEP_HELP)
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=_SWEEP_HELP,
+        key_help=True)
     sweep.add_argument("options", nargs="*", metavar="key=value")
     report = sub.add_parser("report", help="re-render report.md/report.html of a run folder "
                             "from its summary.json and layers.csv (no simulation)")
     report.add_argument("folder")
     report.add_argument("options", nargs="*", metavar="key=value")
     report.add_argument("--format", help="documents to re-render: comma list of md,html")
-    check = sub.add_parser("check", help="validate a hwconfig and print the resolved config")
+    check = sub.add_parser("check", help="validate a hwconfig and print the resolved config",
+                           key_help=True)
     check.add_argument("options", nargs="*", metavar="key=value")
     sub.add_parser("list", help="list built-in hwconfigs and models")
+    schema = sub.add_parser("schema", help="print the reference of the hwconfig (hw) or model "
+                            "IR (model) schema, generated from the code that validates them")
+    schema.add_argument("which", choices=["hw", "model"])
     bench = sub.add_parser("bench", help="benchmarks: arith | schedule | train | sweep")
     bench.add_argument("target", choices=["arith", "schedule", "train", "sweep"])
     bench.add_argument("options", nargs="*", metavar="key=value")
@@ -157,6 +169,11 @@ def _dispatch(ns: argparse.Namespace) -> int:
         from fxpsim.config.cli import check
 
         return check(parse_options(ns.options))
+    if ns.command == "schema":
+        from fxpsim.schema_doc import reference
+
+        print(reference(ns.which), end="")
+        return 0
     if ns.command == "list":
         from fxpsim.config.cli import list_all
 
@@ -209,9 +226,14 @@ def _say(line: str) -> None:
 
 
 def _parse_and_dispatch(argv: Sequence[str] | None) -> int:
+    from fxpsim.numba_cache import use_user_cache
+
+    use_user_cache()  # compiled kernels go to a user cache folder, never into site-packages
+    from fxpsim.cli_args import normalize_argv
+
     parser = _build_parser()
     try:
-        ns = parser.parse_args(argv)
+        ns = parser.parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help/--version (0) or a usage error (2, already printed)
         return exc.code if isinstance(exc.code, int) else 2
     if ns.command is None:

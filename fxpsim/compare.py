@@ -17,6 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,15 +51,32 @@ class Variant:
     options: tuple[tuple[str, str], ...]
 
 
+def split_top_level(value: str) -> list[str]:
+    """``"a,[b,c],d"`` -> ``["a", "[b,c]", "d"]``: commas inside brackets or braces belong
+    to a YAML list/mapping value (``rounding_modes=[rne,stochastic]``), not to the axis."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(value):
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch == "," and depth == 0:
+            items.append(value[start:i])
+            start = i + 1
+    items.append(value[start:])
+    return items
+
+
 def split_axes(options: Mapping[str, str]) -> tuple[dict[str, str], list[Axis]]:
     """(shared options, axes). An axis value list must not have empty or repeated items."""
     shared: dict[str, str] = {}
     axes: list[Axis] = []
     for key, value in options.items():
-        if key in OWN_KEYS or "," not in value:
+        parts = split_top_level(value)
+        if key in OWN_KEYS or len(parts) == 1:
             shared[key] = value
             continue
-        items = [v.strip() for v in value.split(",")]
+        items = [v.strip() for v in parts]
         if any(not v for v in items):
             raise ConfigError("command line", key, f"empty item in comma list {value!r}")
         if len(set(items)) != len(items):
@@ -189,7 +208,7 @@ def run_compare(options: Mapping[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fxpsim-compare-") as tmp:
         ex = Execution(out=Path(options.get("store") or tmp), workers=workers,
                        scheduler=scheduler, point_format="json", inline_if_single=True,
-                       quiet=workers in (None, 1) and not scheduler)
+                       quiet=False)  # variant i/N with elapsed time and ETA
         rows = evaluate_grid(spec, ex)
         summaries = []
         for v, row in zip(variants, rows, strict=True):
@@ -226,3 +245,17 @@ def compare_from_cli(options: Mapping[str, str]) -> int:
         print(f"comparison written to {folder}/ "
               f"({', '.join(COMPARE_FORMATS[f] for f in formats)})")
     return 0
+
+
+class _CallableModule(types.ModuleType):
+    """``fxpsim.compare(...)`` is the notebook API (:func:`fxpsim.notebook.compare`) while
+    ``fxpsim.compare`` stays this module: importing a submodule sets the package attribute
+    of the same name, so a plain function there would be replaced by the module."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from fxpsim.notebook import compare
+
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 
 from fxpsim.compare import accuracy_value
-from fxpsim.report import plots, strict_json
+from fxpsim.report import strict_json, svg
 from fxpsim.report.html import NO_TRAINING, history_series, note, page, table
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -24,6 +24,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "dram_bytes", "stall_cycles", "rng_bits", "rng_energy_uj", "requant_events",
     "requant_energy_uj", "accuracy", "accuracy_delta",
 )
+
+
+#: terminal columns left out first when the table does not fit
+COMPARE_DROP: tuple[str, ...] = ("RNG (uJ)", "requant (uJ)", "DRAM MB", "Δ acc", "RNG bits",
+                                 "Δ energy", "Δ cycles")
 
 
 def _pct(d: Mapping[str, Any] | None) -> str:
@@ -129,29 +134,41 @@ def _components(cmp: Mapping[str, Any]) -> list[str]:
 
 
 def compare_html(cmp: Mapping[str, Any]) -> str:
-    labels = [v["label"] for v in cmp["variants"]]
+    """compare.html: the table, then grouped bar charts (one colour per variant, the same
+    in every chart) of cycles and energy by pass, energy by component, rounding cost, and
+    the accuracy/loss curves in the variants' colours."""
+    variants = cmp["variants"]
+    colors = [svg.color(i) for i in range(len(variants))]
     passes = _passes(cmp)
 
     def by_pass(field: str, scale: float) -> dict[str, list[float]]:
-        return {p: [v["per_pass"].get(p, {}).get(field, 0) / scale for v in cmp["variants"]]
-                for p in passes}
+        return {v["label"]: [v["per_pass"].get(p, {}).get(field, 0) / scale for p in passes]
+                for v in variants}
+
+    def same(field: str) -> str:
+        values = {v["totals"][field] for v in variants}
+        return note(f"every variant has the same {field.replace('_', ' ')}: the axes change "
+                    "no work on the accelerator") if len(values) == 1 else ""
 
     head, body = _display_rows(cmp)
     comps = _components(cmp)
     parts = [f"<h1>fxpsim compare <code>{escape(cmp['name'])}</code></h1><ul>"
              + "".join(f"<li>{escape(d)}</li>" for d in _describe(cmp)) + "</ul>",
              '<section id="table"><h2>Variants</h2>', table(head, body), "</section>\n",
-             '<section id="cycles"><h2>Cycles per variant</h2>',
-             f'<img src="{plots.stacked_bars(labels, by_pass("cycles", 1), title="cycles per variant, stacked by pass", ylabel="cycles")}" alt="cycles per variant">',
-             "</section>\n", '<section id="energy"><h2>Energy per variant</h2>',
-             f'<img src="{plots.stacked_bars(labels, by_pass("energy_pj", 1e6), title="energy per variant, stacked by pass", ylabel="uJ")}" alt="energy per variant by pass">']
-    stacks = {k: [_comp(v, k) / 1e6 for v in cmp["variants"]] for k in comps}
-    parts.append(f'<img src="{plots.stacked_bars(labels, stacks, title="energy per variant by component", ylabel="uJ")}" alt="energy per variant by component">')
+             '<section id="cycles"><h2>Cycles per pass</h2>', same("cycles"),
+             svg.grouped_bars(passes, by_pass("cycles", 1), title="cycles per pass",
+                              ylabel="cycles", unit="cycles", colors=colors),
+             "</section>\n", '<section id="energy"><h2>Energy</h2>',
+             svg.grouped_bars(passes, by_pass("energy_pj", 1e6), title="energy per pass",
+                              ylabel="uJ", unit="uJ", colors=colors)]
+    by_comp = {v["label"]: [_comp(v, k) / 1e6 for k in comps] for v in variants}
+    parts.append(svg.grouped_bars(comps, by_comp, title="energy by component", ylabel="uJ",
+                                  unit="uJ", colors=colors))
     parts.append("</section>\n")
-    cost = {"rng": [_comp(v, "rng") / 1e6 for v in cmp["variants"]],
-            "requant": [_comp(v, "requant") / 1e6 for v in cmp["variants"]]}
+    cost = {v["label"]: [_comp(v, "rng") / 1e6, _comp(v, "requant") / 1e6] for v in variants}
     parts += ['<section id="rounding_cost"><h2>Hardware cost of rounding</h2>',
-              f'<img src="{plots.stacked_bars(labels, cost, title="rounding hardware energy: RNG and requantizer", ylabel="uJ", height=3.4)}" alt="rounding cost">',
+              svg.grouped_bars(["RNG", "requantizer"], cost, title="rounding hardware energy",
+                               ylabel="uJ", unit="uJ", colors=colors),
               table(["variant", "RNG bits", "RNG (uJ)", "requant events", "requant (uJ)"],
                     [[r["variant"], f"{r['rng_bits']:,}", f"{r['rng_energy_uj']:,.3f}",
                       f"{r['requant_events']:,}", f"{r['requant_energy_uj']:,.3f}"]
@@ -161,16 +178,23 @@ def compare_html(cmp: Mapping[str, Any]) -> str:
               "</section>\n", '<section id="accuracy"><h2>Accuracy and loss</h2>']
     loss: dict[str, list] = {}
     acc: dict[str, list] = {}
-    for v in cmp["variants"]:
+    line_color: dict[str, str] = {}
+    for v, c in zip(variants, colors, strict=True):
         lo, ac = history_series(v, v["label"])
+        for series in (lo, ac):
+            line_color.update(dict.fromkeys(series, c))
         loss.update(lo)
         acc.update(ac)
+    test = [k for k in (*loss, *acc) if "test" in k]  # test curves dashed, train solid
     if acc:
-        parts.append(f'<img src="{plots.curves(acc, title="accuracy per variant", xlabel="epoch", ylabel="accuracy", width=9)}" alt="accuracy curves">')
+        parts.append(svg.curves(acc, title="accuracy per variant (dashed: test)",
+                                xlabel="epoch", ylabel="accuracy", colors=line_color,
+                                dashed=test))
     if loss:
-        parts.append(f'<img src="{plots.curves(loss, title="loss per variant", xlabel="epoch", ylabel="loss", width=9)}" alt="loss curves">')
+        parts.append(svg.curves(loss, title="loss per variant (dashed: test)", xlabel="epoch",
+                                ylabel="loss", colors=line_color, dashed=test))
     if not acc and not loss:
-        parts.append(note(NO_TRAINING if all(v["accuracy"] is None for v in cmp["variants"])
+        parts.append(note(NO_TRAINING if all(v["accuracy"] is None for v in variants)
                           else "no accuracy history recorded"))
     parts.append("</section>\n")
     return page(f"fxpsim compare {cmp['name']}", "".join(parts))
@@ -193,12 +217,25 @@ def print_compare(cmp: Mapping[str, Any], console=None) -> None:
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)
+    from rich.markup import escape as esc  # values such as [rne,stochastic] are not markup
+
+    from fxpsim.report.fit import dropped_note, fit_table
+
     head, body = _display_rows(cmp)
-    tab = Table(title=f"compare {cmp['name']}", caption="; ".join(_describe(cmp)))
-    for i, h in enumerate(head):
-        # numbers never wrap or get cut; a long variant label folds onto a second line
-        tab.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0,
-                       overflow="fold")
-    for row in body:
-        tab.add_row(*row)
+    caption = "; ".join(_describe(cmp))
+
+    def build(cols: Sequence[str]) -> Table:
+        tab = Table(title=esc(f"compare {cmp['name']}"), caption=esc(caption))
+        keep = [head.index(c) for c in cols]
+        for i in keep:
+            # numbers never wrap or get cut; a long variant label folds onto a second line
+            tab.add_column(head[i], justify="left" if i == 0 else "right", no_wrap=i > 0,
+                           overflow="fold")
+        for row in body:
+            tab.add_row(*(esc(row[i]) for i in keep))
+        return tab
+
+    tab, dropped = fit_table(console, build, head, COMPARE_DROP)
+    if dropped:
+        tab.caption = esc(caption + dropped_note(dropped, "compare.csv"))
     console.print(tab)

@@ -21,3 +21,5 @@ class RunOutcome:
     graph: Graph
     timing: TimingResult
     training: TrainResult | None = None  # None: timing only (phase=infer, steps=0, epochs=0)
+    #: the options as given (key, text), hw overrides included: summary.json records them
+    options: tuple[tuple[str, str], ...] = ()

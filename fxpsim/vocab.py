@@ -50,7 +50,10 @@ def canonical_rounding(name: str) -> str:
         return ROUNDING_ALIASES[name]
     if name in ROUNDING_CANONICAL:
         return name
-    raise ValueError(f"unknown rounding {name!r} (valid: {', '.join(ROUNDING_NAMES)})")
+    from fxpsim.suggest import did_you_mean
+
+    raise ValueError(f"unknown rounding {name!r} (valid: {', '.join(ROUNDING_NAMES)})"
+                     f"{did_you_mean(name, ROUNDING_NAMES)}")
 
 
 # hwconfig ``mac_array.requantizer.rounding_modes`` names -> canonical rounding names

@@ -48,7 +48,7 @@ def test_examples_load_with_documented_peaks():
     edge = load_hwconfig(str(EDGE)).config
     server = load_hwconfig(str(REPO / "hwconfigs" / "server_npu.yaml")).config
     assert (edge.mac_array.rows, edge.mac_array.cols, edge.clock.freq_mhz) == (16, 16, 800)
-    # HWCONFIG.md: edge 204.8 GMAC/s INT8; roofline knee = 204.8e9 / (12.8e9 * 0.8) = 20 MAC/B
+    # README (accelerator configs): edge 204.8 GMAC/s INT8; roofline knee = 204.8e9 / (12.8e9 * 0.8) = 20 MAC/B
     peak = edge.mac_array.rows * edge.mac_array.cols * edge.freq_hz
     assert peak == 204.8e9
     assert peak / (edge.dram_bytes_per_cycle * edge.freq_hz) == pytest.approx(20.0)

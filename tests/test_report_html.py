@@ -1,21 +1,22 @@
-"""``report.html`` (self-contained, plots embedded), ``fxpsim report`` re-rendering, and
-deterministic report bytes (same seed; NUMBA_NUM_THREADS=1 vs 2).
+"""``report.html`` (self-contained, interactive inline-SVG charts), ``fxpsim report``
+re-rendering, and deterministic report bytes (same seed; NUMBA_NUM_THREADS=1 vs 2).
 
-The HTML is checked structurally with ``html.parser``: tags balance, every ``<img>`` is a
-``data:image/png`` URI that decodes to a PNG, nothing refers to the network, and every plot
-section exists. When ``chromium`` is on PATH a test also renders the page headless and
+The HTML is checked structurally with ``html.parser``: tags balance, every chart is an
+inline ``<svg>`` that parses as XML and carries hover ``<title>`` tooltips, scripts are
+inline, nothing refers to the network, and every plot section exists. When ``chromium`` is on PATH a test also renders the page headless and
 checks that the screenshot is not blank (skipped otherwise).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class _Check(HTMLParser):
         super().__init__()
         self.stack: list[str] = []
         self.imgs: list[dict[str, str | None]] = []
+        self.svgs = 0
+        self.scripts: list[dict[str, str | None]] = []
         self.ids: list[str] = []
         self.tags: set[str] = set()
         self.errors: list[str] = []
@@ -47,6 +50,10 @@ class _Check(HTMLParser):
             self.ids.append(a["id"])
         if tag == "img":
             self.imgs.append(a)
+        if tag == "svg":
+            self.svgs += 1
+        if tag == "script":
+            self.scripts.append(a)
         if tag not in VOID:
             self.stack.append(tag)
 
@@ -58,19 +65,21 @@ class _Check(HTMLParser):
 
 
 def check_self_contained(text: str) -> _Check:
-    """Parse; assert balanced tags, embedded PNGs only, no network references."""
+    """Parse; assert balanced tags, inline SVG charts that are well-formed XML with
+    tooltips, inline scripts only, no images or other files, no network references."""
     assert text.startswith("<!DOCTYPE html>")
     p = _Check()
     p.feed(text)
     p.close()
     assert not p.errors and not p.stack, (p.errors, p.stack)
     assert "http://" not in text and "https://" not in text and "//cdn" not in text
-    assert not {"script", "link", "iframe", "object", "embed"} & p.tags
-    for img in p.imgs:
-        src = img.get("src") or ""
-        assert src.startswith("data:image/png;base64,"), src[:40]
-        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
-        assert img.get("alt")
+    assert not {"link", "iframe", "object", "embed", "img"} & p.tags
+    assert all(not s.get("src") for s in p.scripts)
+    for svg in re.findall(r"<svg .*?</svg>", text, flags=re.S):
+        root = ET.fromstring(svg)  # well-formed
+        marks = [e for e in root.iter() if e.get("class") == "d"]
+        assert marks and all(m.find("title") is not None
+                             for m in marks), "every bar/point/line has a hover tooltip"
     return p
 
 
@@ -97,9 +106,9 @@ def test_html_is_self_contained_with_every_section(run_folder: Path) -> None:
     text = (run_folder / "report.html").read_text()
     p = check_self_contained(text)
     assert [k for k, _ in SECTIONS] == [i for i in p.ids if i in dict(SECTIONS)]
-    # cycles, 2 energy, roofline, utilization, stalls: 6 plots without training
-    assert len(p.imgs) == 6
-    assert text.count("no training in this run") == 2  # accuracy and overflow sections
+    # cycles, 2 energy, DRAM by tensor, roofline, utilization, stalls: 7 charts without training
+    assert p.svgs == 7
+    assert text.count("no training in this run") == 3  # accuracy, metrics, overflow
     s, _ = _load(run_folder)
     assert f"{s['totals']['cycles']:,}" in text  # the exact cycle total is shown
 
@@ -114,7 +123,7 @@ def test_training_sections_appear_when_summary_has_them(run_folder: Path) -> Non
                                 {"layer": "fc1", "overflow": 0, "saturated": 7}]}
     text = report_html(s, rows)
     p = check_self_contained(text)
-    assert len(p.imgs) == 6 + 3  # accuracy curve, loss curve, overflow bars
+    assert p.svgs == 7 + 3  # accuracy curve, loss curve, overflow bars
     assert "no training in this run" not in text
     assert "0.9100" in text and "saturated" in text
     md = report_md(s, rows)

@@ -177,10 +177,13 @@ def resolve_ref(ref: str) -> tuple[str, Any]:
                 tried.append(f"packaged {name}")
                 if pkg.joinpath(name).is_file():
                     return str(pkg.joinpath(name)), pkg.joinpath(name)
+    from fxpsim.suggest import did_you_mean
+
     builtins = ", ".join(builtin_names()) or "none found"
     raise ConfigError(
         "command line", "hw",
-        f"no hwconfig {ref!r} (tried {', '.join(tried)}; built-in: {builtins})",
+        f"no hwconfig {ref!r} (tried {', '.join(tried)}; built-in: {builtins})"
+        f"{did_you_mean(ref, builtin_names())}",
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fxpsim.errors import ConfigError, clip
 from fxpsim.paths import name_problem, path_problem
+from fxpsim.suggest import did_you_mean
 from fxpsim.vocab import ALGORITHMS, ROUNDING_NAMES, AlgoName, canonical_rounding
 
 Phase = Literal["train", "infer"]
@@ -72,7 +73,7 @@ class RunConfig(BaseModel):
     fb_trial_updates_moments: bool = False
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     format: tuple[ReportFormat, ...] = Field(FORMATS, min_length=1)
-    # algorithm knobs (ALGORITHMS.md defaults); the time plane prices laq_rounds and
+    # algorithm knobs (docs/algorithms.md); the time plane prices laq_rounds and
     # metagrad_hidden too, so both planes always see the same recipe
     laq_rounds: Annotated[int, Field(ge=1, le=100)] = 5
     lbt_alpha: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-3
@@ -88,6 +89,8 @@ class RunConfig(BaseModel):
     # forward); not a simulation input, so not echoed in summary.json
     model_timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False, exclude=True)
                              ] = 300.0
+    # (C, H, W) the model is built for; None: the model's own (a torch class's attribute)
+    input_shape: tuple[Annotated[int, Field(ge=1, le=1 << 16)], ...] | None = None
 
     @field_validator("rounding_w", "rounding_a", "rounding_g")
     @classmethod
@@ -138,7 +141,8 @@ def _float(lo: float, hi: float, lo_open: bool, noun: str) -> Callable[[str], fl
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {_q(text)}")
+            raise ValueError(f"expected one of {', '.join(choices)}, got {_q(text)}"
+                             f"{did_you_mean(text, choices)}")
         return text
 
     return parse
@@ -195,6 +199,16 @@ def _formats(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    """``3x32x32``, ``3,32,32`` or ``[3, 32, 32]`` -> ``(3, 32, 32)``."""
+    body = text.strip().strip("[]()")
+    parts = [p.strip() for p in re.split(r"\s*[x,]\s*|\s+", body.strip())]
+    if not parts or not all(re.fullmatch(r"\d{1,5}", p) for p in parts) \
+            or not all(1 <= int(p) <= 1 << 16 for p in parts):
+        raise ValueError(f"expected a shape such as 3x32x32 (C x H x W), got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
 _ROUNDING = _choice(ROUNDING_NAMES)
 
 # CLI key -> (RunConfig field, parser)
@@ -234,7 +248,29 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "mapping.objective": ("mapping_objective", _choice(("latency", "energy", "edp"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
     "model_timeout": ("model_timeout", _float(0.0, 86400.0, True, "seconds in (0, 86400]")),
+    "input_shape": ("input_shape", _optional(_shape)),
 }
+
+
+def option_text(key: str, value: object) -> str:
+    """A typed option value (from Python: ``1``, ``True``, ``("json", "csv")``, ``(3, 32,
+    32)``, ``None``) as the command-line text its parser reads; strings pass through."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list) and key == "input_shape":
+        return "x".join(str(v) for v in value)
+    if isinstance(value, tuple | list) and key == "format":
+        return ",".join(str(v) for v in value)
+    import yaml  # hw overrides take YAML flow values: lists, mappings
+
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+
 
 
 def is_hw_override(key: str) -> bool:
@@ -243,7 +279,7 @@ def is_hw_override(key: str) -> bool:
     return root in HW_OVERRIDE_ROOTS
 
 
-def parse_run_options(options: Mapping[str, str]) -> tuple[RunConfig, dict[str, str]]:
+def parse_run_options(options: Mapping[str, object]) -> tuple[RunConfig, dict[str, str]]:
     """Split CLI ``key=value`` options into a :class:`RunConfig` and hwconfig overrides.
 
     Run keys are those of :data:`RUN_KEYS` (``batch``, ``rounding.w``, ``fb.a``, ...); keys
@@ -253,7 +289,8 @@ def parse_run_options(options: Mapping[str, str]) -> tuple[RunConfig, dict[str, 
     """
     fields: dict[str, Any] = {}
     hw_overrides: dict[str, str] = {}
-    for key, text in options.items():
+    for key, given in options.items():
+        text = option_text(key, given)
         if key in RUN_KEYS:
             field, parse = RUN_KEYS[key]
             try:
@@ -264,7 +301,9 @@ def parse_run_options(options: Mapping[str, str]) -> tuple[RunConfig, dict[str, 
             hw_overrides[key] = text
         else:
             valid = ", ".join(list(RUN_KEYS) + [f"{r}.*" for r in HW_OVERRIDE_ROOTS])
-            raise ConfigError("command line", key, f"unknown option; valid: {valid}")
+            hint = did_you_mean(key, list(RUN_KEYS) + list(HW_OVERRIDE_ROOTS))
+            raise ConfigError("command line", key, f"unknown option; valid: {valid} (fxpsim "
+                              f"run --help describes each){hint}")
     try:
         run = RunConfig(**fields)
     except ValidationError as exc:  # parsers above should make this unreachable

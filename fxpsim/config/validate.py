@@ -206,7 +206,10 @@ def format_loc(loc: Sequence[Token]) -> str:
 
 
 def unknown_key_message(key: Any, valid: Sequence[Any]) -> str:
-    return f"unknown key {show(key)} (valid: {', '.join(str(v) for v in valid)})"
+    from fxpsim.suggest import did_you_mean
+
+    return (f"unknown key {show(key)} (valid: {', '.join(str(v) for v in valid)})"
+            f"{did_you_mean(key, valid)}")
 
 
 _TYPE_ERRORS = {"int_type", "float_type", "bool_type", "string_type", "dict_type", "model_type",
@@ -249,7 +252,12 @@ def error_parts(root: type[BaseModel], err: Mapping[str, Any]) -> tuple[str, str
         return format_loc(loc), f"expected a finite number, got {show(value)}"
     if want is None:
         return format_loc(loc), f"{err.get('msg', 'invalid value')}, got {show(value)}"
-    return format_loc(loc), f"expected {want}, got {show(value, etype in _TYPE_ERRORS)}"
+    hint = ""
+    if etype == "literal_error" and isinstance(value, str) and spec is not None:
+        from fxpsim.suggest import did_you_mean
+
+        hint = did_you_mean(value, literal_choices(spec) or ())
+    return format_loc(loc), f"expected {want}, got {show(value, etype in _TYPE_ERRORS)}{hint}"
 
 
 def first_error(root: type[BaseModel], exc: ValidationError, source: str) -> ConfigError:

@@ -292,7 +292,8 @@ def load_fx_model(
     native = getattr(cls, "input_shape", None)
     if native is None and input_shape is None:
         raise ConfigError(src, "input_shape", "unknown input shape: give the class an attribute "
-                          "input_shape = (C, H, W) or pass input_shape")
+                          "input_shape = (C, H, W) or the run option input_shape=CxHxW "
+                          "(e.g. input_shape=3x32x32)")
     given = native if native is not None else input_shape
     if not (isinstance(given, (tuple, list)) and given
             and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in given)):

@@ -123,9 +123,12 @@ def load_model(
         return _load_file(p, ref, input_shape, num_classes)
     files = _builtin_files()
     if ref not in files:
+        from fxpsim.suggest import did_you_mean
+
         names = ", ".join(sorted(files)) or "none found"
         raise ConfigError("command line", "model", f"unknown model '{ref}' (built-in: {names}; "
-                          "or give a .yaml/.csv path or file.py:ClassName)")
+                          f"or give a .yaml/.csv path or file.py:ClassName)"
+                          f"{did_you_mean(ref, files)}")
     f = files[ref]
     source = f"models/{f.name}" if isinstance(f, Path) else f"fxpsim.builtin_models/{f.name}"
     return _load_file(f, source, input_shape, num_classes)

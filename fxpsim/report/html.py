@@ -1,12 +1,13 @@
-"""``report.html``: one self-contained page (inline CSS, PNG plots as ``data:`` URIs, no
-scripts, no network) rendered from the data of ``summary.json`` and ``layers.csv`` only, so
-``fxpsim report <folder>`` re-renders it byte for byte without re-simulating.
+"""``report.html``: one self-contained page (inline CSS, inline SVG charts with hover
+tooltips, a few lines of inline script for zooming, no network) rendered from the data of
+``summary.json`` and ``layers.csv`` only, so ``fxpsim report <folder>`` re-renders it byte
+for byte without re-simulating.
 
 Sections: totals, per pass, per-layer cycles stacked by pass, energy by component (total and
-per pass), roofline, utilization and stalls, accuracy and loss curves, overflow counts, the
-per-layer table. Accuracy/loss come from ``summary["accuracy"]["history"]`` and overflow
-counts from ``summary["training"]["layers"]`` when the run trained; otherwise those sections
-say "no training in this run".
+per pass), roofline (every point labelled with its layer), utilization and stalls, accuracy
+and loss curves, training metrics (SQNR, zig-zag, steps to target, and any other per-layer
+numbers the training plane reports), overflow counts, the per-layer table. Training sections
+say "no training in this run" when it did not train. Warnings are listed at the top.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from fxpsim.report import plots
+from fxpsim.report import svg
 
 Row = Mapping[str, str]  # one layers.csv row (strings, as read back)
 
@@ -31,6 +32,9 @@ img{max-width:100%;display:block;margin:6px 0}
 .note{color:#666;font-style:italic}code{background:#f4f4f4;padding:0 3px}
 nav a{margin-right:10px;font-size:13px}
 footer{margin-top:30px;font-size:11px;color:#777}
+.scroll{overflow-x:auto;max-width:100%}.scroll td:first-child,.scroll th:first-child{
+position:sticky;left:0;background:#fff}
+.warn{color:#8a5300;background:#fff4e0;padding:2px 6px}
 """
 
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -39,9 +43,11 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("cycles", "Cycles per layer"),
     ("energy", "Energy by component"),
     ("area", "Area by component"),
+    ("dram", "DRAM traffic by tensor"),
     ("roofline", "Roofline"),
     ("utilization", "Utilization and stalls"),
     ("accuracy", "Accuracy and loss"),
+    ("metrics", "Training metrics"),
     ("overflow", "Overflow counts"),
     ("layers", "Per layer"),
     ("mappings", "DRAM traffic and mappings"),
@@ -65,6 +71,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def img(uri: str, alt: str) -> str:
+    """An embedded PNG (the sweep report's matplotlib charts)."""
     return f'<img src="{uri}" alt="{escape(alt)}">'
 
 
@@ -195,6 +202,7 @@ def _header(s: Mapping[str, Any]) -> str:
         f"timing <code>{escape(run['timing'])}</code>",
         f"energy table: {escape(hw['energy_table'])}",
         *[f"note: {escape(n)}" for n in s.get("notes", [])],
+        *[f'<span class="warn">warning: {escape(w)}</span>' for w in s.get("warnings", [])],
     ]
     nav = "".join(f'<a href="#{k}">{escape(t)}</a>' for k, t in SECTIONS)
     return (f"<h1>fxpsim run <code>{escape(s['name'])}</code></h1><ul>"
@@ -223,9 +231,9 @@ def _cycles(rows: Sequence[Row]) -> str:
     keep, why = top_layers(layers, [sum(v[i] for v in stacks.values())
                                     for i in range(len(layers))])
     stacks = {p: _pick(v, keep) for p, v in stacks.items()}
-    return _section("cycles", img(plots.stacked_bars(
-        _pick(layers, keep), stacks, title="cycles per layer, stacked by pass", ylabel="cycles"),
-        "cycles per layer stacked by pass") + (note(why) if why else ""))
+    return _section("cycles", svg.stacked_bars(
+        _pick(layers, keep), stacks, title="cycles per layer, stacked by pass", ylabel="cycles",
+        unit="cycles") + (note(why) if why else ""))
 
 
 def _energy(s: Mapping[str, Any]) -> str:
@@ -234,14 +242,13 @@ def _energy(s: Mapping[str, Any]) -> str:
     names = [k for k, _ in comp]
     parts = []
     if comp:
-        parts.append(img(plots.hbars(names, [v / 1e6 for _, v in comp],
-                                     title="energy by component (whole step)", xlabel="uJ"),
-                         "energy by component"))
+        parts.append(svg.hbars(names, [v / 1e6 for _, v in comp],
+                               title="energy by component (whole step)", xlabel="uJ"))
         passes = pass_names(s)
         stacks = {k: [s["per_pass"][p]["energy_by_component"].get(k, 0.0) / 1e6 for p in passes]
                   for k in names}
-        parts.append(img(plots.stacked_bars(passes, stacks, title="energy per pass by component",
-                                            ylabel="uJ", height=3.8), "energy per pass"))
+        parts.append(svg.stacked_bars(passes, stacks, title="energy per pass by component",
+                                      ylabel="uJ", unit="uJ", zoom=len(passes) > 8))
     total = t["energy_pj"]
     parts.append(table(["component", "energy (uJ)", "share"], [
         [k, uj(v), f"{v / total:.2%}" if total else "-"] for k, v in comp]))
@@ -249,6 +256,26 @@ def _energy(s: Mapping[str, Any]) -> str:
                       "rng: random bits for stochastic rounding; requant: rounding "
                       "(output scaling) in the requantizer; leakage: static power x time."))
     return _section("energy", "".join(parts))
+
+
+def _dram(rows: Sequence[Row]) -> str:
+    """Per-layer DRAM bytes stacked by tensor kind, from the ``dram_<kind>_bytes`` columns
+    of layers.csv (whichever kinds the time plane reports)."""
+    kinds = [c[5:-6] for c in (rows[0] if rows else {})
+             if c.startswith("dram_") and c.endswith("_bytes")
+             and c not in ("dram_read_bytes", "dram_write_bytes")]
+    layers = ordered(r["layer"] for r in rows)
+    stacks = {k: layer_pass_sums(rows, f"dram_{k}_bytes")[1] for k in kinds}
+    per_kind = {k: [sum(v[p][i] for p in v) for i in range(len(layers))]
+                for k, v in stacks.items()}
+    per_kind = {k: v for k, v in per_kind.items() if any(v)}
+    if not per_kind:
+        return _section("dram", note("this run's layers.csv has no per-tensor DRAM traffic "
+                                     "columns; DRAM bytes per layer are in the per-layer "
+                                     "table"))
+    return _section("dram", svg.stacked_bars(
+        layers, per_kind, title="DRAM traffic per layer, by tensor (all passes)",
+        ylabel="bytes", unit="bytes"))
 
 
 def _area(s: Mapping[str, Any]) -> str:
@@ -278,7 +305,7 @@ def _roofline(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
     except (KeyError, TypeError):
         return _section("roofline", note("the config in summary.json has no array/DRAM data"))
     gemm = [r for r in rows if r.get("m") and num(r, "cycles") > 0]
-    points: dict[str, list[tuple[float, float]]] = {}
+    points: dict[str, list[tuple[float, float, str]]] = {}
     no_dram = 0
     for r in gemm:
         b = num(r, "dram_read_bytes") + num(r, "dram_write_bytes")
@@ -286,14 +313,14 @@ def _roofline(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
             no_dram += 1
             continue
         points.setdefault(r["pass"], []).append((num(r, "macs") / b,
-                                                 num(r, "macs") / num(r, "cycles")))
+                                                 num(r, "macs") / num(r, "cycles"), r["layer"]))
     modes = ordered(r["precision"] for r in gemm)
     peaks = {m: peak_by_mode[m] for m in modes if m in peak_by_mode}
     if not points or not peaks:
         return _section("roofline", note("no GEMM work with DRAM traffic in this run"))
     extra = f"; {no_dram} GEMM(s) without DRAM traffic not shown" if no_dram else ""
-    return _section("roofline", img(plots.roofline(
-        points, peaks, bpc, title="roofline: one point per GEMM layer x pass"), "roofline")
+    return _section("roofline", svg.roofline(
+        points, peaks, bpc, title="roofline: one point per GEMM layer x pass")
         + note(f"DRAM roof: {bpc:.3g} bytes/cycle achievable; compute roof per precision "
                f"mode{extra}."))
 
@@ -321,13 +348,12 @@ def _utilization(rows: Sequence[Row]) -> str:
     keep_all, why_all = top_layers(all_layers, [sum(v[i] for v in stacks.values())
                                                 for i in range(len(all_layers))])
     stacks = {k: _pick(v, keep_all) for k, v in stacks.items()}
-    return _section("utilization", img(plots.bars(
+    return _section("utilization", svg.bars(
         _pick(layers, keep), _pick(util, keep),
         title="MAC array utilization per GEMM layer (MACs / (cycles x peak))",
-        ylabel="utilization (%)", percent=True), "utilization") + (note(why) if why else "")
-        + img(plots.stacked_bars(_pick(all_layers, keep_all), stacks,
-                                 title="cycles per layer: compute and stalls by cause",
-                                 ylabel="cycles"), "stalls by cause")
+        ylabel="utilization (%)", percent=True) + (note(why) if why else "")
+        + svg.stacked_bars(_pick(all_layers, keep_all), stacks, title="cycles per layer: "
+                           "compute and stalls by cause", ylabel="cycles", unit="cycles")
         + (note(why_all) if why_all else ""))
 
 
@@ -341,11 +367,9 @@ def _accuracy(s: Mapping[str, Any]) -> str:
         if scalars:
             parts.append(table(["metric", "value"], scalars))
     if acc:
-        parts.append(img(plots.curves(acc, title="accuracy", xlabel="epoch",
-                                      ylabel="accuracy"), "accuracy curve"))
+        parts.append(svg.curves(acc, title="accuracy", xlabel="epoch", ylabel="accuracy"))
     if loss:
-        parts.append(img(plots.curves(loss, title="loss", xlabel="epoch", ylabel="loss"),
-                         "loss curve"))
+        parts.append(svg.curves(loss, title="loss", xlabel="epoch", ylabel="loss"))
     if not parts:
         parts.append(note(NO_TRAINING if final is None else "no accuracy history recorded"))
     return _section("accuracy", "".join(parts))
@@ -358,11 +382,76 @@ def _overflow(s: Mapping[str, Any]) -> str:
     layers, counters = overflow_counts(s)
     if not counters:
         return _section("overflow", note("the training plane reported no overflow counts"))
-    body = img(plots.stacked_bars(layers, counters, title="overflow / saturation counts per "
-                                  "layer", ylabel="count"), "overflow counts")
-    body += table(["layer", *counters], [[name, *(f"{counters[c][i]:,.0f}" for c in counters)]
-                                         for i, name in enumerate(layers)])
+    # event counts and clipped fractions have different units: one chart each
+    counts = {k: v for k, v in counters.items() if "fraction" not in k}
+    fractions = {k: [x * 100 for x in v] for k, v in counters.items() if "fraction" in k}
+    body = ""
+    if any(any(v) for v in counts.values()):
+        body += svg.stacked_bars(layers, {k: v for k, v in counts.items() if any(v)},
+                                 title="accumulator overflow / saturation events per layer",
+                                 ylabel="events", unit="events")
+    else:
+        body += note("no accumulator overflow or saturation events in any layer")
+    if any(any(v) for v in fractions.values()):
+        body += svg.grouped_bars(layers, {k: v for k, v in fractions.items() if any(v)},
+                                 title="clipped values per layer (%)", ylabel="%", unit="%")
+    body += '<div class="scroll">' + table(["layer", *counters], [
+        [name, *(f"{counters[c][i]:.4%}" if "fraction" in c else f"{counters[c][i]:,.0f}"
+                 for c in counters)] for i, name in enumerate(layers)]) + "</div>"
     return _section("overflow", body)
+
+
+def _scalar(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return escape(str(v))
+    return f"{v:,}" if isinstance(v, int) else f"{v:.4g}"
+
+
+def _metrics(s: Mapping[str, Any]) -> str:
+    """SQNR, zig-zag, steps to target and whatever other per-layer numbers the training
+    plane reported (columns follow the keys present, so new metrics show up by themselves)."""
+    t = s.get("training")
+    if not isinstance(t, Mapping):
+        return _section("metrics", note(NO_TRAINING))
+    parts = []
+    head = [["steps to target loss", f"{_scalar(t.get('steps_to_target'))} (target "
+             f"{_scalar(t.get('target_loss'))})"]]
+    zz = t.get("zigzag")
+    z: Mapping[str, Any] = zz if isinstance(zz, Mapping) else {}
+    for k, v in z.items():
+        if not isinstance(v, list | dict):
+            head.append([f"zig-zag {k.replace('_', ' ')}", _scalar(v)])
+    for k, v in t.items():  # other scalar metrics (e.g. code flips) as they appear
+        if k not in ("steps_to_target", "target_loss", "accuracy") and isinstance(
+                v, int | float) and not isinstance(v, bool) and any(
+                w in k for w in ("flip", "sqnr", "zig", "osc", "clip")):
+            head.append([k.replace("_", " "), _scalar(v)])
+    parts.append(table(["metric", "value"], head))
+    per_layer: dict[str, dict[str, Any]] = {}
+    for src, prefix in ((t.get("layers"), ""), (z.get("layers"), "zig-zag ")):
+        for row in src if isinstance(src, list) else []:
+            if isinstance(row, Mapping):
+                cells = per_layer.setdefault(str(row.get("layer", "?")), {})
+                for k, v in _flatten(row).items():
+                    if "overflow" not in k and k != "layer":
+                        cells[prefix + k.replace("_", " ")] = v
+    cols = ordered(k for cells in per_layer.values() for k in cells)
+    if per_layer:
+        sqnr = {k: [per_layer[name].get(k) or 0.0 for name in per_layer]
+                for k in cols if "sqnr" in k}
+        if any(any(v) for v in sqnr.values()):
+            parts.append(svg.grouped_bars(list(per_layer), sqnr, title="SQNR per layer "
+                                          "against the float shadow (dB)", ylabel="dB",
+                                          unit="dB"))
+        parts.append('<div class="scroll">' + table(["layer", *cols], [
+            [name, *(_scalar(per_layer[name].get(c)) for c in cols)] for name in per_layer])
+            + "</div>")
+    parts.append(note("SQNR: signal to quantization noise of activations/gradients against a "
+                      "float shadow; zig-zag: fraction of steps whose gradient points against "
+                      "the previous one (cos < 0), and weight oscillation."))
+    return _section("metrics", "".join(parts))
 
 
 def _layers(rows: Sequence[Row]) -> str:
@@ -370,7 +459,7 @@ def _layers(rows: Sequence[Row]) -> str:
     _, energy = layer_pass_sums(rows, "energy_pj")
     _, dram_r = layer_pass_sums(rows, "dram_read_bytes")
     _, dram_w = layer_pass_sums(rows, "dram_write_bytes")
-    ops = {}
+    ops: dict[str, str] = {}
     for r in rows:
         ops.setdefault(r["layer"], r["op"])
     out = []
@@ -379,8 +468,8 @@ def _layers(rows: Sequence[Row]) -> str:
         dram = sum(d[i] for d in dram_r.values()) + sum(d[i] for d in dram_w.values())
         out.append([layer, ops[layer], *(f"{c:,.0f}" if c else "" for c in cyc),
                     f"{sum(cyc):,.0f}", uj(sum(e[i] for e in energy.values())), f"{dram:,.0f}"])
-    return _section("layers", table(["layer", "op", *by_pass, "cycles", "energy (uJ)",
-                                     "DRAM bytes"], out))
+    return _section("layers", '<div class="scroll">' + table(
+        ["layer", "op", *by_pass, "cycles", "energy (uJ)", "DRAM bytes"], out) + "</div>")
 
 
 def _mappings(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
@@ -388,10 +477,11 @@ def _mappings(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
     kinds = s["totals"].get("dram_bytes_by_kind", {})
     body = table(["tensor kind", "DRAM bytes"], [[k, f"{v:,}"] for k, v in sorted(kinds.items())])
     gemms = [r for r in rows if r.get("mapping")]
-    body += table(["layer", "pass", "binding", "on chip", "DRAM bytes", "mapping"], [
-        [r["layer"], r["pass"], r.get("binding", ""), r.get("on_chip", ""),
-         f"{int(r['dram_read_bytes']) + int(r['dram_write_bytes']):,}", r["mapping"]]
-        for r in gemms])
+    body += '<div class="scroll">' + table(
+        ["layer", "pass", "binding", "on chip", "DRAM bytes", "mapping"], [
+            [r["layer"], r["pass"], r.get("binding", ""), r.get("on_chip", ""),
+             f"{int(r['dram_read_bytes']) + int(r['dram_write_bytes']):,}", r["mapping"]]
+            for r in gemms]) + "</div>"
     return _section("mappings", body)
 
 
@@ -402,9 +492,10 @@ def _section(key: str, body: str) -> str:
 
 def page(title: str, body: str) -> str:
     """A complete HTML document with the shared CSS (used by run and compare reports)."""
+    script = f"<script>{svg.ZOOM_JS}</script>\n" if 'class="chart zoom"' in body else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>\n{body}"
-            "</body></html>\n")
+            f"<title>{escape(title)}</title><style>{CSS}{svg.CSS}</style></head>\n<body>\n"
+            f"{body}{script}</body></html>\n")
 
 
 def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
@@ -413,8 +504,8 @@ def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in sorted(meta.get("versions", {}).items()))
     body = "".join([
         _header(summary), _totals(summary), _cycles(rows), _energy(summary), _area(summary),
-        _roofline(summary, rows), _utilization(rows), _accuracy(summary), _overflow(summary),
-        _layers(rows), _mappings(summary, rows),
+        _dram(rows), _roofline(summary, rows), _utilization(rows), _accuracy(summary),
+        _metrics(summary), _overflow(summary), _layers(rows), _mappings(summary, rows),
         f"<footer>{escape(str(summary.get('schema', '')))}; {escape(versions)}</footer>\n",
     ])
     return page(f"fxpsim run {summary['name']}", body)

@@ -56,6 +56,7 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
         f" W/A/G bits {run['w_bits']}/{run['a_bits']}/{run['g_bits']}, timing `{run['timing']}`",
         f"- energy table: {hw['energy_table']}",
         *[f"- note: {n}" for n in s.get("notes", [])],
+        *[f"- **warning**: {w}" for w in s.get("warnings", [])],
         "",
         "## Totals",
         "",

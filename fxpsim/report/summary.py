@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
+from fxpsim.advice import run_warnings
 from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
 from fxpsim.report import strict_json
@@ -28,6 +29,19 @@ def _versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "not installed"
+    return out
+
+
+def overrides_dict(options: tuple[tuple[str, str], ...]) -> dict[str, dict[str, str]]:
+    """What the user set, as given: ``run`` options and ``hw`` (dotted hwconfig) overrides.
+    ``out``/``name``/``format`` are left out: they do not change the result."""
+    from fxpsim.config.run import is_hw_override
+    from fxpsim.naming import NOT_IN_DIGEST
+
+    out: dict[str, dict[str, str]] = {"hw": {}, "run": {}}
+    for key, text in options:
+        if key not in NOT_IN_DIGEST:
+            out["hw" if is_hw_override(key) else "run"][key] = text
     return out
 
 
@@ -54,6 +68,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
         "schema": SUMMARY_SCHEMA,
         "name": outcome.name,
         "run": outcome.run.model_dump(mode="json"),
+        "overrides": overrides_dict(outcome.options),
         "hw": {
             "name": hw.name,
             "source": outcome.hw.source,
@@ -72,6 +87,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
         },
         "area": area_of(hw).as_dict(),
         "notes": list(outcome.timing.notes),
+        "warnings": run_warnings(outcome),
         # mapping-search effort (wall time is left out: reports are byte-identical per seed)
         "search": {"objective": outcome.run.mapping_objective,
                    "searches": outcome.timing.search.searches,

@@ -1,18 +1,28 @@
 """The rich tables printed by ``fxpsim run``: per layer cycles by pass kind, utilization,
-energy and bound, then totals per pass (the algorithm's own passes included)."""
+energy and bound, then totals per pass (the algorithm's own passes included). Tables fit the
+terminal (columns dropped by priority, digits never cut, see :mod:`fxpsim.report.fit`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fxpsim.config.area import area_of
 from fxpsim.outcome import RunOutcome
+from fxpsim.report.fit import dropped_note, fit_table
 from fxpsim.report.tables import bound_name, ordered_passes
 from fxpsim.results import LayerPassResult, Metrics, per_pass, sum_metrics, total
 
 #: per-layer columns: GEMM pass kinds (an algorithm's trial passes count with their kind)
 _KINDS = (("fwd", "forward"), ("bwd-data", "backward_data"), ("bwd-wt", "backward_weight"))
+#: per-layer table columns after the layer name, and the order they go when space is short
+LAYER_COLUMNS = ("fwd", "bwd-data", "bwd-wt", "other", "cycles", "util", "energy uJ", "bound")
+LAYER_DROP = ("other", "bound", "bwd-wt", "bwd-data", "util", "fwd")
+PASS_COLUMNS = ("cycles", "ms", "energy uJ", "MACs", "DRAM bytes", "stall cycles")
+PASS_DROP = ("stall cycles", "DRAM bytes", "MACs", "ms")
 
 
 def _kind(pass_name: str) -> str:
@@ -26,10 +36,23 @@ def _kind(pass_name: str) -> str:
 MAX_TERMINAL_LAYERS = 60
 
 
-def _layer_table(outcome: RunOutcome, recs: list[LayerPassResult]) -> Table:
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def run_title(outcome: RunOutcome) -> str:
+    """``name: model on hw (train, algo=fb, batch=32)``; inference names no algorithm."""
+    run = outcome.run
+    algo = f", algo={run.algo}" if run.phase == "train" else ""
+    return (f"{outcome.name}: {outcome.graph.name} on {outcome.hw.config.name} "
+            f"({run.phase}{algo}, batch={run.batch})")
+
+
+def _layer_table(outcome: RunOutcome, recs: list[LayerPassResult], cols: Sequence[str],
+                 caption: str = "") -> Table:
     hw = outcome.hw.config
     peak = hw.mac_array.rows * hw.mac_array.cols
-    cols = [label for label, _ in _KINDS] + ["other"]
+    kinds = [label for label, _ in _KINDS] + ["other"]
     cells: dict[tuple[str, str], list[Metrics]] = {}
     layer_ms: dict[str, list[Metrics]] = {}
     gemm_macs: dict[str, int] = {}
@@ -43,64 +66,67 @@ def _layer_table(outcome: RunOutcome, recs: list[LayerPassResult]) -> Table:
     cell = {k: sum_metrics(ms) for k, ms in cells.items()}
     per_layer = {k: sum_metrics(ms) for k, ms in layer_ms.items()}
     layers = list(per_layer)
-    caption = ("cycles by pass kind (other = vector-unit passes); util = MACs / (GEMM cycles"
-               " x PEs); bound = the larger roofline bound")
     if len(layers) > MAX_TERMINAL_LAYERS:
         top = sorted(range(len(layers)), key=lambda i: (-per_layer[layers[i]].cycles, i))
         layers = [layers[i] for i in sorted(top[:MAX_TERMINAL_LAYERS])]
         caption += (f"; the {MAX_TERMINAL_LAYERS} of {len(per_layer):,} layers with the most "
                     "cycles are shown (all are in layers.csv and report.html)")
-    table = Table(
-        title=f"{outcome.name}: {outcome.graph.name} on {hw.name} "
-        f"({outcome.run.phase}, algo={outcome.run.algo}, batch={outcome.run.batch})",
-        caption=caption,
-        show_footer=True,
-    )
+    table = Table(title=escape(run_title(outcome)), caption=caption, show_footer=True)
     tot = total(recs)
     table.add_column("layer", footer="total")
-    kinds: dict[str, list[Metrics]] = {}
+    by_kind_ms: dict[str, list[Metrics]] = {}
     for (_, k), m in cell.items():
-        kinds.setdefault(k, []).append(m)
-    by_kind = {k: sum_metrics(ms) for k, ms in kinds.items()}
+        by_kind_ms.setdefault(k, []).append(m)
+    footers = {k: f"{sum_metrics(by_kind_ms.get(k, [])).cycles:,}" for k in kinds}
+    footers.update({"cycles": f"{tot.cycles:,}", "util": "",
+                    "energy uJ": f"{tot.energy_pj / 1e6:,.2f}", "bound": bound_name(tot)})
     for c in cols:
-        table.add_column(c, justify="right", footer=f"{by_kind.get(c, Metrics()).cycles:,}")
-    table.add_column("cycles", justify="right", footer=f"{tot.cycles:,}")
-    table.add_column("util", justify="right")
-    table.add_column("energy uJ", justify="right", footer=f"{tot.energy_pj / 1e6:,.2f}")
-    table.add_column("bound", footer=bound_name(tot))
+        table.add_column(c, justify="left" if c == "bound" else "right", footer=footers[c],
+                         no_wrap=True)
     for layer in layers:
-        ms = [cell.get((layer, c)) for c in cols]
+        ms = {k: cell.get((layer, k)) for k in kinds}
         lm = per_layer[layer]
         g_cyc = gemm_cycles.get(layer, 0)
-        util = f"{gemm_macs.get(layer, 0) / (g_cyc * peak):.1%}" if g_cyc else "-"
-        table.add_row(
-            layer,
-            *[f"{m.cycles:,}" if m is not None else "" for m in ms],
-            f"{lm.cycles:,}",
-            util,
-            f"{lm.energy_pj / 1e6:,.2f}",
-            bound_name(lm),
-        )
+        values = {k: f"{m.cycles:,}" if m is not None else "" for k, m in ms.items()}
+        values.update({
+            "cycles": f"{lm.cycles:,}",
+            "util": f"{gemm_macs.get(layer, 0) / (g_cyc * peak):.1%}" if g_cyc else "-",
+            "energy uJ": f"{lm.energy_pj / 1e6:,.2f}", "bound": bound_name(lm)})
+        table.add_row(escape(layer), *[values[c] for c in cols])
     return table
 
 
-def _pass_table(recs: list[LayerPassResult], freq_hz: float) -> Table:
+def _pass_table(recs: list[LayerPassResult], freq_hz: float, cols: Sequence[str],
+                caption: str = "") -> Table:
     passes = per_pass(recs)
-    table = Table(title="per pass")
-    for c in ("pass", "cycles", "ms", "energy uJ", "MACs", "DRAM bytes", "stall cycles"):
-        table.add_column(c, justify="left" if c == "pass" else "right")
+    table = Table(title="per pass", caption=caption)
+    table.add_column("pass")
+    for c in cols:
+        table.add_column(c, justify="right", no_wrap=True)
     for p in ordered_passes(passes):
         m = passes[p]
-        table.add_row(
-            p,
-            f"{m.cycles:,}",
-            f"{m.cycles / freq_hz * 1e3:.3f}",
-            f"{m.energy_pj / 1e6:,.2f}",
-            f"{m.macs:,}",
-            f"{m.dram_bytes:,}",
-            f"{m.stall_cycles:,}",
-        )
+        values = {"cycles": f"{m.cycles:,}", "ms": f"{m.cycles / freq_hz * 1e3:.3f}",
+                  "energy uJ": f"{m.energy_pj / 1e6:,.2f}", "MACs": f"{m.macs:,}",
+                  "DRAM bytes": f"{m.dram_bytes:,}", "stall cycles": f"{m.stall_cycles:,}"}
+        table.add_row(p, *[values[c] for c in cols])
     return table
+
+
+def not_trained_reason(run: object) -> str:
+    """The one reason a run did not train (phase=infer, steps=0 or epochs=0)."""
+    if getattr(run, "phase", "") != "train":
+        return "phase=infer"
+    return "steps=0" if getattr(run, "steps", None) == 0 else "epochs=0"
+
+
+def numerics_words(run: object) -> str:
+    """``8/8/8-bit W/A/G`` or ``fp32`` or ``W/A/G 8/8/float``."""
+    bits = [getattr(run, f"{k}_bits") for k in "wag"]
+    if all(b == "float" for b in bits):
+        return "fp32 (float W/A/G)"
+    if any(b == "float" for b in bits):
+        return f"W/A/G {'/'.join(str(b) for b in bits)}-bit"
+    return f"{'/'.join(str(b) for b in bits)}-bit W/A/G"
 
 
 def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
@@ -110,36 +136,48 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
         console.width = max(console.width, 120)
     recs = list(outcome.timing.records)
     hw = outcome.hw.config
-    console.print(_layer_table(outcome, recs))
-    console.print(_pass_table(recs, hw.freq_hz))
+    base_caption = ("cycles by pass kind (other = vector-unit passes); util = MACs / (GEMM "
+                    "cycles x PEs); bound = the larger roofline bound")
+    table, dropped = fit_table(
+        console, lambda cols: _layer_table(outcome, recs, cols, base_caption),
+        LAYER_COLUMNS, LAYER_DROP)
+    if dropped:
+        table.caption = base_caption + dropped_note(dropped, "layers.csv")
+    console.print(table)
+    table, dropped = fit_table(console, lambda cols: _pass_table(recs, hw.freq_hz, cols),
+                               PASS_COLUMNS, PASS_DROP)
+    table.caption = dropped_note(dropped, "summary.json").lstrip("; ") or None
+    console.print(table)
     tot = total(recs)
     secs = tot.cycles / hw.freq_hz
-    console.print(
+    console.print(escape(
         f"total: {tot.cycles:,} cycles = {secs * 1e3:.3f} ms at {hw.clock.freq_mhz:g} MHz, "
         f"{tot.energy_pj / 1e6:,.2f} uJ, {tot.macs:,} MACs, {tot.dram_bytes:,} DRAM bytes, "
-        f"stalls {tot.stall_cycles:,} cycles; energy table: {outcome.timing.energy_table}"
-    )
+        f"stalls {tot.stall_cycles:,} cycles; energy table: {outcome.timing.energy_table}"))
     st = outcome.timing.search
     console.print(f"mapping search ({outcome.run.mapping_objective}): {st.searches} searches, "
                   f"{st.evaluated:,} mappings evaluated in {st.seconds:.2f} s")
     for note in outcome.timing.notes:
-        console.print(f"note: {note}")
+        console.print(escape(f"note: {note}"))
     area = area_of(hw)
     top = ", ".join(f"{k} {v:.3f}" for k, v in sorted(area.by_component, key=lambda kv: -kv[1])[:3])
     console.print(f"area: {area.total_mm2:.3f} mm2 ({top} mm2; fxpsim check lists all)")
     t = outcome.training
+    run = outcome.run
     if t is None:
-        console.print("accuracy: not trained (timing only: phase=infer, steps=0 or epochs=0)")
+        console.print(f"accuracy: not trained (timing only: {not_trained_reason(run)})")
     elif t.diverged_at_step is not None:
-        console.print(
+        console.print(escape(
             f"accuracy: none: training diverged at step {t.diverged_at_step} (loss or weights "
-            f"became NaN/inf with {outcome.run.w_bits}/{outcome.run.a_bits}/{outcome.run.g_bits}"
-            f"-bit W/A/G, rounding.g={outcome.run.rounding_g}, algo={t.algo})"
-        )
+            f"became NaN/inf with {numerics_words(run)}, rounding.g={run.rounding_g}, "
+            f"algo={t.algo})"))
     else:
-        console.print(
-            f"accuracy (bit-exact {outcome.run.w_bits}/{outcome.run.a_bits}/"
-            f"{outcome.run.g_bits}-bit W/A/G training, algo={t.algo}): test "
-            f"{t.accuracy.test:.2%}, train {t.accuracy.train:.2%} after {t.steps} steps "
-            f"({t.epochs} epochs, batch {t.batch}) on {t.dataset}"
-        )
+        console.print(escape(
+            f"accuracy (bit-exact {numerics_words(run)} training, algo={t.algo}): test "
+            f"{t.accuracy.test:.2%}, train {t.accuracy.train:.2%} after "
+            f"{plural(t.steps, 'step')} ({plural(t.epochs, 'epoch')}, batch {t.batch}) "
+            f"on {t.dataset}"))
+    from fxpsim.advice import run_warnings
+
+    for w in run_warnings(outcome):
+        console.print(f"[bold yellow]warning:[/] {escape(w)}")

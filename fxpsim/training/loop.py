@@ -28,7 +28,6 @@ number of threads).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -132,15 +131,10 @@ def load_for(graph: Graph, run: RunConfig, budget_limit_train: int | None,
 
 
 def _progress(enabled: bool, total: int):
-    if not enabled or not sys.stdout.isatty():
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    # a bar with elapsed/ETA on a terminal, plain log lines otherwise
+    from fxpsim.progress import training_progress
 
-    prog = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}"), transient=True)
-    prog.start()
-    prog.add_task("train", total=total, loss="-")
-    return prog
+    return training_progress(enabled, total)
 
 
 def evaluate(algo: object, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
