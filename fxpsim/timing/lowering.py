@@ -114,6 +114,8 @@ class _Ctx:
 
     def bits(self, node: Node, kind: str) -> int | None:
         own = getattr(node.formats, f"{kind}_bits")
+        if own == "float":  # a per-layer float override
+            return None
         return own if own is not None else getattr(self.req, f"{kind}_bits")
 
     def rounding(self, kind: str) -> str:

@@ -45,7 +45,12 @@ from fxpsim.training.qkernels import (
     rows_to_nchw,
     static_ok,
 )
-from fxpsim.training.quantizers import QTensor, quantize_padded_nhwc, quantize_symmetric
+from fxpsim.training.quantizers import (
+    QTensor,
+    qmax_of,
+    quantize_padded_nhwc,
+    quantize_symmetric,
+)
 from fxpsim.training.stats import Counters, GemmRecord, LayerStats, StatsConfig
 
 
@@ -248,7 +253,7 @@ class QConv2dFn(torch.autograd.Function):
         nc = rt.numerics
         a_bits, w_bits = nc.activations.bits, nc.weights.bits
         fast = a_bits is not None and w_bits is not None and a_bits <= 8 and w_bits <= 8 and \
-            static_ok(cg * kh * kw, (1 << (a_bits - 1)) - 1, (1 << (w_bits - 1)) - 1, nc)
+            static_ok(cg * kh * kw, qmax_of(a_bits), qmax_of(w_bits), nc)
         xq, wq = quant_act(rt, x, (ph, pw) if fast else None), quant_weight(rt, w)
         buf, rt.act_buf = rt.act_buf, None
         integer = xq is not None and wq is not None

@@ -64,4 +64,5 @@ class BnRectAlgorithm(AlgorithmBase):
                 grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
             gamma.grad.add_(grad)
             self.log.vector(name, "bn_rectify", "bn_rectify", c)
+        self.log_value("bnrect_penalty", total)
         return total
