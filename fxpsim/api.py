@@ -39,6 +39,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     same numerics for accuracy."""
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import parse_run_options
+    from fxpsim.graph.layer_formats import with_layer_formats
     from fxpsim.graph.resolve import load_model
     from fxpsim.timing.mapping import hw_source
     from fxpsim.timing.ops import TimingRequest
@@ -46,7 +47,11 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
 
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
-    graph = load_model(run.model)
+    graph = with_layer_formats(load_model(run.model), run.layer_formats)
+    if run.algo == "bnrect" and run.phase == "train" and not any(
+            n.op == "batchnorm" for n in graph.nodes):
+        raise ConfigError("command line", "algo",
+                          f"bnrect rectifies BatchNorm layers; model {graph.name} has none")
     req = TimingRequest(
         phase=run.phase,
         algo=run.algo,
@@ -68,13 +73,18 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
             raise
         # the time plane names the config by its name; the user wants the file
         raise ConfigError(hw.source, exc.key_path, exc.message) from None
-    training = None
+    training = inference = None
     if trains(run):
         from fxpsim.training.loop import run_training
 
         training = run_training(graph, hw, run, progress=progress, target_loss=run.target_loss)
+    elif run.phase == "infer" and run.checkpoint:
+        from fxpsim.training.infer import evaluate_checkpoint
+
+        inference = evaluate_checkpoint(graph, hw, run)
     name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch)
-    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training)
+    return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training,
+                      inference=inference)
 
 
 def report_files(outcome: RunOutcome) -> dict[str, str]:

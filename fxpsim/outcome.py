@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # typing only: keeps this module import-light
     from fxpsim.config.run import RunConfig
     from fxpsim.graph.ir import Graph
     from fxpsim.timing.simulate import TimingResult
+    from fxpsim.training.infer import InferResult
     from fxpsim.training.result import TrainResult
 
 
@@ -21,3 +22,4 @@ class RunOutcome:
     graph: Graph
     timing: TimingResult
     training: TrainResult | None = None  # None: timing only (phase=infer, steps=0, epochs=0)
+    inference: InferResult | None = None  # phase=infer with checkpoint=: bit-exact accuracy

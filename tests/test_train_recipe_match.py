@@ -80,7 +80,7 @@ def _check(alg, ops, *, vectors: bool = True) -> None:
         assert got_v == want_v, _diff(got_v, want_v)
 
 
-@pytest.mark.parametrize("algo", [a for a in ALGOS if a != "octo"])
+@pytest.mark.parametrize("algo", [a for a in ALGOS if a not in ("octo", "bnrect")])
 def test_lenet5_step_matches_lowering(algo: str) -> None:
     _, alg, ops = _run(algo, "lenet5", 4, (4, 8, 8))
     _check(alg, ops)

@@ -101,7 +101,13 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
     for note in outcome.timing.notes:
         console.print(f"note: {note}")
     t = outcome.training
-    if t is None:
+    inf = getattr(outcome, "inference", None)
+    if t is None and inf is not None:
+        console.print(
+            f"accuracy (bit-exact inference of {inf.checkpoint}, algo={inf.algo}, "
+            f"{inf.trained_steps} steps trained): test {inf.test_accuracy:.2%} on "
+            f"{inf.test_samples} {inf.dataset} images (batch {inf.eval_batch})")
+    elif t is None:
         console.print("accuracy: not trained (timing only: phase=infer, steps=0 or epochs=0)")
     elif t.diverged_at_step is not None:
         console.print(

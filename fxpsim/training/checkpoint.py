@@ -37,6 +37,7 @@ class Checkpoint:
     steps: int
     seed: int
     state: dict[str, torch.Tensor]
+    eval_batch: int = 0  # batch size of the training run's evaluation (0: unknown)
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -47,15 +48,22 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
-def save_checkpoint(path: str | Path, ck: Checkpoint) -> Path:
-    """Write ``ck`` to ``path`` atomically (FxpsimError if ``path`` exists and is not an
-    fxpsim checkpoint, or cannot be written)."""
+def check_target(path: str | Path) -> None:
+    """Raise FxpsimError now (before training) if ``path`` could not take a checkpoint:
+    an existing folder or a file that is not an fxpsim checkpoint."""
     p = Path(path)
     if p.exists() and (p.is_dir() or _read(p) is None):
         raise FxpsimError(f"{p}: exists and is not an fxpsim checkpoint (checkpoint= will "
                           "not overwrite it)")
+
+
+def save_checkpoint(path: str | Path, ck: Checkpoint) -> Path:
+    """Write ``ck`` to ``path`` atomically (FxpsimError if ``path`` exists and is not an
+    fxpsim checkpoint, or cannot be written)."""
+    p = Path(path)
+    check_target(p)
     data = {"format": FORMAT, "algo": ck.algo, "model": ck.model, "numerics": ck.numerics,
-            "steps": ck.steps, "seed": ck.seed,
+            "steps": ck.steps, "seed": ck.seed, "eval_batch": ck.eval_batch,
             "state": {k: v.detach().clone() for k, v in ck.state.items()}}
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -81,4 +89,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if data is None:
         raise FxpsimError(f"{p}: not an fxpsim checkpoint ({FORMAT})")
     return Checkpoint(str(data["algo"]), str(data["model"]), dict(data["numerics"]),
-                      int(data["steps"]), int(data["seed"]), dict(data["state"]))
+                      int(data["steps"]), int(data["seed"]), dict(data["state"]),
+                      int(data.get("eval_batch", 0)))

@@ -52,7 +52,6 @@ from fxpsim.training.metrics import (
 )
 from fxpsim.training.qnet import build_qnet
 from fxpsim.training.quantizers import NonFiniteError
-from fxpsim.training.schedule import lr_factor
 from fxpsim.training.result import (
     Accuracy,
     EpochRecord,
@@ -60,6 +59,7 @@ from fxpsim.training.result import (
     OpCount,
     TrainResult,
 )
+from fxpsim.training.schedule import lr_factor
 
 if TYPE_CHECKING:
     from fxpsim.config.run import RunConfig
@@ -187,6 +187,10 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
     """
     hw = getattr(hw, "config", hw)
     t0 = time.perf_counter()
+    if getattr(run, "checkpoint", None):  # fail before training, not after it
+        from fxpsim.training.checkpoint import check_target
+
+        check_target(str(run.checkpoint))  # type: ignore[attr-defined]
     seed, bsz = int(run.seed), int(run.batch)  # type: ignore[attr-defined]
     opts = options if options is not None else options_from_run(run)
     if dataset is not None:
@@ -278,9 +282,9 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
     if getattr(run, "checkpoint", None) and diverged is None:
         from fxpsim.training.checkpoint import Checkpoint, save_checkpoint
 
-        save_checkpoint(run.checkpoint, Checkpoint(  # type: ignore[attr-defined]
+        save_checkpoint(str(run.checkpoint), Checkpoint(  # type: ignore[attr-defined]
             str(run.algo), graph.name, numerics_echo(run), len(losses), seed,  # type: ignore
-            net.state_dict()))
+            net.state_dict(), bsz))
     metrics = RunMetrics(tracker, probe, flips, cum_macs)
     return _result(run, graph, ds, budget, algo, net, history, losses, metrics, opts,
                    target_loss, time.perf_counter() - t0, diverged)

@@ -243,7 +243,7 @@ class ZigZagTracker:
                     if float(torch.dot(g64, p)) < 0.0:
                         self.neg[name] += 1
             self.prev[name] = g64
-        for name, (master, quant) in weights.items():
+        for name, (master, _) in weights.items():
             idx = torch.from_numpy(self.idx[name])
             wm = master.detach()[idx]
             c = codes.get(name)
