@@ -65,6 +65,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
         timing=run.timing,
         projection_rounds=run.laq_rounds,
         hypernet_hidden=run.metagrad_hidden,
+        octo_backward=run.octo_backward,
     )
     try:
         timing = simulate(graph, hw.config, req, trace="trace" in run.format)

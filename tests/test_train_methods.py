@@ -295,3 +295,48 @@ def test_octo_rounds_gradients_to_nearest_by_default() -> None:
     assert parse_run_options({"algo": "octo", "rounding.g": "stochastic"})[0].rounding_g \
         == "stochastic"
     assert parse_run_options({"algo": "sgd"})[0].rounding_g == "stochastic"
+
+
+# ---- Octo backward re-quantization ----------------------------------------------------------
+
+def test_octo_backward_requantizes_clipped_x_and_w() -> None:
+    """dW and dX of a conv under ``bwd_requant`` are the integer GEMMs of the codes of
+    clip(X, 0.95·[min, max]) and clip(W, ...) (nearest), with dY's codes."""
+    from dataclasses import replace as dc_replace
+
+    from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn
+    from fxpsim.training.stats import Counters, LayerStats, StatsConfig
+
+    hw, _ = _ctx()
+    nc = dc_replace(NumericsConfig.from_hw(hw, w_bits=8, a_bits=8, g_bits=8,
+                                           rounding_g="half_even", grad_interval="prc"),
+                    bwd_requant=True)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 6, 6, generator=gen).requires_grad_(True)
+    w = torch.randn(4, 3, 3, 3, generator=gen).requires_grad_(True)
+    gy = torch.randn(2, 4, 6, 6, generator=gen)
+    rt = LayerRuntime("c", "conv2d", nc, Counters(), LayerStats("c"), StatsConfig(),
+                      lambda: None)
+    geom = ConvGeom((3, 3), (1, 1), (1, 1), 1)
+    QConv2dFn.apply(x, w, rt, geom).backward(gy)
+
+    def deq(t: torch.Tensor, tn: TensorNumerics, clip: float = 0.95) -> torch.Tensor:
+        lo, hi = float(t.detach().min()), float(t.detach().max())
+        q = quantize_symmetric(torch.clamp(t.detach(), clip * lo, clip * hi), tn)
+        return q.codes.double() * float(q.scale)
+
+    tn = TensorNumerics(8, "half_even")
+    gd = quantize_symmetric(gy, tn, clip_factor=0.95)
+    g64 = gd.codes.double() * float(gd.scale)
+    dw = torch.nn.grad.conv2d_weight(deq(x, tn), w.shape, g64, 1, 1)
+    dx = torch.nn.grad.conv2d_input(x.shape, deq(w, tn), g64, 1, 1)
+    assert torch.allclose(w.grad.double(), dw, rtol=1e-6, atol=0)
+    assert torch.allclose(x.grad.double(), dx, rtol=1e-6, atol=0)
+    kinds = [v.kind for v in rt.counters.vector_ops]
+    assert kinds.count("requant_x") == 1 and kinds.count("requant_w") == 1
+
+
+def test_octo_backward_option_changes_training() -> None:
+    a = _train(algo="octo", steps=3)
+    b = _train(algo="octo", steps=3, octo_backward="reuse")
+    assert a.step_losses[0] == b.step_losses[0] and a.step_losses != b.step_losses

@@ -11,6 +11,7 @@ one (MetaGrad's hypernetwork backward needs a previous step; see test_metagrad_f
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -50,13 +51,17 @@ def _run(algo: str, model: str, batch: int, bits: tuple[int | None, int | None, 
     w, a, g = bits
     nc = NumericsConfig.from_hw(_hw(), w_bits=w, a_bits=a, g_bits=g,
                                 grad_interval=GRAD_INTERVAL[algo])  # type: ignore[arg-type]
+    octo_backward = str(opts.pop("octo_backward", "requant"))
+    if algo == "octo" and octo_backward == "requant":
+        nc = replace(nc, bwd_requant=True)
     net = build_qnet(graph, nc, seed=3)
     alg = make_algorithm(algo, net, graph, AlgoOptions(**opts), seed=3)  # type: ignore[arg-type]
     b = _batch(tuple(graph.input_shape), batch)
     alg.prepare(b)
     for _ in range(steps):
         alg.step(b)
-    req = TimingRequest(phase="train", algo=algo, batch=batch, w_bits=w, a_bits=a, g_bits=g)
+    req = TimingRequest(phase="train", algo=algo, batch=batch, w_bits=w, a_bits=a, g_bits=g,
+                        octo_backward=octo_backward)  # type: ignore[arg-type]
     return graph, alg, lower(graph, req, alg.recipe)
 
 
@@ -112,10 +117,14 @@ def test_octo_gemms_match_lowering() -> None:
     assert kinds[("octo_requant", "prc_clip")] == 5
 
 
-def test_octo_vectors_match_lowering() -> None:
-    """Octo's backward reuses the forward X/W codes in both planes (PRC clips dY only)."""
-    _, alg, ops = _run("octo", "lenet5", 4, (8, 8, 8))
+@pytest.mark.parametrize("mode", ["requant", "reuse"])
+def test_octo_vectors_match_lowering(mode: str) -> None:
+    """Octo's conv backward re-quantizes the range-clipped X and W (the demo) or reuses the
+    forward codes (``octo.backward=reuse``), in both planes alike."""
+    _, alg, ops = _run("octo", "lenet5", 4, (8, 8, 8), octo_backward=mode)
     _check(alg, ops)
+    kinds = Counter((v.pass_name, v.kind) for v in alg.log.vectors)
+    assert kinds[("octo_requant", "prc_quantize")] == (4 if mode == "requant" else 0)
 
 
 def test_metagrad_first_step() -> None:

@@ -112,6 +112,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--only", nargs="*", default=[],
+                    help="run only configurations whose label contains one of these")
     args = ap.parse_args()
     seeds = ", ".join(map(str, args.seeds))
     print(f"fmnist_small (6,000 training / 500 test images), batch {args.batch}, "
@@ -122,6 +124,8 @@ def main() -> int:
         rows = []
         target: dict[int, float] = {}
         for label, opts, mult in GROUPS[group]:
+            if args.only and not any(o in label for o in args.only):
+                continue
             per_seed = []
             for seed in args.seeds:
                 extra = [f"target_loss={target[seed]}"] if seed in target else []

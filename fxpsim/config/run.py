@@ -87,6 +87,7 @@ class RunConfig(BaseModel):
     metagrad_hidden: Annotated[int, Field(ge=1, le=4096)] = 100
     metagrad_update: Literal["hyper", "plain"] = "hyper"
     octo_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
+    octo_backward: Literal["requant", "reuse"] = "requant"
     target_loss: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
     metagrad_lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
@@ -233,6 +234,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "metagrad.hidden": ("metagrad_hidden", _int(1, 4096, "an integer in 1..4096")),
     "metagrad.update": ("metagrad_update", _choice(("hyper", "plain"))),
     "octo.lambda": ("octo_lambda", _float(0.0, 1e6, False, "a non-negative number")),
+    "octo.backward": ("octo_backward", _choice(("requant", "reuse"))),
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
     "metagrad.lr": ("metagrad_lr", _float(0.0, 1e6, True, "a positive number")),

@@ -133,6 +133,9 @@ class NumericsConfig:
         default_factory=lambda: TensorNumerics(8, "stochastic"))
     grad_interval: GradInterval = "minmax"
     prc_clip: float = 0.95
+    # Octo demo: conv backward GEMMs re-quantize the range-clipped float X and W (INT8,
+    # nearest) instead of reusing the forward codes
+    bwd_requant: bool = False
     acc_bits: int = 32
     acc_overflow: str = "saturate"
     psum_bits: int | None = None

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -124,8 +124,9 @@ def _eval_samples(run: RunConfig, default: int | None) -> int | None:
 
 
 def numerics_for(hw: object, run: RunConfig) -> NumericsConfig:
-    """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm)."""
-    return NumericsConfig.from_hw(
+    """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm; Octo's
+    backward re-quantization from ``octo.backward``)."""
+    nc = NumericsConfig.from_hw(
         hw,  # type: ignore[arg-type]
         w_bits=_bits(run.w_bits), a_bits=_bits(run.a_bits),  # type: ignore[attr-defined]
         g_bits=_bits(run.g_bits),  # type: ignore[attr-defined]
@@ -133,6 +134,8 @@ def numerics_for(hw: object, run: RunConfig) -> NumericsConfig:
         rounding_g=run.rounding_g,  # type: ignore[attr-defined]
         grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[attr-defined,index]
     )
+    requant = run.algo == "octo" and getattr(run, "octo_backward", "requant") == "requant"  # type: ignore[attr-defined]
+    return replace(nc, bwd_requant=requant) if requant else nc
 
 
 def load_for(graph: Graph, run: RunConfig, budget_limit_train: int | None,

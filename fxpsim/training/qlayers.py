@@ -27,7 +27,7 @@ Backward-data is skipped when the input needs no gradient (the first layer).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -188,6 +188,20 @@ def quant_grad(rt: LayerRuntime, gy: torch.Tensor) -> QTensor | None:
     return q
 
 
+def requant_clipped(rt: LayerRuntime, t: torch.Tensor, weights: bool = False) -> QTensor:
+    """Octo's backward operand: ``t`` clipped to ``prc_clip·[min, max]`` and quantized per
+    tensor with the kind's bits, rounding to nearest (the demo's LAC conv backward)."""
+    nc = rt.numerics
+    tn = nc.weights if weights else nc.activations
+    td = t.detach()
+    lo, hi = (float(v) for v in torch.aminmax(td)) if td.numel() else (0.0, 0.0)
+    clipped = torch.clamp(td, nc.prc_clip * lo, nc.prc_clip * hi)
+    q = quantize_symmetric(clipped, replace(tn, rounding="half_even"))
+    rt.counters.vector(rt.name, rt.op, "backward", "requant_w" if weights else "requant_x",
+                       td.numel())
+    return q
+
+
 def _record(rt: LayerRuntime, op: str, pass_name: str, m: int, k: int, n: int, groups: int,
             integer: bool, events: int) -> None:
     rt.counters.gemm(GemmRecord(rt.name, op, pass_name, m, k, n, groups, integer, events))
@@ -287,7 +301,7 @@ class QConv2dFn(torch.autograd.Function):
             y = F.conv2d(xin, win, None, geom.stride, geom.padding, 1, g)
         _record(rt, "conv2d", "forward", nb * oh * ow, cg * kh * kw, kg, g, integer, events)
         ctx.rt, ctx.geom, ctx.xq, ctx.wq, ctx.x_shape = rt, geom, xq, wq, x.shape
-        ctx.save_for_backward(x if xq is None else None, w)
+        ctx.save_for_backward(x if xq is None or nc.bwd_requant else None, w)
         return y
 
     @staticmethod
@@ -302,6 +316,12 @@ class QConv2dFn(torch.autograd.Function):
         kg, c = k // g, cg * g
         h, wd = ctx.x_shape[2], ctx.x_shape[3]
         gq = quant_grad(rt, gy)
+        if nc.bwd_requant and xq is not None and wq is not None:
+            xq, wq = requant_clipped(rt, x_f), requant_clipped(rt, w, weights=True)
+            if ctx.cols is not None:  # the forward's columns hold the old codes
+                for gi, cols in enumerate(ctx.cols):
+                    rt.give(f"cols{gi}", cols)
+                ctx.cols = None
         dx = dw = None
         if ctx.needs_input_grad[0]:
             wb = wq
