@@ -37,6 +37,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
     """Resolve the options (run keys and dotted hw overrides), simulate one step's cycles and
     energy, and, for ``phase=train`` with a non-zero budget, train the same network with the
     same numerics for accuracy."""
+    from fxpsim.config.compat import check_roundings
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import parse_run_options
     from fxpsim.graph.layer_formats import with_layer_formats
@@ -47,6 +48,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
 
     run, hw_overrides = parse_run_options(options)
     hw = load_hwconfig(run.hw, hw_overrides)
+    check_roundings((run.rounding_w, run.rounding_a, run.rounding_g), hw.config, hw.source)
     graph = with_layer_formats(load_model(run.model), run.layer_formats)
     if run.algo == "bnrect" and run.phase == "train" and not any(
             n.op == "batchnorm" for n in graph.nodes):
@@ -66,6 +68,7 @@ def simulate_run(options: Mapping[str, str], *, progress: bool = True) -> RunOut
         projection_rounds=run.laq_rounds,
         hypernet_hidden=run.metagrad_hidden,
         octo_backward=run.octo_backward,
+        objective=run.mapping_objective,
     )
     try:
         timing = simulate(graph, hw.config, req, trace="trace" in run.format)

@@ -63,6 +63,9 @@ class Metrics:
     macs_by_mode: Tally = field(default_factory=Tally)
     sram_accesses: Tally = field(default_factory=Tally)  # "<memory>.read" / "<memory>.write"
     energy_by_component: Tally = field(default_factory=Tally)
+    # DRAM bytes (reads + writes) by tensor kind: weights, activations, gradients,
+    # saved_activations, optimizer_state, psums
+    dram_by_kind: Tally = field(default_factory=Tally)
 
     def __add__(self, other: Metrics) -> Metrics:
         return Metrics(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -83,6 +86,10 @@ class LayerPassResult:
     gemm: tuple[int, int, int] | None = None  # (M, K, N) when the pass ran on the MAC array
     precision: str = ""
     utilization: float = 0.0  # MACs / (cycles x peak MACs per cycle)
+    mapping: str = ""  # the GEMM's loop nest in compact notation
+    binding: str = ""  # the resource that sets the cycles (compute, dram, sram:<m>, requant)
+    on_chip: str = ""  # tensors taken from / left on chip: in, out, in+out or -
+    search_evaluated: int = 0  # mappings the search evaluated for this record's shape
 
 
 def total(records: Iterable[LayerPassResult]) -> Metrics:

@@ -32,6 +32,12 @@ def test_bench_train_quick_writes_json(tmp_path):
     assert info["torch_threads"] >= 1 and info["cpu"]
     # same init and data: the two runs start from the same loss (fp32 vs INT8 forward)
     assert res["int8_loss"][0] == pytest.approx(res["fp32_loss"][0], rel=0.05)
+    nar = res["narrow"]  # LeNet-5, 32- vs 16-bit saturating accumulator
+    assert (nar["model"], nar["wide"], nar["narrow"], nar["target"]) == \
+        ("lenet5", "acc32", "acc16", 0.5)
+    assert nar["narrow_overflow_events"] > 0  # the 16-bit accumulator did saturate
+    assert nar["ratio"] == pytest.approx(nar["narrow_images_per_s"] / nar["wide_images_per_s"])
+    assert nar["wide_loss"][0] == nar["narrow_loss"][0] or nar["narrow_overflow_events"]
 
 
 def test_bench_train_rejects_unknown_option(tmp_path):

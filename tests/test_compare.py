@@ -31,10 +31,17 @@ def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def rounding_cmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cmp") / "c"
+    tmp = tmp_path_factory.mktemp("cmp")
+    out = tmp / "c"
+    # tiny's requantizer lists rne and stochastic only: a copy of it that floors too
+    text = (REPO / "hwconfigs" / "tiny.yaml").read_text()
+    hw = tmp / "tiny.yaml"
+    hw.write_text(text.replace("rounding_modes: [rne, stochastic]",
+                               "rounding_modes: [rne, stochastic, floor]"))
+    assert hw.read_text() != text
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
-        assert main(["compare", *BASE, "rounding.g=half_even,stochastic,floor",
+        assert main(["compare", f"hw={hw}", *BASE[1:], "rounding.g=half_even,stochastic,floor",
                      f"out={out}"]) == 0
     return out
 
@@ -70,7 +77,7 @@ def test_rounding_comparison_shows_rng_and_requant_cost(rounding_cmp: Path) -> N
         "compare.csv", "compare.html", "compare.json", "compare.md"]
     cmp = json.loads((rounding_cmp / "compare.json").read_text())
     assert cmp["axes"] == {"rounding.g": ["half_even", "stochastic", "floor"]}
-    assert cmp["seed"] == 0 and cmp["shared"]["hw"] == "tiny"
+    assert cmp["seed"] == 0 and cmp["shared"]["hw"].endswith("tiny.yaml")
     he, sr, fl = cmp["variants"]
     assert [v["values"]["rounding.g"] for v in (he, sr, fl)] == ["half_even", "stochastic",
                                                                 "floor"]

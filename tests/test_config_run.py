@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fxpsim.config.names import ROUNDING_ALIASES, ROUNDING_NAMES, canonical_rounding
 from fxpsim.config.run import RUN_KEYS, RunConfig, parse_run_options
 from fxpsim.errors import ConfigError
+from fxpsim.vocab import ROUNDING_ALIASES, ROUNDING_NAMES, canonical_rounding
 
 
 def test_defaults():

@@ -16,9 +16,9 @@ from fxpsim.graph.ir import (
     OperandFormats,
     PoolAttrs,
 )
+from fxpsim.recipes import recipe_for
 from fxpsim.timing.lowering import ALU_OPS, VECTOR_KINDS, gemm_dims, lower
 from fxpsim.timing.ops import GemmOp, TimingRequest, VectorOp
-from fxpsim.timing.recipes import recipe_for
 
 
 class _G:

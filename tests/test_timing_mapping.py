@@ -10,8 +10,10 @@ import yaml
 
 from fxpsim.config.hw import HwConfig
 from fxpsim.errors import ConfigError, UnsupportedError
-from fxpsim.timing.mapping import map_gemm, nbytes, pass_kind, select_mode, spatial_axes
+from fxpsim.timing.arraymap import array_candidates, plan_array
+from fxpsim.timing.mapping import nbytes, pass_kind, select_mode, spatial_axes
 from fxpsim.timing.ops import GemmOp
+from fxpsim.timing.search import SearchCache, memory_of, search
 
 HW = Path(__file__).resolve().parents[1] / "hwconfigs"
 
@@ -54,7 +56,8 @@ def test_edge_npu_overrides() -> None:
     assert spatial_axes(edge, conv("wgrad")) == ("k", "n", "m")  # {rows: B*OY*OX, cols: K}
     os_map = hw(spatial_map={"rows": "B*OY*OX", "cols": "K"})
     assert spatial_axes(os_map, conv("forward")) == ("m", "n", "k")
-    assert map_gemm(os_map, conv("forward")).stationary == "O"
+    mp = search(os_map, conv("forward"), SearchCache())
+    assert mp is not None and mp.array.stationary == "O"
 
 
 def test_bad_maps_name_the_key() -> None:
@@ -80,39 +83,54 @@ def test_precision_mode_selection() -> None:
         select_mode(edge, conv("forward", 8, 32), "B")
 
 
-def test_tiles_edge_conv1() -> None:
-    """edge WS: k=27 -> 2 row folds (16 + 11), n=64 -> 4 col folds, T=1024 chunked to fit one
-    acc buffer: 8 KiB x 8 / (16 cols x 32 bit) = 128 -> 8 chunks; 4 x 8 x 2 = 64 tiles of
-    16 + 128 + 30 = 174 cycles."""
-    mp = map_gemm(hw("edge_npu"), conv("forward"))
-    assert [(lp.axis, lp.trips) for lp in mp.loops] == [("n", 4), ("m", 8), ("k", 2)]
-    assert mp.n_tiles == 64
-    assert {t.array_cycles for t in mp.tiles} == {174}
-    assert sum(t.count * t.macs for t in mp.tiles) == 1024 * 27 * 64
-    assert (mp.sweeps("A"), mp.sweeps("B")) == (4, 8)
-    assert sum(t.count for t in mp.tiles if t.red_last) == 32
+def _plan(h: HwConfig, op: GemmOp, used: tuple[int, int], packing: tuple[int, int] = (1, 1)):
+    axes = spatial_axes(h, op)
+    mode = select_mode(h, op, "B")
+    mems = {r: memory_of(h, k) for r, k in zip("ABO", (op.a_kind, op.b_kind, op.out_kind),
+                                                 strict=True)}
+    return plan_array(h, op, axes, mode, packing, used, mems)
 
 
-def test_tile_macs_cover_the_gemm() -> None:
-    """Random shapes on every dataflow: tile MACs add up to the GEMM, counts are exact."""
+def test_array_plan_edge_conv1() -> None:
+    """edge WS: k=27 -> row folds of 14 and 13 (balanced), n=64 -> 4 col folds, T=1024
+    chunked to fit one acc buffer: 8 KiB x 8 / (16 cols x 32 bit) = 128 -> 8 chunks; 64
+    tiles of 128 streamed; loads 16 x rows x 16 / (16 x 16) = 14 or 13 cycles (32 tiles
+    each); fill 14 + 16 - 2 = 28 once."""
+    ap = _plan(hw("edge_npu"), conv("forward"), (14, 16))
+    assert ap is not None
+    assert (ap.folds, ap.chunk, ap.n_tiles) == ((2, 4, 8), 128, 64)
+    assert (ap.stream_cycles, ap.load_cycles, ap.fill_cycles) == (64 * 128, 32 * 14 + 32 * 13, 28)
+    assert ap.psum_elems == (1024 * 64 * 2, 1024 * 64 * 2)  # 2 reduction folds
+    best = search(hw("edge_npu"), conv("forward"), SearchCache())
+    assert best is not None and best.array.used == (14, 16)
+
+
+def test_array_candidates_cover_the_gemm() -> None:
+    """Random shapes on every dataflow: every candidate's tiles cover the MACs exactly once
+    (streamed elements x used PEs >= MACs, with equality when the folds divide)."""
     rng = random.Random(7)
-    for _ in range(200):
+    for _ in range(100):
         m, k, n, g = rng.randint(1, 300), rng.randint(1, 300), rng.randint(1, 70), rng.randint(1, 3)
         df = rng.choice(["weight_stationary", "output_stationary", "input_stationary"])
+        h = hw(dataflow=df)
         op = GemmOp("x", "linear", "forward", m, k, n, g, "activations", "weights",
                     "activations", 8, 8, 8, "rne")
-        mp = map_gemm(hw(dataflow=df), op)
-        assert sum(t.count * t.macs for t in mp.tiles) == op.macs
-        trips = 1
-        for lp in mp.loops:
-            trips *= lp.trips
-        assert mp.n_tiles == trips * g
+        ext = {"m": m, "k": k, "n": n}
+        axes = spatial_axes(h, op)
+        for packing, used in array_candidates(h, op, axes, select_mode(h, op, "B")):
+            ap = _plan(h, op, used, packing)
+            if ap is None:
+                continue
+            nr, nc, nt = ap.folds
+            assert nr == -(-ext[axes[0]] // used[0]) and nc == -(-ext[axes[1]] // used[1])
+            assert ap.stream_cycles == g * nr * nc * ext[axes[2]]
+            assert ap.stream_cycles * used[0] * used[1] >= op.macs
 
 
 def test_double_buffered_weights_hide_the_load() -> None:
-    mp = map_gemm(hw(weight_double_buffered=True), conv("forward"))
+    ap = _plan(hw(weight_double_buffered=True), conv("forward"), (4, 4))
     # chunk on tiny: 512 B x 8 / (4 x 32) = 32 -> stream 32 >= load 4: nothing exposed
-    assert {t.load_cycles for t in mp.tiles} == {0}
+    assert ap is not None and ap.load_cycles == 0
 
 
 def test_int4_packs_two_per_byte() -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from fxpsim.errors import ConfigError
 from fxpsim.graph.ir import BatchNormAttrs, Conv2dAttrs, Graph, LinearAttrs, NoAttrs, Node
+from fxpsim.recipes import ALGORITHMS, PassDecl, recipe_for
 from fxpsim.timing.lowering import lower
 from fxpsim.timing.ops import GemmOp, TimingRequest, VectorOp
-from fxpsim.timing.recipes import ALGORITHMS, PassDecl, recipe_for
 
 
 def small() -> Graph:

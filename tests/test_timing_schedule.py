@@ -1,141 +1,125 @@
-"""Exact cycles of the SimPy schedule on hwconfigs/tiny.yaml, computed by hand.
+"""Exact cycles and bytes on hwconfigs/tiny.yaml, computed by hand.
 
-tiny: 4x4 WS array, 1000 MHz, weight load 4 cycles, systolic fill/drain 4+4-2 = 6,
-DRAM 4 B/cycle with 10 cycles latency per burst, global SRAM 4 KiB double-buffered
-(2048 B per buffer), requantizer 4 lanes.
+tiny: 4x4 WS array, 1000 MHz, weight load 4 cycles per full tile, systolic fill/drain
+4 + 4 - 2 = 6 cycles once per op, DRAM 4 B/cycle with 10 cycles latency paid once per op,
+global SRAM 4 KiB double-buffered (2048 B per buffer), psum SRAM 1 KiB double-buffered
+(512 B = 32 psums per column), requantizer 4 lanes.
+
+Per GEMM: DMA ``10 + ceil(bytes / 4)`` and array ``10 + P + C + E`` run concurrently
+(P = first stationary tile + first streamed vector over 4 B/cycle, E = last output vector).
 """
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
-import yaml
-
-from fxpsim.config.hw import HwConfig
+from fxpsim.config.load import load_hwconfig
 from fxpsim.results import per_pass, total
 from fxpsim.timing.ops import GemmOp, TimingRequest, VectorOp
-from fxpsim.timing.schedule import OpWork, TileGroup, reference_pipeline, run_schedule
+from fxpsim.timing.schedule import OpWork, run_schedule
 from fxpsim.timing.simulate import simulate_ops
 from fxpsim.timing.trace import TraceEvent
 
-TINY = Path(__file__).resolve().parents[1] / "hwconfigs" / "tiny.yaml"
+TINY = load_hwconfig("tiny").config
 INFER = TimingRequest(phase="infer", batch=1)
 
 
-def tiny(**mac_array: object) -> HwConfig:
-    raw = yaml.safe_load(TINY.read_text())
-    raw["mac_array"].update(mac_array)
-    return HwConfig.model_validate(raw)
+def lin(layer: str, m: int, k: int, n: int, bits: int = 8) -> GemmOp:
+    return GemmOp(layer, "linear", "forward", m, k, n, 1, "activations", "weights",
+                  "activations", bits, bits, bits, "rne", (("B", m), ("C", k), ("K", n)))
 
 
-def gemm(m: int, k: int, n: int, layer: str = "l1", bits: int = 8) -> GemmOp:
-    return GemmOp(layer=layer, op="linear", pass_name="forward", m=m, k=k, n=n, groups=1,
-                  a_kind="activations", b_kind="weights", out_kind="activations",
-                  a_bits=bits, b_bits=bits, out_bits=bits, rounding="rne",
-                  loop_dims=(("B", m), ("C", k), ("K", n)))
+def conv(c: int, h: int, k: int, r: int = 3) -> GemmOp:
+    o = h - r + 1
+    dims = (("B", 1), ("OY", o), ("OX", o), ("C", c), ("FY", r), ("FX", r), ("K", k))
+    return GemmOp("c", "conv2d", "forward", o * o, c * r * r, k, 1, "activations", "weights",
+                  "activations", 8, 8, 8, "rne", dims, in_hw=(h, h))
 
 
-def test_grouped_simpy_equals_per_tile_recurrence() -> None:
-    """The macro items of the SimPy schedule reproduce the per-tile recurrence exactly."""
+def test_simpy_equals_the_closed_form() -> None:
+    """Two concurrent processes per op: the op ends when DMA and compute both end."""
     rng = random.Random(1234)
-    for _ in range(300):
-        groups = tuple(TileGroup(rng.randint(1, 9), rng.choice([0, 1, 3, 7, 20]),
-                                 rng.choice([0, 2, 5, 7, 19])) for _ in range(rng.randint(1, 5)))
-        spans, _ = run_schedule([OpWork("x", "forward", groups=groups)])
-        assert spans == (reference_pipeline(groups),), groups
+    works = [OpWork("x", "forward", dma_cycles=rng.choice([0, 5, 90]),
+                    array_start=rng.choice([0, 3, 12]), array_cycles=rng.choice([0, 7, 50]),
+                    tail=rng.choice([0, 1, 4]), vector=rng.random() < 0.3)
+             for _ in range(300)]
+    spans, _ = run_schedule(works)
+    assert spans == tuple(w.cycles for w in works)
 
 
-def test_large_group_costs_few_events() -> None:
-    groups = (TileGroup(10**6, 3, 5), TileGroup(10**5, 9, 2))
-    spans, events = run_schedule([OpWork("x", "forward", groups=groups)], trace=True)
-    # d=3 < c=5: 3 + 10**6 * 5; then the DMA-bound group adds 9 per tile (+2 tail)
-    assert spans == (reference_pipeline(groups),)
-    assert len(events) <= 12
-
-
-def test_ws_data_fits() -> None:
-    """8x4 @ 4x8, int8, WS: 1 row fold (k=4), 2 col folds (n=8), T = m = 8.
-    tile cycles = load 4 + stream 8 + fill 6 = 18 (= 2R + C + T - 2).
-    A (32 B) is swept twice but resident: fetched by tile 1 only.
-    tile 1 DMA: A 32 + B 16 + out 32 = 80 B -> 10 + 80/4 = 30; tile 2: B 16 + out 32 -> 22.
-    DMA1 [0,30] C1 [30,48]; DMA2 [30,52] C2 [52,70] -> 70 cycles."""
-    r = simulate_ops([gemm(8, 4, 8)], tiny(), INFER).records[0]
-    m = r.metrics
-    assert (m.cycles, m.compute_cycles, m.stall_cycles) == (70, 36, 34)
-    assert m.stalls.as_dict() == {"dram": 34}
-    assert (m.dram_read_bytes, m.dram_write_bytes) == (64, 64)
-    assert m.macs == 256 and m.requant_events == 64
-    assert m.bound_compute_cycles == 16  # 256 MACs / 16 per cycle
-    assert m.bound_dram_cycles == 32  # 128 B / 4 B per cycle
-    assert r.gemm == (8, 4, 8) and r.precision == "int8"
-    assert r.utilization == 256 / (70 * 16)
-
-
-def test_ws_dram_bound() -> None:
-    """1024x4 @ 4x8: A = 4096 B > 2048 B buffer -> re-fetched on each of its 2 sweeps.
-    tile: 4 + 1024 + 6 = 1034 cycles; DMA A 4096 + B 16 + out 4096 = 8208 B -> 10 + 2052.
-    DMA1 [0,2062] C1 [2062,3096]; DMA2 [2062,4124] C2 [4124,5158]."""
-    m = simulate_ops([gemm(1024, 4, 8)], tiny(), INFER).records[0].metrics
-    assert (m.cycles, m.compute_cycles) == (5158, 2068)
-    assert m.stalls.as_dict() == {"dram": 3090}
-    assert (m.dram_read_bytes, m.dram_write_bytes) == (8224, 8192)
-
-
-def test_os_cycles() -> None:
-    """OS, 8x4 @ 4x8: rows <- m (2 folds), cols <- n (2 folds), T = k = 4; no weight load.
-    tile = 4 + 6 = 10 (= T + R + C - 2). Loops: col folds, then row folds.
-    DMA bytes: t1 A16+B16+out16 = 48 -> 22; t2 A16+out16 -> 18; t3 B16+out16 -> 18;
-    t4 out16 -> 14. DMA [0,22] C [22,32]; [22,40] C [40,50]; [40,58] C [58,68];
-    [58,72] C [72,82]."""
-    m = simulate_ops([gemm(8, 4, 8)], tiny(dataflow="output_stationary"), INFER).records[0]
-    assert (m.metrics.cycles, m.metrics.compute_cycles) == (82, 40)
-    assert m.metrics.sram_accesses.get("acc_sram.write") == 0  # psums stay in the PEs
-
-
-def test_is_cycles() -> None:
-    """IS, 8x4 @ 4x8: rows <- k (1 fold), cols <- m (2 folds), T = n = 8; A stationary.
-    tile = 4 + 8 + 6 = 18. t1: A16 + B32 + out32 = 80 B -> 30; t2: A16 + out32 -> 22
-    (B resident after its first sweep). Same timeline as WS: 70."""
-    m = simulate_ops([gemm(8, 4, 8)], tiny(dataflow="input_stationary"), INFER).records[0]
-    assert (m.metrics.cycles, m.metrics.compute_cycles) == (70, 36)
-
-
-def test_precision_modes_change_stream_cycles() -> None:
-    """int4 (4 MACs/PE/cycle): stream ceil(8/4) = 2 -> tile 12; int16 (1/4): 32 -> 42.
-    int4 single tile 8x4 @ 4x4: DMA A 16 + B 8 + out 16 = 40 B -> 20; total 20 + 12.
-    int16: A 64 + B 32 + out 64 = 160 B -> 50; total 50 + 42."""
-    r4 = simulate_ops([gemm(8, 4, 4, bits=4)], tiny(), INFER).records[0]
-    r16 = simulate_ops([gemm(8, 4, 4, bits=16)], tiny(), INFER).records[0]
-    assert (r4.precision, r4.metrics.cycles, r4.metrics.compute_cycles) == ("int4", 32, 12)
-    assert (r16.precision, r16.metrics.cycles, r16.metrics.compute_cycles) == ("int16", 92, 42)
-    assert r4.metrics.bound_compute_cycles == 2  # 128 MACs / (16 PEs x 4)
-    assert r16.metrics.bound_compute_cycles == 32  # 128 / (16 x 1/4)
-
-
-def two_layer() -> list:
-    relu = VectorOp(layer="relu", op="relu", pass_name="forward", kind="relu", elems=32,
-                    alu=(("cmp", 1),), bits=8, read_bytes=32, write_bytes=32)
-    return [gemm(8, 4, 4, "l1"), relu, gemm(8, 4, 4, "l2")]
-
-
-def test_event_log_two_layers() -> None:
-    """l1: A 32 + B 16 = 48 B -> DMA 22 (its output stays on chip for relu -> l2);
-    tile 4 + 8 + 6 = 18. relu: 32 elems / 4 lanes x 1 cycle = 8. l2: input carried on chip;
-    B 16 + out 32 (last op -> DRAM) = 48 B -> 22; tile 18."""
-    res = simulate_ops(two_layer(), tiny(), INFER, trace=True)
-    assert [r.metrics.cycles for r in res.records] == [40, 8, 40]
+def test_two_layers_output_stays_on_chip() -> None:
+    """l1 8x16 @ 16x16 then l2 8x16 @ 16x4. l1's output (128 B) takes at most half the
+    2048 B buffer and l2 consumes it: never written, never read.
+    l1: DRAM reads A 128 + W 256 = 384 B -> DMA 10 + 96 = 106. Array: k=16 on 4 rows (4
+    folds), n=16 on 4 cols (4 folds), T = m = 8 (fits 32 psums): 16 tiles x (8 + 4 load) +
+    fill 6 = 198; P = (16 B W tile + 4 B A vector) / 4 = 5; E = 0 (kept) ->
+    10 + 5 + 198 = 213.  l2: W 64 B read, out 32 B written -> DMA 10 + 24 = 34; array 4
+    tiles x 12 + 6 = 54; P 5, E = 4 B / 4 = 1 -> 10 + 5 + 54 + 1 = 70."""
+    res = simulate_ops([lin("l1", 8, 16, 16), lin("l2", 8, 16, 4)], TINY, INFER, trace=True)
+    a, b = res.records
+    assert (a.metrics.cycles, a.metrics.compute_cycles, a.on_chip) == (213, 198, "out")
+    assert (a.metrics.dram_read_bytes, a.metrics.dram_write_bytes) == (384, 0)
+    assert (b.metrics.cycles, b.metrics.compute_cycles, b.on_chip) == (70, 54, "in")
+    assert (b.metrics.dram_read_bytes, b.metrics.dram_write_bytes) == (64, 32)
+    assert b.metrics.dram_by_kind.as_dict() == {"weights": 64, "activations": 32}
     assert list(res.events) == [
-        TraceEvent("dma", "tile", 0, 22, "l1", "forward"),
-        TraceEvent("mac_array", "tile", 22, 40, "l1", "forward"),
-        TraceEvent("requantizer", "tile", 22, 40, "l1", "forward"),
-        TraceEvent("vector_unit", "vector", 40, 48, "relu", "forward"),
-        TraceEvent("dma", "tile", 48, 70, "l2", "forward"),
-        TraceEvent("mac_array", "tile", 70, 88, "l2", "forward"),
-        TraceEvent("requantizer", "tile", 70, 88, "l2", "forward"),
+        TraceEvent("dma", "stream", 0, 106, "l1", "forward"),
+        TraceEvent("mac_array", "tiles", 15, 213, "l1", "forward"),
+        TraceEvent("requantizer", "tiles", 15, 213, "l1", "forward"),
+        TraceEvent("dma", "stream", 213, 247, "l2", "forward"),
+        TraceEvent("mac_array", "tiles", 228, 282, "l2", "forward"),
+        TraceEvent("requantizer", "tiles", 228, 282, "l2", "forward"),
     ]
-    assert res.records[0].metrics.dram_write_bytes == 0
-    assert res.records[2].metrics.dram_read_bytes == 16
+    assert a.metrics.stalls.as_dict() == {"dram": 15}  # latency + first tile's bytes
+
+
+def test_conv_input_does_not_fit_halo_rereads() -> None:
+    """3x3 conv, C=16, 34x34 input (18,496 B), K=4 -> 32x32 output. One output row over the
+    whole width needs 16 x 3 x 34 = 1632 B of input + 576 B of weights > 2048 B, so the
+    search tiles one output row by half the width: an input tile is 16 ch x 3 rows x
+    (16 - 1 + 3) cols = 864 B, read for 32 x 2 tiles = 55,296 B (3x the tensor: each input
+    row is read for the 3 output rows it touches). Weights 576 B and output 4096 B once.
+    DMA: 59,968 B / 4 = 14,992 + 10. Array: k = 144 on 4 rows (36 folds), n = 4 (1 fold),
+    T = 32 (psum SRAM) -> 1152 tiles x (32 + 4) + 6 = 41,478; 10 + 5 + 41,478 + 1 = 41,494."""
+    r = simulate_ops([conv(16, 34, 4)], TINY, INFER).records[0]
+    m = r.metrics
+    assert r.mapping == ("dram[AO inner] C16 FX3 FY3 K4 OX16 OY1 | array k4xn4 T32 int8 | "
+                         "tiles A:864Bx1 B:576Bx1 O:64Bx1")
+    assert m.dram_by_kind.as_dict() == {"activations": 55296 + 4096, "weights": 576}
+    assert (m.cycles, m.compute_cycles, m.bound_dram_cycles) == (41494, 41478, 14992)
+    assert r.binding == "compute"
+
+
+def test_weights_refetched_because_of_loop_order() -> None:
+    """3x3 conv, C=8, 18x18 input, K=64: weights 4608 B do not fit. The best order keeps the
+    output-channel loop innermost (inputs read once, 8 ch x 10 rows x 18 cols = 1440 B per
+    8-row tile: 2880 B) and streams the weights once per output-row tile: 2 x 4608 B."""
+    r = simulate_ops([conv(8, 18, 64)], TINY, INFER).records[0]
+    assert r.mapping.startswith("dram[BO inner]") and "B:72Bx2" in r.mapping
+    assert r.metrics.dram_by_kind.as_dict() == {"activations": 2880 + 16384, "weights": 9216}
+
+
+def test_precision_modes() -> None:
+    """8x16 @ 16x4 alone. int8: 4 k-folds x (8 + 4) + 6 = 54. int4 packs 4 MACs per PE as a
+    16-row virtual array: 1 fold, T = 8, load 4 x (16 x 4 x 4 bits) / (4 x 4 x 8) = 8 ->
+    8 + 8 + fill (16/4 + 4 - 2 = 6) = 22. int16 streams each element in 4 cycles and loads
+    16-bit weights: 4 folds x (32 + 8) + 6 = 166."""
+    got = {}
+    for bits in (4, 8, 16):
+        r = simulate_ops([lin("l", 8, 16, 4, bits)], TINY, INFER).records[0]
+        got[r.precision] = r.metrics.compute_cycles
+    assert got == {"int4": 22, "int8": 54, "int16": 166}
+
+
+def test_dram_requests_in_flight_limit_the_rate() -> None:
+    """max_outstanding=1 burst of 64 B per 10-cycle latency: 6.4 B/cycle > 4, no change;
+    burst_bytes=16: 1.6 B/cycle -> l1's 384 B take 240 cycles + 10 latency."""
+    raw = TINY.model_dump()
+    raw["dram"].update(max_outstanding=1, burst_bytes=16)
+    slow = type(TINY).model_validate(raw)
+    r = simulate_ops([lin("l1", 8, 16, 16), lin("l2", 8, 16, 4)], slow, INFER).records[0]
+    assert (r.metrics.cycles, r.metrics.bound_dram_cycles) == (250, 240)
+    assert r.binding == "dram"
 
 
 def test_vector_op_spills_to_dram() -> None:
@@ -144,18 +128,18 @@ def test_vector_op_spills_to_dram() -> None:
     = 1024 vector cycles -> 2058 cycles, 1034 of them DRAM stall."""
     relu = VectorOp(layer="relu", op="relu", pass_name="forward", kind="relu", elems=4096,
                     alu=(("cmp", 1),), bits=8, read_bytes=4096, write_bytes=4096)
-    m = simulate_ops([relu], tiny(), INFER).records[0].metrics
+    m = simulate_ops([relu], TINY, INFER).records[0].metrics
     assert (m.cycles, m.compute_cycles, m.dram_read_bytes, m.dram_write_bytes) == (
         2058, 1024, 4096, 4096)
     assert m.stalls.as_dict() == {"dram": 1034}
 
 
 def test_rerun_identical_and_summable() -> None:
-    a = simulate_ops(two_layer(), tiny(), INFER, trace=True)
-    b = simulate_ops(two_layer(), tiny(), INFER, trace=True)
-    assert a == b and repr(a) == repr(b)
+    ops = [lin("l1", 8, 16, 16), lin("l2", 8, 16, 4)]
+    a = simulate_ops(ops, TINY, INFER, trace=True)
+    b = simulate_ops(ops, TINY, INFER, trace=True)
+    assert a.records == b.records and a.events == b.events
     t = total(a.records)
-    assert t.cycles == sum(r.metrics.cycles for r in a.records) == 88
-    assert t.macs == 2 * 128
+    assert t.cycles == sum(r.metrics.cycles for r in a.records) == 283
     assert per_pass(a.records)["forward"] == t
     assert t.energy_pj == sum(r.metrics.energy_pj for r in a.records)

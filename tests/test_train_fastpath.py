@@ -10,25 +10,31 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from test_train_layers import _as_acc, _ints, _nc, _runtime, conv_ref, dgrad_ref, wgrad_ref
+from test_train_layers import (
+    _as_acc,
+    _check_output,
+    _ints,
+    _nc,
+    _probe,
+    _probe_nchw,
+    _runtime,
+    conv_ref,
+    dgrad_ref,
+    wgrad_ref,
+)
 
-from fxpsim.fixedpoint import oracle
+from fxpsim.fixedpoint import intmm, oracle
 from fxpsim.fixedpoint.formats import QFormat
+from fxpsim.fixedpoint.im2col import im2col, pixel_cols, place_nhwc
+from fxpsim.fixedpoint.intmm import array_matmul, static_limit, static_ok
 from fxpsim.fixedpoint.quantize import QCHUNK
 from fxpsim.fixedpoint.rng import LFSR, Philox
-from fxpsim.training import qlayers
 from fxpsim.training.formats import NumericsConfig, TensorNumerics
 from fxpsim.training.qkernels import (
     FIXED_ROUNDINGS,
-    gemm_i8,
-    im2col,
     pix_to_nchw,
-    pixel_cols,
-    place_nhwc,
     quantize_fixed,
     rows_to_nchw,
-    static_limit,
-    static_ok,
 )
 from fxpsim.training.qlayers import ConvGeom, QConv2dFn
 from fxpsim.training.quantizers import (
@@ -172,15 +178,16 @@ def test_rescales_are_fp32_of_float64_product():
 
 
 def test_static_limit_and_proof_boundary():
-    nc = NumericsConfig(acc_bits=32, acc_overflow="saturate")
+    nc = NumericsConfig(acc_bits=32, acc_overflow="saturate").array_model
     assert static_limit(nc) == 2**31 - 1
     k_max = (2**31 - 1) // (127 * 127)
     assert static_ok(k_max, 127, 127, nc) and not static_ok(k_max + 1, 127, 127, nc)
-    assert static_limit(NumericsConfig(acc_bits=40)) == 2**31 - 1  # int32 inside _int_mm
-    assert static_limit(NumericsConfig(acc_bits=20, acc_overflow="saturate_symmetric")) \
-        == 2**19 - 1
+    # int32 inside _int_mm
+    assert static_limit(NumericsConfig(acc_bits=40).array_model) == 2**31 - 1
+    assert static_limit(NumericsConfig(acc_bits=20, acc_overflow="saturate_symmetric")
+                        .array_model) == 2**19 - 1
     ws = NumericsConfig(acc_bits=32, psum_bits=18, dataflow="weight_stationary", rows=4)
-    assert static_limit(ws) == 2**17 - 1
+    assert static_limit(ws.array_model) == 2**17 - 1
 
 
 def _py_mm_cols(a, b, cols):
@@ -190,7 +197,7 @@ def _py_mm_cols(a, b, cols):
             for row in a_l]
 
 
-def test_gemm_i8_at_the_int32_boundary_is_exact():
+def test_int_mm_shortcut_at_the_int32_boundary_is_exact(monkeypatch):
     """K = floor((2^31-1)/127^2): the largest sums the proof admits, all ±127 and mixed."""
     k = (2**31 - 1) // (127 * 127)
     rng = np.random.default_rng(6)
@@ -202,30 +209,33 @@ def test_gemm_i8_at_the_int32_boundary_is_exact():
     b[::2, 2] = -127
     nc = NumericsConfig(acc_bits=32, acc_overflow="saturate")
 
-    def boom(*_):
+    def boom(*_, **__):
         raise AssertionError("fallback used")
 
-    vals, ev = gemm_i8(torch.from_numpy(a), torch.from_numpy(b), nc, 127, 127, boom)
+    monkeypatch.setattr(intmm, "array_gemm", boom)
+    vals, ev = array_matmul(torch.from_numpy(a), torch.from_numpy(b), nc.array_model, 127, 127)
     assert ev == 0 and vals.dtype == torch.int32
     assert vals.numpy().tolist() == _py_mm_cols(a, b, [0, 1, 2])
     assert vals[0, 0] == k * 127 * 127 and vals[1, 0] == -k * 127 * 127
 
 
-def test_gemm_i8_falls_back_past_the_proof():
+def test_array_matmul_runs_the_array_model_past_the_proof(monkeypatch):
     a = torch.full((2, 40), 127, dtype=torch.int8)
     b = torch.full((40, 2), 127, dtype=torch.int8)
-    nc = NumericsConfig(acc_bits=16, acc_overflow="saturate")  # 40*127^2 > 2^15-1
+    model = NumericsConfig(acc_bits=16, acc_overflow="saturate").array_model  # 40*127^2 > 2^15-1
     calls = []
+    real = intmm.array_gemm
 
-    def fallback(*args):
+    def fallback(*args, **kw):
         calls.append(1)
-        return qlayers.int_gemm(*args)
+        return real(*args, **kw)
 
-    vals, ev = gemm_i8(a, b, nc, 127, 127, fallback)
+    monkeypatch.setattr(intmm, "array_gemm", fallback)
+    vals, ev = array_matmul(a, b, model, 127, 127)
     assert calls and vals.tolist() == [[2**15 - 1] * 2] * 2 and ev == 2 * 2 * (40 - 2)
     b[2:] = 0  # two nonzero products per output: the proof holds with terms=2
     calls.clear()
-    vals, ev = gemm_i8(a, b, nc, 127, 127, fallback, terms=2)
+    vals, ev = array_matmul(a, b, model, 127, 127, terms=2)
     assert not calls and ev == 0 and vals.tolist() == [[2 * 127 * 127] * 2] * 2
 
 
@@ -244,16 +254,17 @@ def test_conv_fast_paths_match_python_int_reference(monkeypatch, kernel, stride,
                                                     acc_bits, bits, hw, nb):
     """Values equal the Python-int convolutions; the proof holds for every GEMM here, so the
     sequential fallback must not run."""
-    def boom(*_):
+    def boom(*_, **__):
         raise AssertionError("fallback used")
 
-    monkeypatch.setattr(qlayers, "int_gemm", boom)
+    monkeypatch.setattr(intmm, "array_gemm", boom)
     gen = torch.Generator().manual_seed(8)
     c, k = 2, 3
     x = torch.randn(nb, c, *hw, generator=gen).requires_grad_()
     w = torch.randn(k, c, *kernel, generator=gen).requires_grad_()
     nc = _nc(bits, bits, bits, acc_bits, "saturate")
     rt = _runtime(nc, seed=5)
+    seen = _probe(rt)
     y = QConv2dFn.apply(x, w, rt, ConvGeom(kernel, stride, pad, 1))
     gy = torch.randn(y.shape, generator=gen)
     y.backward(gy)
@@ -266,7 +277,8 @@ def test_conv_fast_paths_match_python_int_reference(monkeypatch, kernel, stride,
                           "saturate")
     ref_dw, _ = wgrad_ref(_ints(xq.codes), _ints(gq.codes), kernel, stride, pad, 1, acc_bits,
                           "saturate")
-    assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+    assert np.array_equal(_probe_nchw(seen, 1, tuple(y.shape)), ref_y.astype(np.int64))
+    _check_output(y, seen)
     assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
     assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
     assert [r.acc_events for r in rt.counters.gemms] == [0, 0, 0]
@@ -340,7 +352,7 @@ def test_stochastic_quantizer_matches_oracle_for_every_random_source(kind, scale
 
 
 def test_reused_buffers_equal_fresh_ones():
-    """pixel_cols / place_nhwc / quantize_padded_nhwc / gemm_i8 given a buffer from an
+    """pixel_cols / place_nhwc / quantize_padded_nhwc / array_matmul given a buffer from an
     earlier call (dirty where they write) give the definition's values, not stale ones."""
     gen = torch.Generator().manual_seed(12)
     a = torch.randint(-127, 128, (2, 3, 5, 4), dtype=torch.int8, generator=gen)
@@ -371,7 +383,8 @@ def test_reused_buffers_equal_fresh_ones():
     am = torch.randint(-127, 128, (7, 40), dtype=torch.int8, generator=gen)
     bm = torch.randint(-127, 128, (40, 5), dtype=torch.int8, generator=gen)
     out = torch.full((7, 5), -5, dtype=torch.int32)
-    vals, ev = gemm_i8(am, bm, _nc(8, 8, 8, 32, "saturate"), 127, 127, None, out=out)
+    vals, ev = array_matmul(am, bm, _nc(8, 8, 8, 32, "saturate").array_model, 127, 127,
+                            out=out)
     assert ev == 0 and vals.data_ptr() == out.data_ptr()
     assert vals.tolist() == [[sum(int(am[i, k]) * int(bm[k, j]) for k in range(40))
                               for j in range(5)] for i in range(7)]
@@ -381,7 +394,7 @@ def test_conv_layer_reusing_buffers_over_interleaved_steps(monkeypatch):
     """Two forwards, then their backwards in reverse order, then a third step, on one layer
     runtime (the pooled column / GEMM buffers): every output and gradient equals the
     Python-int reference of its own step."""
-    monkeypatch.setattr(qlayers, "int_gemm", None)  # the proof holds: no fallback
+    monkeypatch.setattr(intmm, "array_gemm", None)  # the proof holds: no fallback
     kernel, stride, pad, hw, nb = (3, 3), (2, 2), (1, 1), (5, 5), 2
     nc = _nc(8, 8, 8, 32, "saturate")
     rt = _runtime(nc, seed=5)
@@ -392,12 +405,14 @@ def test_conv_layer_reusing_buffers_over_interleaved_steps(monkeypatch):
         x = torch.randn(nb, 2, *hw, generator=gen).requires_grad_()
         steps.append([x, None, None])
     for s in steps[:2]:
+        s[2] = _probe(rt)
         s[1] = QConv2dFn.apply(s[0], w, rt, ConvGeom(kernel, stride, pad, 1))
     draws = Philox(nc.rng.stream_seed(5, 0))
     order = [1, 0, 2]
     for i in order:
         x = steps[i][0]
         if steps[i][1] is None:
+            steps[i][2] = _probe(rt)
             steps[i][1] = QConv2dFn.apply(x, w, rt, ConvGeom(kernel, stride, pad, 1))
         y = steps[i][1]
         gy = torch.randn(y.shape, generator=gen)
@@ -411,7 +426,9 @@ def test_conv_layer_reusing_buffers_over_interleaved_steps(monkeypatch):
                               "saturate")
         ref_dw, _ = wgrad_ref(_ints(xq.codes), _ints(gq.codes), kernel, stride, pad, 1, 32,
                               "saturate")
-        assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+        assert np.array_equal(_probe_nchw(steps[i][2], 1, tuple(y.shape)),
+                              ref_y.astype(np.int64))
+        _check_output(y, steps[i][2])
         assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
         assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
-    assert set(rt.scratch) >= {"cols0", "mm", "dmm", "dcols", "dbuf"}
+    assert set(rt.scratch) >= {"cols0", "mm0", "dmm", "dcols", "dbuf"}

@@ -1,5 +1,6 @@
-"""Quantized conv2d / linear layers against Python-int references, the float baseline against
-torch, the quantizers against exact rationals, and NumericsConfig.from_hw."""
+"""Quantized conv2d / linear layers against Python-int references (accumulators and the
+configured requantizer's output codes), the float baseline against torch, the quantizers
+against exact rationals, and NumericsConfig.from_hw."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from fxpsim.errors import ConfigError
-from fxpsim.fixedpoint.oracle_gemm import register_add, two_level_oracle
+from fxpsim.fixedpoint import oracle
+from fxpsim.fixedpoint.formats import QFormat
+from fxpsim.fixedpoint.oracle_gemm import register_add
+from fxpsim.fixedpoint.requantize import quantize_multiplier
 from fxpsim.fixedpoint.rng import LFSR, Philox
 from fxpsim.training.formats import NumericsConfig, RngSpec, TensorNumerics
-from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn, int_gemm
+from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn
 from fxpsim.training.quantizers import quantize_symmetric, scale_from_clip
 from fxpsim.training.stats import Counters, LayerStats, StatsConfig
 
@@ -132,12 +136,42 @@ def _runtime(nc: NumericsConfig, seed: int = 5, op: str = "conv2d") -> LayerRunt
     return LayerRuntime("L", op, nc, Counters(), LayerStats("L"), StatsConfig(), lambda: rng)
 
 
-def _nc(bits_w, bits_a, bits_g, acc_bits, ovf, scale="pow2", g_round="stochastic"):
+def _nc(bits_w, bits_a, bits_g, acc_bits, ovf, scale="pow2", g_round="stochastic",
+        scale_format="int32_mult_shift", a_round="half_even"):
     return NumericsConfig(
         weights=TensorNumerics(bits_w, "half_even", scale=scale),
-        activations=TensorNumerics(bits_a, "half_even", scale=scale),
+        activations=TensorNumerics(bits_a, a_round, scale=scale),
         gradients=TensorNumerics(bits_g, g_round, scale=scale),
-        acc_bits=acc_bits, acc_overflow=ovf, rng=RngSpec("philox"), random_bits=8)
+        acc_bits=acc_bits, acc_overflow=ovf, rng=RngSpec("philox"), random_bits=8,
+        scale_format=scale_format)
+
+
+def _probe(rt: LayerRuntime) -> list:
+    """Record what the forward output stage saw: (k0, acc, codes, stored scales, Δy)."""
+    seen: list = []
+    rt.probe = lambda pass_name, k0, acc, codes, sc, dy: seen.append(
+        (k0, acc.copy(), codes.copy(), sc, dy))
+    return seen
+
+
+def _probe_nchw(seen: list, idx: int, shape) -> np.ndarray:
+    """Group results (B·OH·OW, n) of the probe put back into an NCHW (or (B, N)) array."""
+    out = np.zeros(shape, dtype=np.int64)
+    for item in seen:
+        k0, arr = item[0], item[idx]
+        if len(shape) == 2:
+            out[:, k0:k0 + arr.shape[1]] = arr
+        else:
+            nb, _, oh, ow = shape
+            out[:, k0:k0 + arr.shape[1]] = arr.reshape(nb, oh, ow, -1).transpose(0, 3, 1, 2)
+    return out
+
+
+def _check_output(y: torch.Tensor, seen: list) -> None:
+    """The layer's output is fp32(code·Δy) of the output stage's codes."""
+    codes = _probe_nchw(seen, 2, tuple(y.shape))
+    want = (codes.astype(np.float64) * seen[0][4]).astype(np.float32)
+    assert np.array_equal(y.detach().numpy(), want)
 
 
 def _as_acc(t: torch.Tensor, scale) -> np.ndarray:
@@ -170,6 +204,7 @@ def test_conv_matches_python_int_reference(stride, pad, groups, bits, acc_bits, 
     w = torch.randn(k, c // groups, 3, 3, generator=gen).requires_grad_()
     nc = _nc(bits, bits, bits, acc_bits, ovf)
     rt = _runtime(nc, seed=5)
+    seen = _probe(rt)
     geom = ConvGeom((3, 3), stride, pad, groups)
     y = QConv2dFn.apply(x, w, rt, geom)
     gy = torch.randn(y.shape, generator=gen)
@@ -184,7 +219,8 @@ def test_conv_matches_python_int_reference(stride, pad, groups, bits, acc_bits, 
                               acc_bits, ovf)
     ref_dw, ev_dw = wgrad_ref(_ints(xq.codes), _ints(gq.codes), (3, 3), stride, pad, groups,
                               acc_bits, ovf)
-    assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+    assert np.array_equal(_probe_nchw(seen, 1, tuple(y.shape)), ref_y.astype(np.int64))
+    _check_output(y, seen)
     assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
     assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dw.astype(np.int64))
     assert rt.stats.acc_events == {"forward": ev_y, "backward_data": ev_dx,
@@ -195,12 +231,14 @@ def test_conv_matches_python_int_reference(stride, pad, groups, bits, acc_bits, 
 
 
 def test_conv_fp32_scale_outputs_within_float_tolerance():
-    """With fp32 scales the outputs are fp32(acc·Δ) of the same integer accumulators."""
+    """With fp32 scales the accumulators are those of the same integer codes; backward
+    outputs are fp32(acc·Δ)."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 2, 4, 4, generator=gen).requires_grad_()
     w = torch.randn(3, 2, 3, 3, generator=gen).requires_grad_()
     nc = _nc(8, 8, 8, 32, "saturate", scale="fp32", g_round="half_even")
     rt = _runtime(nc)
+    seen = _probe(rt)
     y = QConv2dFn.apply(x, w, rt, ConvGeom((3, 3), (2, 2), (1, 1), 1))
     gy = torch.randn(y.shape, generator=gen)
     y.backward(gy)
@@ -210,8 +248,8 @@ def test_conv_fp32_scale_outputs_within_float_tolerance():
     ref_y, _ = conv_ref(_ints(xq.codes), _ints(wq.codes), (2, 2), (1, 1), 1, 32, "saturate")
     ref_dw, _ = wgrad_ref(_ints(xq.codes), _ints(gq.codes), (3, 3), (2, 2), (1, 1), 1, 32,
                           "saturate")
-    exp_y = ref_y.astype(np.float64) * float(xq.scale) * float(wq.scale)
-    np.testing.assert_allclose(y.detach().numpy(), exp_y, rtol=1e-6, atol=0)
+    assert np.array_equal(_probe_nchw(seen, 1, tuple(y.shape)), ref_y.astype(np.int64))
+    _check_output(y, seen)
     exp_dw = ref_dw.astype(np.float64) * float(xq.scale) * float(gq.scale)
     np.testing.assert_allclose(w.grad.numpy(), exp_dw, rtol=1e-6, atol=0)
 
@@ -223,6 +261,7 @@ def test_linear_matches_python_int_reference(acc_bits, ovf):
     w = torch.randn(4, 5, generator=gen).requires_grad_()
     nc = _nc(7, 7, 7, acc_bits, ovf)
     rt = _runtime(nc, seed=9, op="linear")
+    seen = _probe(rt)
     y = QLinearFn.apply(x, w, rt)
     gy = torch.randn(y.shape, generator=gen)
     y.backward(gy)
@@ -233,7 +272,8 @@ def test_linear_matches_python_int_reference(acc_bits, ovf):
     ref_y, ev_y = mm_ref(xi, [list(r) for r in zip(*wi, strict=True)], acc_bits, ovf)
     ref_dx, ev_dx = mm_ref(gi, wi, acc_bits, ovf)
     ref_dwt, ev_dw = mm_ref([list(r) for r in zip(*xi, strict=True)], gi, acc_bits, ovf)
-    assert np.array_equal(_as_acc(y, xq.scale * wq.scale), ref_y.astype(np.int64))
+    assert np.array_equal(_probe_nchw(seen, 1, tuple(y.shape)), ref_y.astype(np.int64))
+    _check_output(y, seen)
     assert np.array_equal(_as_acc(x.grad, gq.scale * wq.scale), ref_dx.astype(np.int64))
     assert np.array_equal(_as_acc(w.grad, xq.scale * gq.scale), ref_dwt.T.astype(np.int64))
     assert rt.stats.acc_events == {"forward": ev_y, "backward_data": ev_dx,
@@ -245,23 +285,99 @@ def test_linear_matches_python_int_reference(acc_bits, ovf):
                       ("L", "backward_weight", 5, 3, 4, 1)]
 
 
-def test_two_level_accumulation_matches_oracle():
-    """Weight-stationary arrays: K-tiles of `rows` in a psum register, then the accumulator."""
-    rng = np.random.default_rng(4)
-    a = rng.integers(-127, 128, (5, 23)).astype(np.int8)
-    b = rng.integers(-127, 128, (23, 4)).astype(np.int8)
-    differs = False
-    for psum_bits, acc_bits, ovf in [(14, 16, "saturate"), (15, 13, "wrap"), (16, 14, "saturate")]:
-        nc = NumericsConfig(acc_bits=acc_bits, acc_overflow=ovf, psum_bits=psum_bits,
-                            psum_overflow=ovf, dataflow="weight_stationary", rows=4)
-        vals, events = int_gemm(a, b, nc)
-        ref, ev_p, ev_a = two_level_oracle(a.tolist(), b.tolist(), 4, psum_bits, ovf,
-                                           acc_bits, ovf)
-        assert vals.tolist() == ref
-        assert events == sum(map(sum, ev_p)) + sum(map(sum, ev_a))
-        assert events > 0
-        differs |= vals.tolist() != mm_ref(a.tolist(), b.tolist(), acc_bits, ovf)[0].tolist()
-    assert differs  # the two-level order gives results the one-level order does not
+def _pow2_pair(real: Fraction) -> tuple[int, int]:
+    """Nearest power of two in log2 (ties up), as (multiplier, shift); exact rationals."""
+    e = 0
+    while Fraction(2) ** e > real:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= real:
+        e += 1
+    # real in [2^e, 2^(e+1)): the geometric midpoint is 2^e·sqrt(2)
+    up = (real / Fraction(2) ** e) ** 2 >= 2
+    exp = e + 1 if up else e
+    return (1 << exp, 0) if exp >= 0 else (1, -exp)
+
+
+@pytest.mark.parametrize("fmt", ["int32_mult_shift", "pow2_shift", "fp32_scale"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("a_round", ["half_even", "half_away", "floor"])
+def test_output_codes_equal_requantize_of_accumulators(fmt, per_channel, a_round):
+    """For each scale format: the layer's output codes are the Python-int requantizer
+    (:mod:`fxpsim.fixedpoint.oracle`) of its accumulators, with Δy = the activation scale of
+    the largest real output and each channel's multiplier Δx·Δw_c/Δy stored as the format
+    stores it (computed here from exact rationals)."""
+    gen = torch.Generator().manual_seed(21)
+    x = torch.randn(2, 3, 5, 5, generator=gen)
+    w = torch.randn(4, 3, 3, 3, generator=gen) * torch.tensor([1.0, 0.3, 2.0, 0.05]).view(-1, 1, 1, 1)
+    nc = _nc(8, 8, 8, 32, "saturate", scale="fp32", scale_format=fmt, a_round=a_round)
+    nc = NumericsConfig(nc.weights.__class__(8, "half_even",
+                                             "per_channel" if per_channel else "per_tensor",
+                                             "fp32"),
+                        nc.activations, nc.gradients, acc_bits=32, rng=RngSpec("philox"),
+                        random_bits=8, scale_format=fmt)
+    rt = _runtime(nc)
+    seen = _probe(rt)
+    y = QConv2dFn.apply(x, w, rt, ConvGeom((3, 3), (1, 1), (1, 1), 1))
+    xq = quantize_symmetric(x, nc.activations)
+    wq = quantize_symmetric(w, nc.weights, per_channel=per_channel)
+    ref, _ = conv_ref(_ints(xq.codes), _ints(wq.codes), (1, 1), (1, 1), 1, 32, "saturate")
+    acc = np.asarray(ref.tolist(), dtype=object)  # (B, K, OH, OW) Python ints
+    in_scale = [Fraction(float(xq.scale)) * Fraction(float(s))
+                for s in np.broadcast_to(wq.scale, (4,))]
+    real_max = max(abs(int(v)) * in_scale[c] for c in range(4) for v in acc[:, c].ravel())
+    dy = float(scale_from_clip(np.float64(float(real_max)), 8, "fp32"))
+    assert seen[0][4] == dy
+    chans = [c for b in range(2) for c in range(4) for _ in range(25)]
+    flat = [int(v) for v in acc.ravel()]
+    reals = [s / Fraction(dy) for s in in_scale]
+    if fmt == "fp32_scale":
+        want, _, _ = oracle.requantize_fp32(flat, [float(r) for r in reals], chans, QFormat(8, 0),
+                                            a_round)
+    else:
+        pairs = [quantize_multiplier(float(r)) if fmt == "int32_mult_shift" else _pow2_pair(r)
+                 for r in reals]
+        want, _, _ = oracle.requantize(flat, [p[0] for p in pairs], [p[1] for p in pairs],
+                                       chans, QFormat(8, 0), a_round)
+    got = _probe_nchw(seen, 2, tuple(y.shape))
+    assert got.ravel().tolist() == want
+    assert np.abs(got).max() >= 100  # the largest output lands near the top code
+    _check_output(y, seen)
+    # without a probe the integer formats take the fused requantize + NCHW kernel
+    rt2 = _runtime(nc)
+    y2 = QConv2dFn.apply(x, w, rt2, ConvGeom((3, 3), (1, 1), (1, 1), 1))
+    assert torch.equal(y2, y)
+    assert rt2.stats.out_elems == y.numel() and rt2.stats.out_saturated == rt.stats.out_saturated
+
+
+def test_fused_output_stage_matches_oracle_on_ties_and_saturation():
+    """The fused kernel against the Python-int requantizer on accumulators built to hit
+    rounding ties, shift 0 and saturation, for every deterministic rounding the hardware
+    configs name."""
+    from fxpsim.fixedpoint.outstage import StoredScales
+    from fxpsim.training.qgemm import OutputPlan, fused_output
+    from fxpsim.training.stats import LayerStats
+
+    rng = np.random.default_rng(3)
+    nb, oh, ow, n = 2, 3, 5, 4
+    acc = rng.integers(-2**20, 2**20, (nb * oh * ow, n)).astype(np.int32)
+    acc[:4] = [[2**15, -(2**15), 3 * 2**14, -(3 * 2**14)]] * 4  # exact ties at shift 16
+    acc[4:6] = 2**31 - 1
+    acc[6:8] = -(2**31)
+    mult = np.array([1, 2**30, 12345, 2**31 - 1], dtype=np.int64)
+    shift = np.array([16, 40, 0, 62], dtype=np.int64)
+    for rounding in ("half_even", "half_away", "trunc", "floor", "ceil"):
+        nc = _nc(8, 8, 8, 32, "saturate", a_round=rounding)
+        out = np.empty((nb, n, oh, ow), dtype=np.float32)
+        stats = LayerStats("L")
+        plan = OutputPlan(0.25, StoredScales("int32_mult_shift", mult, shift, None))
+        assert fused_output(plan, acc, nc, stats, None, out)
+        flat = acc.ravel().tolist()
+        chans = [i % n for i in range(len(flat))]
+        want, n_ovf, _ = oracle.requantize(flat, mult.tolist(), shift.tolist(), chans,
+                                           QFormat(8, 0), rounding)
+        codes = np.asarray(want).reshape(nb, oh, ow, n).transpose(0, 3, 1, 2)
+        assert np.array_equal(out, (codes * 0.25).astype(np.float32)), rounding
+        assert stats.out_saturated == n_ovf > 0
 
 
 def test_float_layers_equal_torch():
@@ -380,3 +496,42 @@ def test_from_hw_builds_lfsr_and_array_settings():
 def test_from_hw_rejects_xorshift():
     with pytest.raises(ConfigError, match="stochastic_rounding.rng"):
         NumericsConfig.from_hw(_hw(**{"mac_array.stochastic_rounding.rng": "xorshift"}))
+
+
+def test_from_hw_takes_the_requantizer_scale_format_and_array_model():
+    nc = NumericsConfig.from_hw(_hw(**{"mac_array.requantizer.scale_format": "pow2_shift"}))
+    assert nc.scale_format == "pow2_shift"
+    m = nc.array_model
+    assert (m.rows, m.cols, m.dataflow, m.acc_bits) == (16, 16, "weight_stationary", 32)
+
+
+@pytest.mark.parametrize("option,kw,value", [("rounding.a", "rounding_a", "half_up"),
+                                             ("rounding.w", "rounding_w", "ceil"),
+                                             ("rounding.g", "rounding_g", "jam")])
+def test_from_hw_rejects_roundings_the_requantizer_does_not_list(option, kw, value):
+    with pytest.raises(ConfigError) as exc:
+        NumericsConfig.from_hw(_hw(), source="edge_npu.yaml", **{kw: value})
+    msg = str(exc.value)
+    assert msg.startswith(f"command line: {option}: {value} is not a rounding mode")
+    assert "edge_npu.yaml: mac_array.requantizer.rounding_modes" in msg and "\n" not in msg
+
+
+def test_from_hw_rejects_stochastic_without_a_hardware_rng():
+    hw = _hw(**{"mac_array.stochastic_rounding.hardware": "false"})
+    with pytest.raises(ConfigError, match=r"^command line: rounding\.g: .*"
+                                          r"mac_array\.stochastic_rounding\.hardware is false"):
+        NumericsConfig.from_hw(hw, source="edge_npu.yaml")
+    nc = NumericsConfig.from_hw(hw, rounding_g="rne")  # deterministic: fine
+    assert nc.gradients.rounding == "half_even"
+
+
+def test_cli_run_with_an_unlisted_rounding_exits_2_before_writing(tmp_path, capsys):
+    from fxpsim.cli import main
+
+    out = tmp_path / "r"
+    code = main(["run", "hw=edge_npu", "model=lenet5", "steps=0", "rounding.a=half_up",
+                 f"out={out}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert len(err.splitlines()) == 1 and "rounding.a" in err
+    assert "mac_array.requantizer.rounding_modes" in err

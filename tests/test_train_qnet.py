@@ -71,7 +71,7 @@ def test_counters_of_one_training_step():
     expected = []
     for layer, kind, elems in [("bn1", "batchnorm", 288), ("relu1", "relu", 288),
                                ("bn2", "batchnorm", 72), ("add", "add", 72),
-                               ("relu2", "relu", 72), ("gap", "global_avgpool", 72)]:
+                               ("relu2", "relu", 72), ("gap", "global_avgpool", 8)]:
         expected += [(layer, "forward", kind, elems), (layer, "backward", kind, elems)]
     for layer, act, w, grad in [("conv1", 144, 72, 288), ("conv2", 288, 144, 72),
                                 ("sc", 288, 16, 72), ("fc", 8, 12, 6)]:

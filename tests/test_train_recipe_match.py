@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from fxpsim.config.load import load_hwconfig
+from fxpsim.errors import FxpsimError
 from fxpsim.graph.resolve import load_model
 from fxpsim.timing.lowering import lower, op_signature
 from fxpsim.timing.ops import GemmOp, TimingRequest, VectorOp
@@ -24,8 +25,9 @@ from fxpsim.training.algorithms import GRAD_INTERVAL, AlgoOptions, Batch, make_a
 from fxpsim.training.data import adapt, load_dataset
 from fxpsim.training.formats import NumericsConfig
 from fxpsim.training.qnet import build_qnet
+from fxpsim.vocab import ALGORITHMS
 
-ALGOS = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
+ALGOS = ALGORITHMS
 _HW = None
 _DATA: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -71,9 +73,15 @@ def _diff(got: Counter, want: Counter) -> str:
     return f"executed but not lowered: {extra}\nlowered but not executed: {missing}"
 
 
+def _precision(o: GemmOp) -> tuple[object, ...]:
+    """A lowered GEMM's signature with the operand precisions the kernels must be given."""
+    bits = (None, None) if o.float_operands else (o.a_bits, o.b_bits)
+    return (*op_signature(o), *bits)
+
+
 def _check(alg, ops, *, vectors: bool = True) -> None:
-    want_g = Counter(op_signature(o) for o in ops if isinstance(o, GemmOp))
-    got_g = Counter(g.signature for g in alg.log.gemms)
+    want_g = Counter(_precision(o) for o in ops if isinstance(o, GemmOp))
+    got_g = Counter((*g.signature, g.a_bits, g.b_bits) for g in alg.log.gemms)
     assert got_g == want_g, _diff(got_g, want_g)
     for p in {o.pass_name for o in ops if isinstance(o, GemmOp)}:
         lowered = [o.layer for o in ops if isinstance(o, GemmOp) and o.pass_name == p]
@@ -107,6 +115,29 @@ def test_float_baseline_matches_lowering(algo: str) -> None:
     assert not any(g.integer for g in alg.log.gemms)
     kinds = {v.kind for v in alg.log.vectors}
     assert not kinds & {"quantize", "reduce_max", "laq_projection"}
+
+
+# every built-in model family: VGG, ResNet with projection shortcuts, MobileNetV2 with
+# depthwise convs, LeNet-5 (batch 1, one step after a warm-up: the records, not accuracy)
+FAMILIES = ("vgg16", "resnet20", "mobilenetv2", "lenet5")
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_every_family_executes_what_is_lowered(algo: str, model: str) -> None:
+    """GEMM shapes, groups and operand precisions recorded by the kernel wrapper, and the
+    vector ops, of one real step equal the lowering (MetaGrad: the second step)."""
+    if algo == "bnrect" and not any(n.op == "batchnorm" for n in load_model(model).nodes):
+        with pytest.raises(FxpsimError, match="has none"):  # nothing to rectify: an error
+            _run(algo, model, 1, (8, 8, 8))
+        return
+    graph, alg, ops = _run(algo, model, 1, (8, 8, 8), steps=2 if algo == "metagrad" else 1)
+    _check(alg, ops, vectors=True)
+    assert all(g.integer and g.acc_bits == 32 for g in alg.log.gemms)
+    if model == "mobilenetv2":
+        assert any(g.groups > 1 for g in alg.log.gemms)  # depthwise ran per group
+    if model == "resnet20":
+        assert any("shortcut" in g.layer for g in alg.log.gemms)
 
 
 def test_octo_gemms_match_lowering() -> None:

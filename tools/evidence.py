@@ -113,7 +113,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--only", nargs="*", default=[],
-                    help="run only configurations whose label contains one of these")
+                    help="run only the configurations with these exact labels")
     args = ap.parse_args()
     seeds = ", ".join(map(str, args.seeds))
     print(f"fmnist_small (6,000 training / 500 test images), batch {args.batch}, "
@@ -124,7 +124,7 @@ def main() -> int:
         rows = []
         target: dict[int, float] = {}
         for label, opts, mult in GROUPS[group]:
-            if args.only and not any(o in label for o in args.only):
+            if args.only and label not in args.only:
                 continue
             per_seed = []
             for seed in args.seeds:

@@ -7,9 +7,9 @@ digest); :func:`apply_overrides` for dotted ``key=value`` overrides; :class:`Run
 
 from fxpsim.config.hw import HwConfig
 from fxpsim.config.load import LoadedHw, config_digest, load_hwconfig
-from fxpsim.config.names import ROUNDING_NAMES
 from fxpsim.config.overrides import apply_overrides
 from fxpsim.config.run import RunConfig, parse_run_options
+from fxpsim.vocab import ROUNDING_NAMES
 
 __all__ = [
     "HwConfig",

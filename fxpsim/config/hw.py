@@ -207,6 +207,10 @@ class Dram(_Model):
     bandwidth_gb_s: PosFloat
     efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1.0
     latency_ns: NonNegFloat = 0.0
+    # requests in flight (None = as many as hide the latency) of burst_bytes each: the
+    # achievable rate is at most max_outstanding x burst_bytes / latency (Little's law)
+    max_outstanding: Annotated[int, Field(gt=0, le=65536)] | None = None
+    burst_bytes: Annotated[int, Field(gt=0, le=65536)] = 64
     capacity_gib: PosFloat | None = None
     read_energy_pj_per_byte: NonNegFloat
     write_energy_pj_per_byte: NonNegFloat

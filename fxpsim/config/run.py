@@ -22,18 +22,18 @@ from pydantic import (
     model_validator,
 )
 
-from fxpsim.config.names import ROUNDING_NAMES, canonical_rounding
 from fxpsim.errors import ConfigError
+from fxpsim.vocab import ALGORITHMS, ROUNDING_NAMES, AlgoName, canonical_rounding
 
 Phase = Literal["train", "infer"]
-Algo = Literal["sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo"]
+Algo = AlgoName
 Timing = Literal["native", "scalesim"]
 ReportFormat = Literal["json", "csv", "md", "html", "trace"]
 Bits = Annotated[int, Field(ge=2, le=16)] | Literal["float"]
 WBits = Annotated[int, Field(ge=1, le=16)] | Literal["float"]  # 1: binary codes ±1 with a scale
 LayerFormat = tuple[str, Literal["w", "a", "g"], int | Literal["float"]]
 
-ALGOS: tuple[str, ...] = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
+ALGOS: tuple[str, ...] = ALGORITHMS
 FORMATS: tuple[str, ...] = ("json", "csv", "md", "html", "trace")
 
 # top-level HwConfig sections that may be overridden from the command line
@@ -46,7 +46,7 @@ class RunConfig(BaseModel):
     """What to simulate. Frozen; built by :func:`parse_run_options` or directly.
 
     ``w_bits``/``a_bits``/``g_bits``: 2..16 or ``"float"`` (no quantization).
-    ``rounding_*``: a name of :data:`fxpsim.config.names.ROUNDING_NAMES`, stored canonical
+    ``rounding_*``: a name of :data:`fxpsim.vocab.ROUNDING_NAMES`, stored canonical
     (``rne`` -> ``half_even``).
     ``epochs``/``steps``: ``None`` lets the training plane choose.
     ``fb_*``: forward-backtrack options (``fb.a`` is the step-size fraction in [0, 1]).
@@ -108,6 +108,8 @@ class RunConfig(BaseModel):
         if isinstance(data, dict) and data.get("algo") == "octo" and "rounding_g" not in data:
             data = {**data, "rounding_g": "half_even"}
         return data
+    # what the per-layer mapping search minimizes (time plane)
+    mapping_objective: Literal["latency", "energy", "edp"] = "latency"
 
     @field_validator("rounding_w", "rounding_a", "rounding_g")
     @classmethod
@@ -236,6 +238,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "octo.lambda": ("octo_lambda", _float(0.0, 1e6, False, "a non-negative number")),
     "octo.backward": ("octo_backward", _choice(("requant", "reuse"))),
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
+    "mapping.objective": ("mapping_objective", _choice(("latency", "energy", "edp"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
     "metagrad.lr": ("metagrad_lr", _float(0.0, 1e6, True, "a positive number")),
     "lr_schedule": ("lr_schedule", _choice(("constant", "step", "cosine"))),

@@ -1,7 +1,8 @@
 """Integer 2-D convolution passes lowered to GEMMs on a MAC-array model (NCHW codes).
 
-Each pass is im2col + :func:`fxpsim.fixedpoint.macarray.array_gemm`, one GEMM per group,
-with the reduction dim in the order the hardware adds it:
+Each pass is :func:`fxpsim.fixedpoint.im2col.im2col` (the one conv lowering, shared with the
+training layers) + :func:`fxpsim.fixedpoint.macarray.array_gemm`, one GEMM per group, with
+the reduction dim in the order the hardware adds it (shapes: :func:`fxpsim.vocab.conv_gemm_shape`):
 
 - forward: Y[b,k,oh,ow] = sum over (c, i, j) (c outer, then i, then j) of
   X[b,c,oh*s+i-p, ow*s+j-p] * W[k,c,i,j]; GEMM (B*OH*OW, Cg*kh*kw) x (Cg*kh*kw, Kg).
@@ -22,9 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from fxpsim.fixedpoint.gemm import check_operand
+from fxpsim.fixedpoint.im2col import im2col
 from fxpsim.fixedpoint.macarray import ArrayModel, array_gemm
+from fxpsim.vocab import conv_gemm_shape
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class ConvResult:
 
 
 def _pair(v: object, name: str, minimum: int) -> tuple[int, int]:
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # type: ignore[arg-type]
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
     if len(vals) != 2 or any(isinstance(x, bool) or not isinstance(x, (int, np.integer))
                              or x < minimum for x in vals):
         raise ValueError(f"{name}: expected an int >= {minimum} or a pair of them, got {v!r}")
@@ -101,23 +105,18 @@ def conv_gemm_shapes(B: int, C: int, H: int, W: int, K: int, kh: int, kw: int,
     if C % groups or K % groups:
         raise ValueError(f"groups: {groups} must divide C={C} and K={K}")
     oh, ow = _out_size(H, kh, sh, ph, "H"), _out_size(W, kw, sw, pw, "W")
-    cg, kg = C // groups, K // groups
-    return ConvGemmShapes(forward=GemmShape(B * oh * ow, cg * kh * kw, kg),
-                          backward_data=GemmShape(B * H * W, kg * kh * kw, cg),
-                          backward_weight=GemmShape(cg * kh * kw, B * oh * ow, kg),
-                          groups=int(groups))
+
+    def shape(which: str) -> GemmShape:
+        m, k, n, _ = conv_gemm_shape(which, B, (C, H, W), (K, oh, ow), (kh, kw), groups)
+        return GemmShape(m, k, n)
+
+    return ConvGemmShapes(forward=shape("forward"), backward_data=shape("backward_data"),
+                          backward_weight=shape("backward_weight"), groups=int(groups))
 
 
-def _pad_or_crop(x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
-    """Zero-pad (positive) or crop (negative) the last two axes."""
-    x = x[..., max(-top, 0):x.shape[-2] - max(-bottom, 0), max(-left, 0):x.shape[-1] - max(-right, 0)]
-    return np.pad(x, ((0, 0), (0, 0), (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0))))
-
-
-def _patches(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, oh: int, ow: int) -> np.ndarray:
-    """(B, OH, OW, C, kh, kw) windows of a padded (B, C, Hp, Wp) array."""
-    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
-    return win[:, :, : (oh - 1) * sh + 1: sh, : (ow - 1) * sw + 1: sw].transpose(0, 2, 3, 1, 4, 5)
+def _torch_codes(x: np.ndarray) -> torch.Tensor:
+    # torch lacks the wide unsigned dtypes; codes were checked to fit int32
+    return torch.from_numpy(np.ascontiguousarray(x, np.int64 if x.dtype.kind == "u" else None))
 
 
 def _check_model(model: object) -> ArrayModel:
@@ -140,14 +139,14 @@ def conv2d_forward(x: object, w: object, *, stride: object = 1, padding: object 
     model = _check_model(model)
     bsz, c, h, wd = xa.shape
     k, cg, kh, kw = wa.shape
-    shapes = conv_gemm_shapes(bsz, c, h, wd, k, kh, kw, stride, padding, groups)
+    conv_gemm_shapes(bsz, c, h, wd, k, kh, kw, stride, padding, groups)
     if cg * groups != c:
         raise ValueError(f"w: shape {wa.shape} needs C/groups = {c // groups} input channels")
     (sh, sw), (ph, pw), kg = _pair(stride, "stride", 1), _pair(padding, "padding", 0), k // groups
     oh, ow = _out_size(h, kh, sh, ph, "H"), _out_size(wd, kw, sw, pw, "W")
-    pat = _patches(_pad_or_crop(xa, ph, ph, pw, pw), kh, kw, sh, sw, oh, ow)
-    a_parts = [pat[:, :, :, g * cg:(g + 1) * cg].reshape(shapes.forward.m, shapes.forward.k)
-               for g in range(groups)]
+    xt = _torch_codes(xa)
+    a_parts = [im2col(xt, g * cg, (g + 1) * cg, (kh, kw), (sh, sw), (ph, pw), (1, 1),
+                      (oh, ow)).numpy().T for g in range(groups)]
     b_parts = [wa[g * kg:(g + 1) * kg].reshape(kg, -1).T for g in range(groups)]
     res, tiles = _run_groups(a_parts, b_parts, model, x_bits, w_bits)
 
@@ -176,13 +175,10 @@ def conv2d_backward_data(dy: object, w: object, x_shape: tuple[int, int, int, in
         raise ValueError(f"w: shape {wa.shape} needs C/groups = {c // groups} input channels")
     if dya.shape != (bsz, k, oh, ow):
         raise ValueError(f"dy: expected shape {(bsz, k, oh, ow)}, got {dya.shape}")
-    dil = np.zeros((bsz, k, (oh - 1) * sh + 1, (ow - 1) * sw + 1), dtype=dya.dtype)
-    dil[:, :, ::sh, ::sw] = dya
-    oph, opw = h - ((oh - 1) * sh - 2 * ph + kh), wd - ((ow - 1) * sw - 2 * pw + kw)
-    dyp = _pad_or_crop(dil, kh - 1 - ph, kh - 1 - ph + oph, kw - 1 - pw, kw - 1 - pw + opw)
-    pat = _patches(dyp, kh, kw, 1, 1, h, wd)
     shp = shapes.backward_data
-    a_parts = [pat[:, :, :, g * kg:(g + 1) * kg].reshape(shp.m, shp.k) for g in range(groups)]
+    dyt = _torch_codes(dya)
+    a_parts = [im2col(dyt, g * kg, (g + 1) * kg, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw),
+                      (sh, sw), (h, wd)).numpy().T for g in range(groups)]
     rot = wa[:, :, ::-1, ::-1]
     b_parts = [rot[g * kg:(g + 1) * kg].transpose(0, 2, 3, 1).reshape(shp.k, shp.n)
                for g in range(groups)]
@@ -212,9 +208,10 @@ def conv2d_backward_weight(x: object, dy: object, w_shape: tuple[int, int, int, 
     oh, ow = _out_size(h, kh, sh, ph, "H"), _out_size(wd, kw, sw, pw, "W")
     if dya.shape != (bsz, k, oh, ow):
         raise ValueError(f"dy: expected shape {(bsz, k, oh, ow)}, got {dya.shape}")
-    pat = _patches(_pad_or_crop(xa, ph, ph, pw, pw), kh, kw, sh, sw, oh, ow)
     shp = shapes.backward_weight
-    a_parts = [pat[:, :, :, g * cg:(g + 1) * cg].reshape(shp.k, shp.m).T for g in range(groups)]
+    xt = _torch_codes(xa)
+    a_parts = [im2col(xt, g * cg, (g + 1) * cg, (kh, kw), (sh, sw), (ph, pw), (1, 1),
+                      (oh, ow)).numpy() for g in range(groups)]
     dyt = dya.transpose(0, 2, 3, 1).reshape(shp.k, k)
     b_parts = [dyt[:, g * kg:(g + 1) * kg] for g in range(groups)]
     res, tiles = _run_groups(a_parts, b_parts, model, x_bits, g_bits)

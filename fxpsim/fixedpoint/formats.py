@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import SupportsIndex, cast
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def as_int(value: object, name: str) -> int:
     if isinstance(value, bool | np.bool_):
         raise ValueError(f"{name}: must be an integer, got {value!r}")
     try:
-        return operator.index(value)
+        return operator.index(cast(SupportsIndex, value))
     except TypeError:
         raise ValueError(f"{name}: must be an integer, got {value!r}") from None
 

@@ -22,6 +22,7 @@ the order, so it goes through the same bound check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
@@ -173,10 +174,12 @@ def default_chunk(k_len: int, align: int = 1) -> int:
     return -(-chunk // align) * align
 
 
-def bound_flags(a: Operand, b: Operand, bits: int, overflow: str, chunk: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def bound_flags(a: Operand, b: Operand, bits: int, overflow: str, chunk: int,
+                inner: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(flags, exact sums): flags[m,n] is True where some prefix MAY leave the register.
 
+    ``inner``: the range of a register that restarts at 0 every chunk (the psum of a
+    two-level array, with chunks aligned to its tiles); its prefixes lie in [N_J, P_J].
     Needs K * max|a*b| < 2^63 so every bound is exact in int64 (the caller checks).
     """
     lo, hi = register_range(bits, overflow)
@@ -187,6 +190,8 @@ def bound_flags(a: Operand, b: Operand, bits: int, overflow: str, chunk: int
     for k0 in range(0, k_len, chunk):
         pos, neg = chunk_sums(a, b, k0, min(k0 + chunk, k_len))
         flags |= (total + neg < lo) | (total + pos > hi)
+        if inner is not None:
+            flags |= (neg < inner[0]) | (pos > inner[1])
         total += pos + neg
     return flags, total
 
@@ -274,6 +279,18 @@ def _bound_levels(a: Operand, b: Operand, bits: int, overflow: str, chunks: list
         run = seq
     _fill_flagged(a, b, flags, total, events, run)
     return total, events
+
+
+@overload
+def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,
+           return_events: Literal[False] = False, _path: str = "auto", _chunk: int | None = None
+           ) -> np.ndarray: ...
+
+
+@overload
+def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,
+           return_events: Literal[True], _path: str = "auto", _chunk: int | None = None
+           ) -> GemmResult: ...
 
 
 def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate", *,

@@ -198,6 +198,106 @@ def _acc_add(acc, x, events, bits, mode, lo, hi):
 
 
 @njit(parallel=True, cache=True)
+def _two_level_rows(a, b, tile, pbits, pmode, plo, phi, abits, amode, alo, ahi, values, ev_p,
+                    ev_a):
+    """Weight/input-stationary order in one pass: per k-tile of ``tile`` k's a psum register
+    (starts at 0, overflow after every add), then one add of the tile's psum into the
+    accumulator register. Rows in parallel; each output belongs to one thread."""
+    m_rows, k_len = a.shape
+    n_cols = b.shape[1]
+    for m in prange(m_rows):
+        acc = np.zeros(n_cols, dtype=np.int64)
+        psum = np.zeros(n_cols, dtype=np.int64)
+        ep = np.zeros(n_cols, dtype=np.int64)
+        ea = np.zeros(n_cols, dtype=np.int64)
+        for k0 in range(0, k_len, tile):
+            psum[:] = 0
+            for k in range(k0, min(k0 + tile, k_len)):
+                amk = np.int64(a[m, k])
+                brow = b[k]
+                for n in range(n_cols):
+                    r, e = add_overflow(psum[n], amk * np.int64(brow[n]), pbits, pmode, plo,
+                                        phi)
+                    psum[n] = r
+                    ep[n] += e
+            for n in range(n_cols):
+                r, e = add_overflow(acc[n], psum[n], abits, amode, alo, ahi)
+                acc[n] = r
+                ea[n] += e
+        for n in range(n_cols):
+            values[m, n] = acc[n]
+            ev_p[m, n] = ep[n]
+            ev_a[m, n] = ea[n]
+
+
+@njit(parallel=True, cache=True)
+def _two_level32_saturate(a, b, tile, plo, phi, alo, ahi, values, ev_p, ev_a):
+    """:func:`_two_level_rows` for two saturating registers whose sums fit int32 lanes (the
+    clamp vectorizes; a mode branch per add does not)."""
+    m_rows, k_len = a.shape
+    n_cols = b.shape[1]
+    for m in prange(m_rows):
+        acc = np.zeros(n_cols, dtype=np.int32)
+        psum = np.zeros(n_cols, dtype=np.int32)
+        ep = np.zeros(n_cols, dtype=np.int32)
+        ea = np.zeros(n_cols, dtype=np.int32)
+        for k0 in range(0, k_len, tile):
+            psum[:] = 0
+            for k in range(k0, min(k0 + tile, k_len)):
+                amk = np.int32(a[m, k])
+                brow = b[k]
+                for n in range(n_cols):
+                    t = np.int32(psum[n] + np.int32(amk * np.int32(brow[n])))
+                    c = min(max(t, plo), phi)
+                    ep[n] += np.int32(t != c)
+                    psum[n] = c
+            for n in range(n_cols):
+                t = np.int32(acc[n] + psum[n])
+                c = min(max(t, alo), ahi)
+                ea[n] += np.int32(t != c)
+                acc[n] = c
+        for n in range(n_cols):
+            values[m, n] = acc[n]
+            ev_p[m, n] = ep[n]
+            ev_a[m, n] = ea[n]
+
+
+def two_level(a: np.ndarray, b: np.ndarray, tile: int, psum_bits: int, psum_overflow: str,
+              acc_bits: int, acc_overflow: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, psum events, acc events) int64 (M, N) of the two-level add order (see
+    :func:`_two_level_rows`). The output axis with more entries runs in the vectorized inner
+    loop (a transposed problem adds every output's products in the same k order)."""
+    m_rows, n_cols = a.shape[0], b.shape[1]
+    if n_cols < m_rows and n_cols < 64:
+        vt, pt, at = two_level(np.ascontiguousarray(b.T), np.ascontiguousarray(a.T), tile,
+                               psum_bits, psum_overflow, acc_bits, acc_overflow)
+        return vt.T.copy(), pt.T.copy(), at.T.copy()
+    shape = (m_rows, n_cols)
+    values = np.empty(shape, dtype=np.int64)
+    ev_p = np.empty(shape, dtype=np.int64)
+    ev_a = np.empty(shape, dtype=np.int64)
+    if not (m_rows and n_cols):
+        return values, ev_p, ev_a
+    plo, phi = register_range(psum_bits, psum_overflow)
+    alo, ahi = register_range(acc_bits, acc_overflow)
+    sat = ("saturate", "saturate_symmetric")
+    max_a = int(np.abs(a).max(initial=0))
+    max_b = int(np.abs(b).max(initial=0))
+    if psum_overflow in sat and acc_overflow in sat and max_a * max_b < 2**30 and \
+            psum_bits <= 30 and acc_bits <= 30:
+        # |register| <= 2^29 and |product| < 2^30: every int32 sum is exact (event counts
+        # stay below 2^31 for K < 2^31)
+        i32 = np.int32
+        _two_level32_saturate(_narrow(a, np.int32, max_a), _narrow(b, np.int32, max_b), tile,
+                              i32(plo), i32(phi), i32(alo), i32(ahi), values, ev_p, ev_a)
+    else:
+        _two_level_rows(_narrow(a, np.int64, max_a), _narrow(b, np.int64, max_b), tile,
+                        psum_bits, MODE_CODES[psum_overflow], plo, phi, acc_bits,
+                        MODE_CODES[acc_overflow], alo, ahi, values, ev_p, ev_a)
+    return values, ev_p, ev_a
+
+
+@njit(parallel=True, cache=True)
 def wrapping_matmul(a, b):
     """Sum of products modulo 2^64 (int64 wraparound): exact whenever the sum fits int64."""
     m_rows, k_len = a.shape
@@ -222,9 +322,15 @@ def sequential(a: np.ndarray, b: np.ndarray, bits: int, overflow: str,
                max_abs_a: int, max_abs_b: int) -> tuple[np.ndarray, np.ndarray]:
     """Sequential k-order accumulation of a (M,K) x b (K,N) -> (values, events) int64.
 
-    Picks the narrowest lane type in which ``acc + a*b`` is provably exact.
+    Picks the narrowest lane type in which ``acc + a*b`` is provably exact. The output
+    axis with more entries runs in the vectorized inner loop (a transposed problem adds
+    every output's products in the same k order).
     """
     m_rows, n_cols = a.shape[0], b.shape[1]
+    if n_cols < m_rows and n_cols < 64:
+        vt, et = sequential(np.ascontiguousarray(b.T), np.ascontiguousarray(a.T), bits,
+                            overflow, max_abs_b, max_abs_a)
+        return vt.T.copy(), et.T.copy()
     values = np.empty((m_rows, n_cols), dtype=np.int64)
     events = np.empty((m_rows, n_cols), dtype=np.int64)
     if m_rows == 0 or n_cols == 0:
@@ -236,6 +342,7 @@ def sequential(a: np.ndarray, b: np.ndarray, bits: int, overflow: str,
         SEQ16[mode](_narrow(a, np.int16, max_abs_a), _narrow(b, np.int16, max_abs_b),
                     values, events)
         return values, events
+    cast: type[np.signedinteger]
     if (1 << (bits - 1)) + max_prod < 2**31:
         cast = np.int32
         aa, bb = _narrow(a, np.int32, max_abs_a), _narrow(b, np.int32, max_abs_b)

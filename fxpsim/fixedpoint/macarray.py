@@ -36,9 +36,9 @@ import numpy as np
 from fxpsim.fixedpoint import gemm_kernels as _k
 from fxpsim.fixedpoint.gemm import (
     Operand,
+    bound_flags,
     check_acc,
     check_operand,
-    chunk_sums,
     default_chunk,
     exact_sum,
     matmul_ops,
@@ -109,7 +109,7 @@ def _check_bits(op: Operand, bits: object, name: str, arg: str) -> Operand:
     """The operand (bounds tightened if its dtype alone does not prove the fit)."""
     if bits not in OPERAND_BITS:
         raise ValueError(f"{name}: expected one of {OPERAND_BITS}, got {bits!r}")
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1  # type: ignore[operator]
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if op.lo < lo or op.hi > hi:
         op = tighten(op)
     if op.lo < lo or op.hi > hi:
@@ -130,20 +130,9 @@ def tile_sums(events: np.ndarray, tile_m: int, tile_n: int) -> np.ndarray:
 def two_level_sequential(a: Operand, b: Operand, tile: int, psum_bits: int, psum_overflow: str,
                          acc_bits: int, acc_overflow: str
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(values, psum events, acc events) in hardware order: per k-tile a sequential psum
-    (gemm kernel), then a register add of the tile's psum into the accumulator."""
-    m_rows, k_len = a.data.shape
-    n_cols = b.data.shape[1]
-    acc = np.zeros((m_rows, n_cols), dtype=np.int64)
-    ev_p = np.zeros((m_rows, n_cols), dtype=np.int64)
-    ev_a = np.zeros((m_rows, n_cols), dtype=np.int64)
-    for k0 in range(0, k_len, tile):
-        psum, ev = _k.sequential(np.ascontiguousarray(a.data[:, k0:k0 + tile]),
-                                 np.ascontiguousarray(b.data[k0:k0 + tile]),
-                                 psum_bits, psum_overflow, a.max_abs, b.max_abs)
-        ev_p += ev
-        _k.accumulate(acc, psum, ev_a, acc_bits, acc_overflow)
-    return acc, ev_p, ev_a
+    """(values, psum events, acc events) in hardware order: per k-tile a sequential psum,
+    then a register add of the tile's psum into the accumulator (one fused kernel)."""
+    return _k.two_level(a.data, b.data, tile, psum_bits, psum_overflow, acc_bits, acc_overflow)
 
 
 def _static_ok(a: Operand, b: Operand, model: ArrayModel) -> bool:
@@ -152,6 +141,14 @@ def _static_ok(a: Operand, b: Operand, model: ArrayModel) -> bool:
     k_len, max_prod = a.data.shape[1], a.max_abs * b.max_abs
     return (min(model.rows, k_len) * max_prod <= min(phi, -plo)
             and k_len * max_prod <= min(ahi, -alo))
+
+
+def _two_level_flags(a: Operand, b: Operand, model: ArrayModel, chunk: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, exact sums): flags[m,n] where some psum or accumulator prefix MAY leave its
+    register (chunks aligned to tiles; see :func:`_two_level`)."""
+    return bound_flags(a, b, model.acc_bits, model.acc_overflow, chunk,
+                       inner=register_range(model.psum_bits_eff, model.psum_overflow_eff))
 
 
 def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
@@ -169,13 +166,24 @@ def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
     shape = (a.data.shape[0], b.data.shape[1])
     pb, po = model.psum_bits_eff, model.psum_overflow_eff
     ab, ao = model.acc_bits, model.acc_overflow
-    plo, phi = register_range(pb, po)
-    alo, ahi = register_range(ab, ao)
     max_prod = a.max_abs * b.max_abs
     static_ok = _static_ok(a, b, model)
+    chunk = default_chunk(k_len, align=tile)
+    checked = None
     if path == "auto":
-        bound_ok = k_len * max_prod < 2**63 and k_len >= 64
-        path = "static" if static_ok else ("bound" if bound_ok else "sequential")
+        # the bound check costs ~4 exact GEMMs per k-chunk (slow for thin outputs) plus the
+        # sequential kernel on flagged outputs: only worth it on big, mostly clean problems
+        bound_ok = (k_len * max_prod < 2**63 and k_len >= 64 and min(shape) >= 32
+                    and shape[0] * shape[1] * k_len >= 2**27)
+        if static_ok:
+            path = "static"
+        elif bound_ok:
+            pick = np.unique(np.linspace(0, shape[0] - 1, num=min(shape[0], 32)).astype(np.int64))
+            sample = _two_level_flags(a.like(a.data[pick]), b, model, chunk)
+            path = "bound" if sample[0].mean() <= 0.25 else "sequential"
+            checked = sample if pick.size == shape[0] else None
+        else:
+            path = "sequential"
     if path == "static":
         if not static_ok:
             raise ValueError("path: 'static' needs the bounds to fit both registers")
@@ -188,13 +196,7 @@ def _two_level(a: Operand, b: Operand, model: ArrayModel, path: str
         return seq(a, b)
     if k_len * max_prod >= 2**63:
         raise ValueError("path: 'bound' needs K*max|a|*max|b| < 2^63")
-    chunk = default_chunk(k_len, align=tile)
-    total = np.zeros(shape, dtype=np.int64)
-    flags = np.zeros(shape, dtype=bool)
-    for k0 in range(0, k_len, chunk):
-        pos, neg = chunk_sums(a, b, k0, min(k0 + chunk, k_len))
-        flags |= (neg < plo) | (pos > phi) | (total + neg < alo) | (total + pos > ahi)
-        total += pos + neg
+    flags, total = checked or _two_level_flags(a, b, model, chunk)
     ev_p, ev_a = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
     rows = np.flatnonzero(flags.any(axis=1))
     if rows.size:

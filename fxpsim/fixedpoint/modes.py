@@ -70,10 +70,10 @@ counts). Overflows are counted (``return_stats=True``), never silent.
 
 from __future__ import annotations
 
-# One list for the whole project: it lives in the import-light config layer so run options
-# are validated without Numba; the kernel ids below index into it.
-from fxpsim.config.names import ROUNDING_ALIASES  # noqa: E402, F401
-from fxpsim.config.names import ROUNDING_CANONICAL as ROUNDING_MODES  # noqa: E402
+# One list for the whole project: it lives in the import-light vocabulary module so run
+# options are validated without Numba; the kernel ids below index into it.
+from fxpsim.vocab import ROUNDING_ALIASES  # noqa: E402, F401
+from fxpsim.vocab import ROUNDING_CANONICAL as ROUNDING_MODES  # noqa: E402
 
 OVERFLOW_MODES: tuple[str, ...] = ("wrap", "saturate", "saturate_symmetric", "numeric_std")
 

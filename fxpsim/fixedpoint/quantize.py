@@ -21,6 +21,7 @@ modes advance the generator by one draw per element (also when the call then rai
 from __future__ import annotations
 
 import math
+from typing import Literal, overload
 
 import numpy as np
 from numba import njit, prange
@@ -248,6 +249,32 @@ def random_source(rng: object, rmode: int, n: int, random_bits: int):
     if not isinstance(rng, LFSR) and n and (int(rand.min()) < 0 or int(rand.max()) >> r):
         raise ValueError(f"rng: draw(n, {r}) returned values outside 0..2**{r}-1")
     return np.ascontiguousarray(rand.astype(np.int64, copy=False)), False, 0, 0, 0, r
+
+
+@overload
+def quantize(
+    x: object,
+    fmt: QFormat,
+    rounding: str = "half_even",
+    overflow: str = "saturate",
+    rng: object = None,
+    *,
+    random_bits: int = 16,
+    return_stats: Literal[False] = False,
+) -> np.ndarray: ...
+
+
+@overload
+def quantize(
+    x: object,
+    fmt: QFormat,
+    rounding: str = "half_even",
+    overflow: str = "saturate",
+    rng: object = None,
+    *,
+    random_bits: int = 16,
+    return_stats: Literal[True],
+) -> QuantResult: ...
 
 
 def quantize(

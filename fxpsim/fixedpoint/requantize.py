@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from typing import Literal, overload
 
 import numpy as np
 from numba import njit, prange
@@ -121,6 +122,38 @@ def _broadcast(p: np.ndarray, nch: int) -> np.ndarray:
     return np.array(np.broadcast_to(p.reshape(-1), (nch,)), dtype=np.int64)
 
 
+@overload
+def requantize(
+    acc: object,
+    multiplier: object,
+    shift: object,
+    out_fmt: QFormat,
+    rounding: str = "half_even",
+    overflow: str = "saturate",
+    rng: object = None,
+    *,
+    random_bits: int = 16,
+    return_stats: Literal[False] = False,
+    axis: int = -1,
+) -> np.ndarray: ...
+
+
+@overload
+def requantize(
+    acc: object,
+    multiplier: object,
+    shift: object,
+    out_fmt: QFormat,
+    rounding: str = "half_even",
+    overflow: str = "saturate",
+    rng: object = None,
+    *,
+    random_bits: int = 16,
+    return_stats: Literal[True],
+    axis: int = -1,
+) -> QuantResult: ...
+
+
 def requantize(
     acc: object,
     multiplier: object,
@@ -172,6 +205,36 @@ def requantize(
     return codes
 
 
+@overload
+def requantize_fp32(
+    acc: object,
+    scale: object,
+    out_fmt: QFormat,
+    rounding: str = "half_even",
+    overflow: str = "saturate",
+    rng: object = None,
+    *,
+    random_bits: int = 16,
+    return_stats: Literal[False] = False,
+    axis: int = -1,
+) -> np.ndarray: ...
+
+
+@overload
+def requantize_fp32(
+    acc: object,
+    scale: object,
+    out_fmt: QFormat,
+    rounding: str = "half_even",
+    overflow: str = "saturate",
+    rng: object = None,
+    *,
+    random_bits: int = 16,
+    return_stats: Literal[True],
+    axis: int = -1,
+) -> QuantResult: ...
+
+
 def requantize_fp32(
     acc: object,
     scale: object,
@@ -202,8 +265,11 @@ def requantize_fp32(
         s32 = s32[0]
     prod = arr.astype(np.float32) * s32  # IEEE binary32 multiply (round to nearest even)
     int_fmt = QFormat(out_fmt.bits, 0, out_fmt.signed)
+    if return_stats:
+        return quantize(prod.astype(np.float64), int_fmt, rounding, overflow, rng,
+                        random_bits=random_bits, return_stats=True)
     return quantize(prod.astype(np.float64), int_fmt, rounding, overflow, rng,
-                    random_bits=random_bits, return_stats=return_stats)
+                    random_bits=random_bits)
 
 
 def quantize_multiplier(real_scale: float) -> tuple[int, int]:

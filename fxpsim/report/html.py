@@ -43,6 +43,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("accuracy", "Accuracy and loss"),
     ("overflow", "Overflow counts"),
     ("layers", "Per layer"),
+    ("mappings", "DRAM traffic and mappings"),
 )
 NO_TRAINING = "no training in this run"
 
@@ -363,6 +364,18 @@ def _layers(rows: Sequence[Row]) -> str:
                                      "DRAM bytes"], out))
 
 
+def _mappings(s: Mapping[str, Any], rows: Sequence[Row]) -> str:
+    """DRAM bytes by tensor kind (totals) and each GEMM's mapping, binding and residency."""
+    kinds = s["totals"].get("dram_bytes_by_kind", {})
+    body = table(["tensor kind", "DRAM bytes"], [[k, f"{v:,}"] for k, v in sorted(kinds.items())])
+    gemms = [r for r in rows if r.get("mapping")]
+    body += table(["layer", "pass", "binding", "on chip", "DRAM bytes", "mapping"], [
+        [r["layer"], r["pass"], r.get("binding", ""), r.get("on_chip", ""),
+         f"{int(r['dram_read_bytes']) + int(r['dram_write_bytes']):,}", r["mapping"]]
+        for r in gemms])
+    return _section("mappings", body)
+
+
 def _section(key: str, body: str) -> str:
     title = dict(SECTIONS)[key]
     return f'<section id="{key}"><h2>{escape(title)}</h2>{body}</section>\n'
@@ -382,7 +395,7 @@ def report_html(summary: Mapping[str, Any], rows: Sequence[Row]) -> str:
     body = "".join([
         _header(summary), _totals(summary), _cycles(rows), _energy(summary),
         _roofline(summary, rows), _utilization(rows), _accuracy(summary), _overflow(summary),
-        _layers(rows),
+        _layers(rows), _mappings(summary, rows),
         f"<footer>{escape(str(summary.get('schema', '')))}; {escape(versions)}</footer>\n",
     ])
     return page(f"fxpsim run {summary['name']}", body)

@@ -95,6 +95,17 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
         table.append(row)
     parts.append(_md_table(["layer", *cycles, "energy (uJ)"], table))
     parts.append("")
+    kinds = t.get("dram_bytes_by_kind", {})
+    if kinds:
+        parts += ["## DRAM bytes by tensor kind", "",
+                  _md_table(["kind", "DRAM bytes"], [[k, f"{v:,}"] for k, v in sorted(kinds.items())]),
+                  ""]
+    gemms = [r for r in rows if r.get("mapping")]
+    if gemms:
+        parts += ["## Mappings (GEMM layer x pass)", "",
+                  _md_table(["layer", "pass", "binding", "on chip", "mapping"],
+                            [[r["layer"], r["pass"], r.get("binding", ""), r.get("on_chip", ""),
+                              f"`{r['mapping']}`"] for r in gemms]), ""]
     return "\n".join(parts)
 
 

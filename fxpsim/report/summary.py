@@ -75,6 +75,10 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
             "params": graph.params,
         },
         "notes": list(outcome.timing.notes),
+        # mapping-search effort (wall time is left out: reports are byte-identical per seed)
+        "search": {"objective": outcome.run.mapping_objective,
+                   "searches": outcome.timing.search.searches,
+                   "mappings_evaluated": outcome.timing.search.evaluated},
         "totals": metrics_dict(tot, hw.freq_hz),
         "per_pass": {p: metrics_dict(passes[p], hw.freq_hz) for p in ordered_passes(passes)},
         "pass_order": ordered_passes(passes),

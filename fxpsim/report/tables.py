@@ -33,7 +33,18 @@ LAYER_COLUMNS: tuple[str, ...] = (
     "bound_compute_cycles",
     "bound_dram_cycles",
     "bound",
+    # added by the mapping search (issue 8); the columns above keep their meaning
+    "binding",
+    *(f"dram_{k}_bytes" for k in ("weights", "activations", "gradients", "saved_activations",
+                                   "optimizer_state", "psums")),
+    "on_chip",
+    "mapping",
+    "search_evaluated",
 )
+
+#: DRAM tensor kinds always reported (summary.json ``dram_bytes_by_kind`` has every kind seen)
+DRAM_KINDS: tuple[str, ...] = ("weights", "activations", "gradients", "saved_activations",
+                               "optimizer_state", "psums")
 
 
 def energy(value: float) -> float:
@@ -42,10 +53,14 @@ def energy(value: float) -> float:
 
 
 def bound_name(m: Metrics) -> str:
-    """Which roofline bound is larger for this work: ``compute`` or ``dram``."""
+    """Which roofline bound is larger for this work: ``compute`` or ``dram``. Never ``dram``
+    for work whose cycles are below its DRAM bound (``timing=scalesim`` does not model
+    memory stalls, so such work was not held up by DRAM)."""
     if m.bound_compute_cycles == 0 and m.bound_dram_cycles == 0:
         return "-"
-    return "dram" if m.bound_dram_cycles > m.bound_compute_cycles else "compute"
+    if m.bound_dram_cycles > m.bound_compute_cycles and m.cycles >= m.bound_dram_cycles:
+        return "dram"
+    return "compute"
 
 
 def layer_row(r: LayerPassResult) -> dict[str, object]:
@@ -74,7 +89,11 @@ def layer_row(r: LayerPassResult) -> dict[str, object]:
         bound_compute_cycles=m.bound_compute_cycles,
         bound_dram_cycles=m.bound_dram_cycles,
         bound=bound_name(m),
+        binding=r.binding,
     )
+    for k in DRAM_KINDS:
+        row[f"dram_{k}_bytes"] = int(m.dram_by_kind.get(k))
+    row.update(on_chip=r.on_chip, mapping=r.mapping, search_evaluated=r.search_evaluated)
     return row
 
 
@@ -91,6 +110,7 @@ def metrics_dict(m: Metrics, freq_hz: float) -> dict[str, object]:
         "dram_bytes": m.dram_bytes,
         "dram_read_bytes": m.dram_read_bytes,
         "dram_write_bytes": m.dram_write_bytes,
+        "dram_bytes_by_kind": {k: int(v) for k, v in m.dram_by_kind.items},
         "sram_accesses": {k: int(v) for k, v in m.sram_accesses.items},
         "vector_ops": m.vector_ops,
         "requant_events": m.requant_events,

@@ -98,6 +98,9 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
         f"{tot.energy_pj / 1e6:,.2f} uJ, {tot.macs:,} MACs, {tot.dram_bytes:,} DRAM bytes, "
         f"stalls {tot.stall_cycles:,} cycles; energy table: {outcome.timing.energy_table}"
     )
+    st = outcome.timing.search
+    console.print(f"mapping search ({outcome.run.mapping_objective}): {st.searches} searches, "
+                  f"{st.evaluated:,} mappings evaluated in {st.seconds:.2f} s")
     for note in outcome.timing.notes:
         console.print(f"note: {note}")
     t = outcome.training

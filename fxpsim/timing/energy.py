@@ -33,6 +33,7 @@ from fractions import Fraction
 from fxpsim.config.hw import HwConfig
 from fxpsim.errors import ConfigError
 from fxpsim.results import Tally
+from fxpsim.vocab import is_stochastic
 
 #: vector ALU op name -> energy table it is priced from
 ALU_PRICE_TABLE: dict[str, str] = {
@@ -41,10 +42,6 @@ ALU_PRICE_TABLE: dict[str, str] = {
 }
 #: ALU ops priced as ``ops_cycles[op]`` operations of another table
 COMPOSITE_ALU: dict[str, str] = {"rsqrt": "mul", "exp_lut": "mul"}
-
-
-def is_stochastic(rounding: str) -> bool:
-    return rounding.lower() in ("stochastic", "stochastic_equal", "sr")
 
 
 #: roundings that drop the discarded bits (or force the LSB) without an increment

@@ -1,7 +1,7 @@
 """Lowering: graph x step recipe x operand formats -> ordered GEMM and vector ops.
 
 Order: pass by pass in recipe order; inside a pass, graph order for forward-side kinds and
-reverse graph order for backward-side kinds (:data:`~fxpsim.timing.recipes.REVERSE_KINDS`).
+reverse graph order for backward-side kinds (:data:`~fxpsim.recipes.REVERSE_KINDS`).
 The list is a work list, not a dependency graph: overlap is the schedule's business.
 
 GEMM shapes (conv: batch ``B``, input ``C x H x W``, output ``K x OH x OW``, kernel
@@ -36,8 +36,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fxpsim.graph.ir import Conv2dAttrs, Graph, LinearAttrs, Node, PoolAttrs
+from fxpsim.recipes import REVERSE_KINDS, PassDecl, Recipe, recipe_for
 from fxpsim.timing.ops import GemmOp, Op, TimingRequest, VectorOp
-from fxpsim.timing.recipes import REVERSE_KINDS, PassDecl, Recipe, recipe_for
+from fxpsim.vocab import GEMM_PASSES, conv_gemm_shape, linear_gemm_shape
 
 Alu = tuple[tuple[str, int], ...]
 LoopDims = tuple[tuple[str, int], ...]
@@ -66,34 +67,33 @@ def _dp(bits: int) -> int:
 
 def gemm_dims(node: Node, batch: int, which: GemmPass) -> tuple[int, int, int, int, LoopDims]:
     """``(m, k, n, groups, loop_dims)`` of ``node``'s GEMM for one pass (see module doc)."""
+    if which not in GEMM_PASSES:
+        raise ValueError(f"which: expected forward, backward_data or backward_weight, "
+                         f"got {which!r}")
     a = node.attrs
     if isinstance(a, Conv2dAttrs):
-        g = a.groups
         c, h, w = node.in_shape
         k_out, oh, ow = node.shape
         kh, kw = a.kernel
+        m, k, n, g = conv_gemm_shape(which, batch, (c, h, w), (k_out, oh, ow), a.kernel,
+                                     a.groups)
         cg, kg = c // g, k_out // g
         flt = (("FY", kh), ("FX", kw))
         if which == "forward":
             dims = (("B", batch), ("OY", oh), ("OX", ow), ("C", cg), *flt, ("K", kg))
-            return batch * oh * ow, cg * kh * kw, kg, g, dims
-        if which == "backward_data":
+        elif which == "backward_data":
             dims = (("B", batch), ("IY", h), ("IX", w), ("K", kg), *flt, ("C", cg))
-            return batch * h * w, kg * kh * kw, cg, g, dims
-        if which == "backward_weight":
+        else:
             dims = (("C", cg), *flt, ("B", batch), ("OY", oh), ("OX", ow), ("K", kg))
-            return cg * kh * kw, batch * oh * ow, kg, g, dims
-    elif isinstance(a, LinearAttrs):
+        return m, k, n, g, dims
+    if isinstance(a, LinearAttrs):
         fin, fout = node.in_shape[0], a.out_features
-        if which == "forward":
-            return batch, fin, fout, 1, (("B", batch), ("C", fin), ("K", fout))
-        if which == "backward_data":
-            return batch, fout, fin, 1, (("B", batch), ("K", fout), ("C", fin))
-        if which == "backward_weight":
-            return fin, batch, fout, 1, (("C", fin), ("B", batch), ("K", fout))
-    else:
-        raise ValueError(f"node {node.name!r}: op {node.op!r} is not a GEMM layer")
-    raise ValueError(f"which: expected forward, backward_data or backward_weight, got {which!r}")
+        m, k, n, g = linear_gemm_shape(which, batch, fin, fout)
+        named = {"forward": (("B", batch), ("C", fin), ("K", fout)),
+                 "backward_data": (("B", batch), ("K", fout), ("C", fin)),
+                 "backward_weight": (("C", fin), ("B", batch), ("K", fout))}
+        return m, k, n, g, named[which]
+    raise ValueError(f"node {node.name!r}: op {node.op!r} is not a GEMM layer")
 
 
 def op_signature(op: Op) -> tuple[object, ...]:
@@ -187,7 +187,14 @@ class _Emit:
         bits = [self.ctx.bits(self.node, kb[t]) for t in (a_kind, b_kind)]
         out_bits = self.ctx.bits(self.node, out) if out else None
         rounding = self.ctx.rounding(out) if out_bits is not None else "none"
+        geo: dict[str, tuple[int, int]] = {}
+        if isinstance(self.node.attrs, Conv2dAttrs):
+            _, h, w = self.node.in_shape
+            _, oh, ow = self.node.shape
+            geo = {"stride": self.node.attrs.stride,
+                   "in_hw": (oh, ow) if which == "backward_data" else (h, w)}
         self.ops.append(GemmOp(
+            **geo,  # type: ignore[arg-type]
             layer=self.node.name, op=self.node.op, pass_name=self.p.name, m=m, k=k, n=n,
             groups=g, a_kind=a_kind, b_kind=b_kind, out_kind=out_kind,  # type: ignore[arg-type]
             a_bits=32 if bits[0] is None else bits[0], b_bits=32 if bits[1] is None else bits[1],

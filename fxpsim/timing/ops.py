@@ -34,6 +34,7 @@ class TimingRequest:
     # Octo: conv backward GEMMs re-quantize the range-clipped X and W ("requant", the
     # demo's LAC conv) or reuse the forward codes ("reuse")
     octo_backward: Literal["requant", "reuse"] = "requant"
+    objective: Literal["latency", "energy", "edp"] = "latency"  # mapping search objective
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,10 @@ class GemmOp:
     # random bits drawn per requantized output element (0 unless rounding is stochastic);
     # RNG bits of the op = groups * m * n * random_bits
     random_bits: int = 0
+    # conv geometry for data movement (sliding-window halo): stride and the spatial size of
+    # the pass's windowed input (forward/wgrad: X's H, W; backward-data: dY's OH, OW)
+    stride: tuple[int, int] = (1, 1)
+    in_hw: tuple[int, int] = (0, 0)
 
     @property
     def macs(self) -> int:

@@ -15,9 +15,13 @@ Seeding (one run seed, documented): every random stream is derived from
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
+from fxpsim.config.compat import check_roundings
 from fxpsim.errors import ConfigError
+from fxpsim.fixedpoint.macarray import ArrayModel
+from fxpsim.vocab import HW_ROUNDING
 
 if TYPE_CHECKING:  # config imports stay torch/numba free; these are only type names
     from fxpsim.config.hw import HwConfig
@@ -26,13 +30,11 @@ if TYPE_CHECKING:  # config imports stay torch/numba free; these are only type n
 
 Granularity = Literal["per_tensor", "per_channel"]
 ScaleType = Literal["fp32", "pow2"]
+ScaleFormat = Literal["int32_mult_shift", "pow2_shift", "fp32_scale"]
 GradInterval = Literal["minmax", "lbt", "prc"]
 Dataflow = Literal["weight_stationary", "output_stationary", "input_stationary"]
 
 _M64 = (1 << 64) - 1
-# hardware-config rounding names -> fixedpoint rounding names
-_HW_ROUNDING = {"rne": "half_even", "rna": "half_away", "rtz": "trunc", "floor": "floor",
-                "ceil": "ceil", "stochastic": "stochastic"}
 
 
 def _check_bits(bits: int | None, name: str) -> None:
@@ -125,6 +127,8 @@ class NumericsConfig:
     the partial-sum register of a weight/input-stationary array (None = ``acc_bits``);
     ``dataflow``, ``rows``, ``cols``: the array (``rows`` is the K-tile of a two-level
     accumulation). ``random_bits``: random bits compared per stochastic rounding.
+    ``scale_format``: the requantizer's scale representation (hwconfig
+    ``mac_array.requantizer.scale_format``), used by the forward GEMMs' output stage.
     """
 
     weights: TensorNumerics = field(default_factory=TensorNumerics)
@@ -145,6 +149,7 @@ class NumericsConfig:
     cols: int = 1
     rng: RngSpec = field(default_factory=RngSpec)
     random_bits: int = 16
+    scale_format: ScaleFormat = "int32_mult_shift"
 
     def __post_init__(self) -> None:
         if self.activations.granularity != "per_tensor":
@@ -166,6 +171,12 @@ class NumericsConfig:
         if self.rng.kind == "lfsr" and self.random_bits > self.rng.width:
             raise ValueError(f"random_bits: {self.random_bits} exceeds the LFSR width "
                              f"{self.rng.width}")
+
+    @cached_property
+    def array_model(self) -> ArrayModel:
+        """The MAC array as :mod:`fxpsim.fixedpoint.macarray` models it."""
+        return ArrayModel(self.rows, self.cols, self.dataflow, self.acc_bits, self.acc_overflow,
+                          self.psum_bits, self.psum_overflow)
 
     @property
     def float_baseline(self) -> bool:
@@ -205,12 +216,16 @@ class NumericsConfig:
         ``rng_width_bits`` (<= 32), ``rng_polynomial`` and ``rng_instances`` lanes;
         ``philox`` -> :class:`Philox`; ``xorshift`` is not modelled and raises
         :class:`~fxpsim.errors.ConfigError` (no silent substitute). With ``hardware: false``
-        stochastic rounding is emulated by the vector unit with a Philox stream.
+        no rounding may be stochastic (:mod:`fxpsim.config.compat`).
         Hardware rounding names (rne, rna, rtz) are accepted for the ``rounding_*`` args.
+        A rounding the requantizer does not list (``mac_array.requantizer.rounding_modes``),
+        or stochastic rounding when ``stochastic_rounding.hardware`` is false, is a
+        :class:`~fxpsim.errors.ConfigError` naming the run option and the config key.
         """
         ma = hw.mac_array
         sr = ma.stochastic_rounding
         key = "mac_array.stochastic_rounding"
+        check_roundings((rounding_w, rounding_a, rounding_g), hw, source)
         if not sr.hardware:
             rng = RngSpec("philox", hw_seed=sr.seed, reseed=sr.reseed)
         elif sr.rng == "lfsr":
@@ -230,7 +245,7 @@ class NumericsConfig:
                               f"{sr.random_bits_per_rounding} exceeds rng_width_bits "
                               f"{rng.width}")
         acc = ma.accumulator
-        w_round, a_round, g_round = (_HW_ROUNDING.get(r, r)
+        w_round, a_round, g_round = (HW_ROUNDING.get(r, r)
                                      for r in (rounding_w, rounding_a, rounding_g))
         return cls(
             weights=TensorNumerics(w_bits, w_round, w_granularity, scale),
@@ -247,4 +262,6 @@ class NumericsConfig:
             cols=ma.cols,
             rng=rng,
             random_bits=sr.random_bits_per_rounding,
+            scale_format=ma.requantizer.scale_format,
         )
+

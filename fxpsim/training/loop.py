@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from fxpsim.config.hw import HwConfig
+from fxpsim.config.load import LoadedHw
 from fxpsim.errors import FxpsimError
 from fxpsim.graph.ir import Graph
 from fxpsim.training.algorithms import GRAD_INTERVAL, Batch, make_algorithm
@@ -96,8 +98,8 @@ def _bits(v: int | str) -> int | None:
 def plan_budget(graph: Graph, run: RunConfig, train_size: int | None = None) -> TrainBudget:
     """The budget of ``run`` on ``graph`` (see the module docstring). ``train_size`` is the
     training split's size (needed when only ``epochs`` or ``steps`` is given)."""
-    batch = int(run.batch)  # type: ignore[attr-defined]
-    steps, epochs = run.steps, run.epochs  # type: ignore[attr-defined]
+    batch = int(run.batch)
+    steps, epochs = run.steps, run.epochs
     if steps is None and epochs is None:
         per_step = max(3 * graph.macs * batch, 1)
         s = min(max(DEFAULT_STEP_MACS // per_step, MIN_STEPS), MAX_STEPS)
@@ -108,6 +110,7 @@ def plan_budget(graph: Graph, run: RunConfig, train_size: int | None = None) -> 
         raise ValueError("train_size: needed when run.steps or run.epochs is given")
     per_epoch = max(train_size // batch, 1)
     if steps is None:
+        assert epochs is not None  # one of them is given (checked above)
         steps = epochs * per_epoch
     elif epochs is None:
         epochs = math.ceil(steps / per_epoch)
@@ -123,16 +126,14 @@ def _eval_samples(run: RunConfig, default: int | None) -> int | None:
     return None if n == 0 else n
 
 
-def numerics_for(hw: object, run: RunConfig) -> NumericsConfig:
+def numerics_for(hw: HwConfig, run: RunConfig, source: str = "hwconfig") -> NumericsConfig:
     """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm; Octo's
     backward re-quantization from ``octo.backward``)."""
     nc = NumericsConfig.from_hw(
-        hw,  # type: ignore[arg-type]
-        w_bits=_bits(run.w_bits), a_bits=_bits(run.a_bits),  # type: ignore[attr-defined]
-        g_bits=_bits(run.g_bits),  # type: ignore[attr-defined]
-        rounding_w=run.rounding_w, rounding_a=run.rounding_a,  # type: ignore[attr-defined]
-        rounding_g=run.rounding_g,  # type: ignore[attr-defined]
-        grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[attr-defined,index]
+        hw, w_bits=_bits(run.w_bits), a_bits=_bits(run.a_bits), g_bits=_bits(run.g_bits),
+        rounding_w=run.rounding_w, rounding_a=run.rounding_a, rounding_g=run.rounding_g,
+        grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[arg-type]
+        source=source,
     )
     requant = run.algo == "octo" and getattr(run, "octo_backward", "requant") == "requant"  # type: ignore[attr-defined]
     return replace(nc, bwd_requant=requant) if requant else nc
@@ -140,7 +141,7 @@ def numerics_for(hw: object, run: RunConfig) -> NumericsConfig:
 
 def load_for(graph: Graph, run: RunConfig, budget_limit_train: int | None,
              limit_test: int | None) -> Dataset:
-    ds = load_dataset(run.dataset, data_dir=run.data_dir, seed=run.seed,  # type: ignore
+    ds = load_dataset(run.dataset, data_dir=run.data_dir, seed=run.seed,
                       limit_train=budget_limit_train, limit_test=limit_test)
     if ds.num_classes != graph.num_classes:
         raise FxpsimError(f"dataset: {ds.name} has {ds.num_classes} classes but model "
@@ -149,7 +150,7 @@ def load_for(graph: Graph, run: RunConfig, budget_limit_train: int | None,
     if len(shape) != 3:
         raise FxpsimError(f"model: {graph.name} takes input {shape}; image datasets need "
                           "a (C, H, W) input")
-    return ds if ds.input_shape == shape else adapt(ds, shape)  # type: ignore[arg-type]
+    return ds if ds.input_shape == shape else adapt(ds, shape)
 
 
 def _progress(enabled: bool, total: int):
@@ -176,7 +177,7 @@ def evaluate(algo: object, x: torch.Tensor, y: torch.Tensor, batch: int) -> tupl
     return loss_sum / n, hits / n
 
 
-def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
+def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bool = True,
           options: AlgoOptions | None = None, target_loss: float | None = None,
           dataset: Dataset | None = None, zigzag_window: int = 100,
           zigzag_samples: int = 1024) -> TrainResult:
@@ -188,29 +189,30 @@ def train(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
     instead of loading ``run.dataset`` (tests). Raises FxpsimError for a dataset/model
     mismatch and for a graph the value plane cannot train.
     """
-    hw = getattr(hw, "config", hw)
+    source = hw.source if isinstance(hw, LoadedHw) else hw.name
+    cfg = hw.config if isinstance(hw, LoadedHw) else hw
     t0 = time.perf_counter()
-    if getattr(run, "checkpoint", None):  # fail before training, not after it
+    if run.checkpoint:  # fail before training, not after it
         from fxpsim.training.checkpoint import check_target
 
-        check_target(str(run.checkpoint))  # type: ignore[attr-defined]
-    seed, bsz = int(run.seed), int(run.batch)  # type: ignore[attr-defined]
+        check_target(str(run.checkpoint))
+    seed, bsz = int(run.seed), int(run.batch)
     opts = options if options is not None else options_from_run(run)
     if dataset is not None:
         ds = dataset if dataset.input_shape == tuple(graph.input_shape) else adapt(
             dataset, tuple(graph.input_shape))  # type: ignore[arg-type]
         budget = plan_budget(graph, run, ds.train_x.shape[0])
-    elif run.steps is None and run.epochs is None:  # type: ignore[attr-defined]
+    elif run.steps is None and run.epochs is None:
         budget = plan_budget(graph, run)
         ds = load_for(graph, run, budget.limit_train, budget.limit_test)
     else:  # steps/epochs given: the whole training split
         ds = load_for(graph, run, None, _eval_samples(run, TEST_SAMPLES))
         budget = plan_budget(graph, run, ds.train_x.shape[0])
-    net = build_qnet(graph, numerics_for(hw, run), seed=seed)
-    algo = make_algorithm(run.algo, net, graph, opts, seed=seed)  # type: ignore[attr-defined]
-    schedule = getattr(run, "lr_schedule", "constant")
-    warmup = int(getattr(run, "warmup", 0))
-    recal = int(getattr(run, "bn_recalibrate", 0))
+    net = build_qnet(graph, numerics_for(cfg, run, source), seed=seed)
+    algo = make_algorithm(run.algo, net, graph, opts, seed=seed)
+    schedule = run.lr_schedule
+    warmup = int(run.warmup)
+    recal = int(run.bn_recalibrate)
     net.stats_config.enabled = True
     net.stats_config.every = max(1, budget.steps // 8)
     gemms = [g for g in algo.groups if g.is_gemm]
@@ -349,7 +351,8 @@ def _result(run, graph, ds, budget, algo, net, history, losses, metrics, opts,
     )
 
 
-def run_training(graph: Graph, hw: object, run: RunConfig, *, progress: bool = True,
+def run_training(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *,
+                 progress: bool = True,
                  target_loss: float | None = None) -> TrainResult:
     """What ``fxpsim run`` calls for ``phase=train``: :func:`train` with the defaults."""
     return train(graph, hw, run, progress=progress, target_loss=target_loss)

@@ -3,25 +3,25 @@
 Per layer and step (ALGORITHMS.md §0.1):
 
 * forward ``Y = X·W``: X and W are quantized (:mod:`fxpsim.training.quantizers`), the GEMM
-  of their codes runs in the configured accumulator (:func:`int_gemm`), and the int result
-  is scaled by ``Δx·Δw`` — an fp32-scale requantizer: ``fp32(acc·Δx·Δw)`` with one rounding
-  (the product is formed in float64). The output goes to the vector unit in fp32, where
-  BN / ReLU / pooling / residual adds run as plain torch fp32 ops.
+  of their codes runs on the configured MAC array (:mod:`fxpsim.training.qgemm` ->
+  :mod:`fxpsim.fixedpoint.macarray`: its accumulator, psum register and add order), and the
+  accumulators go through the configured requantizer (``scale_format``) to ``a_bits`` codes
+  (:func:`~fxpsim.training.qgemm.forward_output`). The vector unit gets ``fp32(code·Δy)``;
+  BN / ReLU / pooling / residual adds run there as plain torch fp32 ops.
 * backward: dY is quantized ONCE (gradient format, interval policy, rounding; stochastic
   draws from the hardware RNG) and the same codes feed backward-data ``dX = dY·Wᵀ`` and
   backward-weight ``dW = Xᵀ·dY`` (as in LBT). The X and W codes are those of the forward.
   With per-channel weight scales, backward-data uses a per-tensor copy of W quantized from
-  the fp32 master weights (one scale must factor out of its K-reduction).
+  the fp32 master weights (one scale must factor out of its K-reduction). Their outputs are
+  ``fp32(acc·Δ·Δ)`` (product in float64, one rounding).
 * A GEMM whose two operands are both quantized runs on integer codes; if either operand's
   kind is fp32 (bits None) it runs as an fp32 torch op on the (dequantized) operands. With
   every kind fp32 the layer equals torch's conv2d / linear.
 
-GEMM shapes (per group; recorded in the counters): conv forward ``m=B·OH·OW, k=(C/g)·kh·kw,
-n=K/g``; backward-data ``m=B·H·W, k=(K/g)·kh·kw, n=C/g`` (dY zero-dilated by the stride and
-padded by ``kh-1-p``: a stride-1 correlation with the flipped kernel, so every dX element is
-one accumulator); backward-weight ``m=(C/g)·kh·kw, k=B·OH·OW, n=K/g``. Linear: forward
-``(B, in, out)``, backward-data ``(B, out, in)``, backward-weight ``(in, B, out)``.
-Backward-data is skipped when the input needs no gradient (the first layer).
+Conv GEMMs are lowered by :mod:`fxpsim.fixedpoint.im2col` (shapes per pass:
+:func:`fxpsim.vocab.conv_gemm_shape`); the records of what ran come from the operands the
+kernels were given. Backward-data is skipped when the input needs no gradient (the first
+layer).
 """
 
 from __future__ import annotations
@@ -33,25 +33,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fxpsim.fixedpoint.gemm import matmul
-from fxpsim.fixedpoint.gemm_kernels import accumulate
+from fxpsim.fixedpoint.im2col import im2col, pixel_cols, place_nhwc
+from fxpsim.fixedpoint.intmm import static_ok
 from fxpsim.training.formats import NumericsConfig
-from fxpsim.training.qkernels import (
-    gemm_i8,
-    im2col,
-    pix_to_nchw,
-    pixel_cols,
-    place_nhwc,
-    rows_to_nchw,
-    static_ok,
+from fxpsim.training.qgemm import (
+    PassGemms,
+    Probe,
+    codes_to_nchw,
+    forward_output,
+    fused_output,
+    plan_output,
+    scaled,
 )
+from fxpsim.training.qkernels import pix_to_nchw, rows_to_nchw
 from fxpsim.training.quantizers import (
     QTensor,
     qmax_of,
     quantize_padded_nhwc,
     quantize_symmetric,
 )
-from fxpsim.training.stats import Counters, GemmRecord, LayerStats, StatsConfig
+from fxpsim.training.stats import Counters, LayerStats, StatsConfig
+from fxpsim.vocab import conv_gemm_shape, linear_gemm_shape
 
 
 @dataclass
@@ -72,6 +74,7 @@ class LayerRuntime:
     gamma: float = 1.0
     grad_observer: Callable[[str, torch.Tensor], None] | None = None
     act_buf: torch.Tensor | None = None  # scratch: padded NHWC codes of the last quant_act
+    probe: Probe | None = None  # sees the forward output stage (tests)
     # Work buffers reused across steps (fresh multi-MB pages cost more than the copies that
     # fill them). A user takes one out (pop) and puts it back when done, so a forward whose
     # backward is still pending never shares a buffer with another call.
@@ -91,49 +94,6 @@ class ConvGeom:
     stride: tuple[int, int]
     padding: tuple[int, int]
     groups: int
-
-
-# ---- integer GEMM with the array's accumulation order -------------------------------------
-
-def int_gemm(a: np.ndarray, b: np.ndarray, nc: NumericsConfig) -> tuple[np.ndarray, int]:
-    """(int64 values (M, N), overflow events) of codes ``a`` (M, K) x ``b`` (K, N).
-
-    Output-stationary arrays add all of K in one ``acc_bits`` register
-    (:func:`fxpsim.fixedpoint.matmul`). Weight/input-stationary arrays add K-tiles of
-    ``rows`` k's in a ``psum_bits`` register, then add the tile sums in order into the
-    ``acc_bits`` accumulator (the order of ``oracle_gemm.two_level_oracle``); when no prefix
-    can overflow either register (K·max|a|·max|b| fits both) the order is irrelevant and
-    the single-level fast path gives the identical result.
-    """
-    k_len = a.shape[1]
-    two_level = nc.dataflow != "output_stationary" and k_len > nc.rows
-    if two_level:
-        psum_bits = nc.psum_bits or nc.acc_bits
-        psum_ovf = nc.psum_overflow or nc.acc_overflow
-        max_prod = (int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)))
-        bits = min(psum_bits, nc.acc_bits)
-        if k_len * max_prod <= (1 << (bits - 1)) - 1:
-            two_level = False
-    if not two_level:
-        res = matmul(a, b, nc.acc_bits, nc.acc_overflow, return_events=True)
-        return res.values, res.total_events
-    acc = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
-    ev = np.zeros_like(acc)
-    total = 0
-    for k0 in range(0, k_len, nc.rows):
-        part = matmul(a[:, k0:k0 + nc.rows], b[k0:k0 + nc.rows], psum_bits, psum_ovf,
-                      return_events=True)
-        total += part.total_events
-        accumulate(acc, part.values, ev, nc.acc_bits, nc.acc_overflow)
-    return acc, total + int(ev.sum())
-
-
-def _scaled(values: np.ndarray, scale: np.ndarray | float) -> torch.Tensor:
-    """fp32(values·scale) with the product formed in float64 (one rounding). A product beyond
-    fp32's range becomes inf, as in an fp32 output stage; the training loop reports that as
-    a divergence, so numpy's overflow warning is silenced here."""
-    with np.errstate(over="ignore"):
-        return torch.from_numpy((values.astype(np.float64) * scale).astype(np.float32))
 
 
 # ---- shared quantization steps -------------------------------------------------------------
@@ -202,10 +162,12 @@ def requant_clipped(rt: LayerRuntime, t: torch.Tensor, weights: bool = False) ->
     return q
 
 
-def _record(rt: LayerRuntime, op: str, pass_name: str, m: int, k: int, n: int, groups: int,
-            integer: bool, events: int) -> None:
-    rt.counters.gemm(GemmRecord(rt.name, op, pass_name, m, k, n, groups, integer, events))
-    rt.stats.acc_events[pass_name] += events
+def _gemms(rt: LayerRuntime, op: str, pass_name: str) -> PassGemms:
+    return PassGemms(rt.name, op, pass_name, rt.numerics)
+
+
+def _emit(rt: LayerRuntime, g: PassGemms) -> None:
+    g.emit(rt.counters, rt.stats)
 
 
 # ---- conv2d --------------------------------------------------------------------------------
@@ -216,27 +178,14 @@ def _scale_vec(scale: np.ndarray | float, n: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(scale, dtype=np.float64), (n,)).copy()
 
 
-def _conv_gemm(cols: torch.Tensor, w_mat: torch.Tensor, rt: LayerRuntime, c_q: QTensor,
-               w_q: QTensor, scale: np.ndarray, k0: int, out: np.ndarray, pixel: bool,
-               mm_key: str = "mm") -> int:
-    """out[:, k0:k0+n] = fp32(acc·scale) of acc = w_mat (n, K) x cols (K, B·P) (channel-major,
-    the hardware k order; out (B, K, P)), or, for pixel-major cols (B·P, K), of
-    acc = cols x w_mat (K, n) (out (B, K, OH, OW)); the latter only under the static proof."""
-    if pixel:
-        mm = rt.take(mm_key)
-        vals, ev = gemm_i8(cols, w_mat, rt.numerics, c_q.qmax, w_q.qmax, int_gemm, out=mm)
-        pix_to_nchw(vals.numpy(), scale, k0, out)
-        if vals.dtype == torch.int32:
-            rt.give(mm_key, vals)
-    else:
-        vals, ev = gemm_i8(w_mat, cols, rt.numerics, w_q.qmax, c_q.qmax, int_gemm)
-        rows_to_nchw(vals.numpy(), scale, k0, out)
-    return ev
-
-
 def _fast(terms: int, a: QTensor, b: QTensor, nc: NumericsConfig) -> bool:
     int8 = a.codes.dtype == torch.int8 and b.codes.dtype == torch.int8
-    return static_ok(terms, a.qmax, b.qmax, nc, int8)
+    return static_ok(terms, a.qmax, b.qmax, nc.array_model, int8)
+
+
+def _pixel_major(vals: torch.Tensor, pixel: bool) -> np.ndarray:
+    """Accumulators (B·P, n), channels last, of a pixel- or channel-major GEMM result."""
+    return vals.numpy() if pixel else np.ascontiguousarray(vals.numpy().T)
 
 
 class QConv2dFn(torch.autograd.Function):
@@ -244,17 +193,17 @@ class QConv2dFn(torch.autograd.Function):
 
     Layouts: in general each GEMM runs channel-major as Wᵀᵀ·colsᵀ (outputs x k in the
     hardware's (c, i, j) order; values and events as in Y = cols·W). When the static
-    no-overflow proof holds (:func:`~fxpsim.training.qkernels.static_ok`; then the k order is
+    no-overflow proof holds (:func:`~fxpsim.fixedpoint.intmm.static_ok`; then the k order is
     irrelevant and there are no events) forward and backward-data run pixel-major on padded
     NHWC code buffers (k order (i, j, c)), and the forward columns are kept for
     backward-weight, whose reduction runs over (b, oh, ow) in order in every layout."""
 
     @staticmethod
-    def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):  # type: ignore[override]
+    def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):
         return QConv2dFn._forward(ctx, x, w, rt, geom)
 
     @staticmethod
-    def backward(ctx, gy):  # type: ignore[override]
+    def backward(ctx, gy):
         return QConv2dFn._backward(ctx, gy)
 
     @staticmethod
@@ -267,39 +216,49 @@ class QConv2dFn(torch.autograd.Function):
         nc = rt.numerics
         a_bits, w_bits = nc.activations.bits, nc.weights.bits
         fast = a_bits is not None and w_bits is not None and a_bits <= 8 and w_bits <= 8 and \
-            static_ok(cg * kh * kw, qmax_of(a_bits), qmax_of(w_bits), nc)
+            static_ok(cg * kh * kw, qmax_of(a_bits), qmax_of(w_bits), nc.array_model)
         xq, wq = quant_act(rt, x, (ph, pw) if fast else None), quant_weight(rt, w)
         buf, rt.act_buf = rt.act_buf, None
-        integer = xq is not None and wq is not None
-        events = 0
+        gemms = _gemms(rt, "conv2d", "forward")
         ctx.cols = None
-        if integer:
+        if xq is not None and wq is not None:
             out = np.empty((nb, k, oh, ow), dtype=np.float32)
             if fast and buf is None:
                 buf = place_nhwc(xq.codes, ph, pw, (1, 1), (h + 2 * ph, wd + 2 * pw))
-            kept = []
+            kept, accs = [], []
             for gi in range(g):
-                ws = wq.scale if wq.scale.ndim == 0 else wq.scale[gi * kg:(gi + 1) * kg]
-                scale = _scale_vec(xq.scale * ws, kg)
                 w_g = wq.codes[gi * kg:(gi + 1) * kg]
                 if fast:
+                    assert buf is not None
                     cols = pixel_cols(buf, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       (oh, ow), rt.take(f"cols{gi}"))
                     w_mat = w_g.permute(2, 3, 1, 0).reshape(kh * kw * cg, kg)
-                    events += _conv_gemm(cols, w_mat, rt, xq, wq, scale, gi * kg, out, True)
+                    vals = gemms.run(cols, w_mat, xq.qmax, wq.qmax, out=rt.take(f"mm{gi}"))
                     kept.append(cols)
                 else:
                     cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                   geom.padding, (1, 1), (oh, ow))
-                    events += _conv_gemm(cols, w_g.reshape(kg, -1), rt, xq, wq, scale,
-                                         gi * kg, out.reshape(nb, k, oh * ow), False)
+                    vals = gemms.run(w_g.reshape(kg, -1), cols, wq.qmax, xq.qmax, swap=True)
+                accs.append((gi * kg, _pixel_major(vals, fast), vals))  # (k0, acc, buffer)
+            # one output stage for the whole layer (per-call kernel overhead dominates the
+            # tiny GEMMs of depthwise convs)
+            acc = accs[0][1] if g == 1 else np.concatenate([a for _, a, _ in accs], axis=1)
+            plan = plan_output(acc, _scale_vec(xq.scale * wq.scale, k), nc)
+            if not fused_output(plan, acc, nc, rt.stats, rt.probe, out):
+                codes = forward_output(plan, acc, nc, rt.rng(), rt.stats, rt.probe)
+                codes_to_nchw(codes, plan.delta_y, out)
+            for gi, (_, _, vals) in enumerate(accs):
+                if vals.dtype == torch.int32:
+                    rt.give(f"mm{gi}", vals)
             ctx.cols = kept or None
             y = torch.from_numpy(out)
         else:
             xin = x if xq is None else xq.dequantize()
             win = w if wq is None else wq.dequantize()
             y = F.conv2d(xin, win, None, geom.stride, geom.padding, 1, g)
-        _record(rt, "conv2d", "forward", nb * oh * ow, cg * kh * kw, kg, g, integer, events)
+            gemms.float_gemm(*conv_gemm_shape("forward", nb, (c, h, wd), (k, oh, ow), (kh, kw),
+                                              g))
+        _emit(rt, gemms)
         ctx.rt, ctx.geom, ctx.xq, ctx.wq, ctx.x_shape = rt, geom, xq, wq, x.shape
         ctx.save_for_backward(x if xq is None or nc.bwd_requant else None, w)
         return y
@@ -328,33 +287,39 @@ class QConv2dFn(torch.autograd.Function):
             if wq is not None and wq.scale.ndim == 1:
                 wb = quant_weight(rt, w, per_tensor=True, kind="quantize_weight_bwd",
                                   pass_name="backward")
-            events = 0
-            integer = gq is not None and wb is not None
-            if integer:
+            gemms = _gemms(rt, "conv2d", "backward_data")
+            if gq is not None and wb is not None:
                 wf = wb.codes.flip(2, 3)
                 out = np.empty((nb, c, h, wd), dtype=np.float32)
-                scale = _scale_vec(gq.scale * wb.scale, cg)
+                scale = _scale_vec(gq.scale * wb.scale, c)
                 fast = _fast(kg * kh * kw, gq, wb, nc)
                 # dX: a stride-1 correlation of dY zero-dilated by the stride and padded by
                 # kernel-1-pad with the flipped kernel
                 dpad = (kh - 1 - ph, kw - 1 - pw)
                 buf = place_nhwc(gq.codes, dpad[0], dpad[1], (sh, sw),
                                  (h + kh - 1, wd + kw - 1), rt.take("dbuf")) if fast else None
+                parts = []
                 for gi in range(g):
                     wf_g = wf[gi * kg:(gi + 1) * kg]
                     if fast:
                         cols = pixel_cols(buf, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
                                           (h, wd), rt.take("dcols"))
                         w_mat = wf_g.permute(2, 3, 0, 1).reshape(kh * kw * kg, cg)
-                        events += _conv_gemm(cols, w_mat, rt, gq, wb, scale, gi * cg, out, True,
-                                             "dmm")
+                        out_buf = rt.take("dmm") if g == 1 else None
+                        vals = gemms.run(cols, w_mat, gq.qmax, wb.qmax, out=out_buf)
+                        parts.append(vals.numpy())
                         rt.give("dcols", cols)
                     else:
                         cols = im2col(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1), dpad,
                                       (sh, sw), (h, wd))
                         w_mat = wf_g.permute(1, 0, 2, 3).reshape(cg, kg * kh * kw)
-                        events += _conv_gemm(cols, w_mat, rt, gq, wb, scale, gi * cg,
-                                             out.reshape(nb, c, h * wd), False)
+                        vals = gemms.run(w_mat, cols, wb.qmax, gq.qmax, swap=True)
+                        rows_to_nchw(vals.numpy(), scale, gi * cg, out.reshape(nb, c, h * wd))
+                if parts:  # one rescale for all groups (see the forward)
+                    pix_to_nchw(parts[0] if g == 1 else np.concatenate(parts, axis=1), scale,
+                                0, out)
+                    if g == 1 and vals.dtype == torch.int32:
+                        rt.give("dmm", vals)
                 rt.give("dbuf", buf)
                 dx = torch.from_numpy(out)
             else:
@@ -362,35 +327,35 @@ class QConv2dFn(torch.autograd.Function):
                 w_in = w if wb is None else wb.dequantize()
                 dx = torch.nn.grad.conv2d_input(ctx.x_shape, w_in, g_in, geom.stride,
                                                 geom.padding, 1, g)
-            _record(rt, "conv2d", "backward_data", nb * h * wd, kg * kh * kw, cg, g, integer,
-                    events)
+                gemms.float_gemm(*conv_gemm_shape("backward_data", nb, (c, h, wd), (k, oh, ow),
+                                                  (kh, kw), g))
+            _emit(rt, gemms)
         if ctx.needs_input_grad[1]:
-            events = 0
-            integer = gq is not None and xq is not None
-            if integer:
+            gemms = _gemms(rt, "conv2d", "backward_weight")
+            if gq is not None and xq is not None:
                 dw_np = np.empty((k, cg, kh, kw), dtype=np.float32)
                 for gi in range(g):
                     # dY of the group as (n, B·OH·OW): every sum runs over (b, oh, ow) in order
                     g_mat = gq.codes[:, gi * kg:(gi + 1) * kg].transpose(0, 1).reshape(kg, -1)
                     if ctx.cols is not None:  # pixel-major (B·OH·OW, (i, j, c))
-                        vals, ev = gemm_i8(g_mat, ctx.cols[gi], nc, gq.qmax, xq.qmax, int_gemm)
-                        dw_g = _scaled(vals.numpy(), xq.scale * gq.scale).view(kg, kh, kw, cg)
+                        vals = gemms.run(g_mat, ctx.cols[gi], gq.qmax, xq.qmax, swap=True)
+                        dw_g = scaled(vals.numpy(), xq.scale * gq.scale).view(kg, kh, kw, cg)
                         dw_np[gi * kg:(gi + 1) * kg] = dw_g.permute(0, 3, 1, 2).numpy()
                     else:
                         cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       geom.padding, (1, 1), (oh, ow))
-                        vals, ev = gemm_i8(cols, g_mat.t(), nc, xq.qmax, gq.qmax, int_gemm)
-                        dw_g = _scaled(vals.numpy(), xq.scale * gq.scale).numpy().T
+                        vals = gemms.run(cols, g_mat.t(), xq.qmax, gq.qmax)
+                        dw_g = scaled(vals.numpy(), xq.scale * gq.scale).numpy().T
                         dw_np[gi * kg:(gi + 1) * kg] = dw_g.reshape(kg, cg, kh, kw)
-                    events += ev
                 dw = torch.from_numpy(dw_np)
             else:
                 g_in = gy if gq is None else gq.dequantize()
                 x_in = x_f if xq is None else xq.dequantize()
                 dw = torch.nn.grad.conv2d_weight(x_in, w.shape, g_in, geom.stride,
                                                  geom.padding, 1, g)
-            _record(rt, "conv2d", "backward_weight", cg * kh * kw, nb * oh * ow, kg, g,
-                    integer, events)
+                gemms.float_gemm(*conv_gemm_shape("backward_weight", nb, (c, h, wd),
+                                                  (k, oh, ow), (kh, kw), g))
+            _emit(rt, gemms)
         # the columns go back to the pool (a second backward rebuilds them from xq's codes,
         # which stay this forward's own)
         for gi, cols in enumerate(ctx.cols or ()):
@@ -405,11 +370,11 @@ class QLinearFn(torch.autograd.Function):
     """``x @ w.T`` (no bias) through the integer GEMMs; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, x, w, rt: LayerRuntime):  # type: ignore[override]
+    def forward(ctx, x, w, rt: LayerRuntime):
         return QLinearFn._forward(ctx, x, w, rt)
 
     @staticmethod
-    def backward(ctx, gy):  # type: ignore[override]
+    def backward(ctx, gy):
         return QLinearFn._backward(ctx, gy)
 
     @staticmethod
@@ -417,17 +382,19 @@ class QLinearFn(torch.autograd.Function):
         b, n_in = x.shape
         n_out = w.shape[0]
         xq, wq = quant_act(rt, x), quant_weight(rt, w)
-        integer = xq is not None and wq is not None
-        events = 0
-        if integer:
-            vals, events = gemm_i8(xq.codes, wq.codes.t(), rt.numerics, xq.qmax, wq.qmax,
-                                  int_gemm)
-            y = _scaled(vals.numpy(), xq.scale * wq.scale)
+        gemms = _gemms(rt, "linear", "forward")
+        if xq is not None and wq is not None:
+            nc = rt.numerics
+            acc = gemms.run(xq.codes, wq.codes.t(), xq.qmax, wq.qmax).numpy()
+            plan = plan_output(acc, _scale_vec(xq.scale * wq.scale, n_out), nc)
+            codes = forward_output(plan, acc, nc, rt.rng(), rt.stats, rt.probe)
+            y = scaled(codes, plan.delta_y)
         else:
             xin = x if xq is None else xq.dequantize()
             win = w if wq is None else wq.dequantize()
             y = F.linear(xin, win)
-        _record(rt, "linear", "forward", b, n_in, n_out, 1, integer, events)
+            gemms.float_gemm(*linear_gemm_shape("forward", b, n_in, n_out))
+        _emit(rt, gemms)
         ctx.rt, ctx.xq, ctx.wq = rt, xq, wq
         ctx.save_for_backward(x if xq is None else None, w)
         return y
@@ -436,7 +403,6 @@ class QLinearFn(torch.autograd.Function):
     def _backward(ctx, gy):
         rt, xq, wq = ctx.rt, ctx.xq, ctx.wq
         x_f, w = ctx.saved_tensors
-        nc = rt.numerics
         gy = gy.contiguous()
         b, n_out = gy.shape
         n_in = w.shape[1]
@@ -447,21 +413,23 @@ class QLinearFn(torch.autograd.Function):
             if wq is not None and wq.scale.ndim == 1:
                 wb = quant_weight(rt, w, per_tensor=True, kind="quantize_weight_bwd",
                                   pass_name="backward")
+            gemms = _gemms(rt, "linear", "backward_data")
             if gq is not None and wb is not None:
-                vals, events = gemm_i8(gq.codes, wb.codes, nc, gq.qmax, wb.qmax, int_gemm)
-                dx, integer = _scaled(vals.numpy(), gq.scale * wb.scale), True
+                vals = gemms.run(gq.codes, wb.codes, gq.qmax, wb.qmax)
+                dx = scaled(vals.numpy(), gq.scale * wb.scale)
             else:
                 g_in = gy if gq is None else gq.dequantize()
                 dx = g_in @ (w if wb is None else wb.dequantize())
-                integer, events = False, 0
-            _record(rt, "linear", "backward_data", b, n_out, n_in, 1, integer, events)
+                gemms.float_gemm(*linear_gemm_shape("backward_data", b, n_in, n_out))
+            _emit(rt, gemms)
         if ctx.needs_input_grad[1]:
+            gemms = _gemms(rt, "linear", "backward_weight")
             if gq is not None and xq is not None:
-                vals, events = gemm_i8(xq.codes.t(), gq.codes, nc, xq.qmax, gq.qmax, int_gemm)
-                dw, integer = _scaled(vals.numpy(), xq.scale * gq.scale).t().contiguous(), True
+                vals = gemms.run(xq.codes.t(), gq.codes, xq.qmax, gq.qmax)
+                dw = scaled(vals.numpy(), xq.scale * gq.scale).t().contiguous()
             else:
                 g_in = gy if gq is None else gq.dequantize()
                 dw = g_in.t() @ (x_f if xq is None else xq.dequantize())
-                integer, events = False, 0
-            _record(rt, "linear", "backward_weight", n_in, b, n_out, 1, integer, events)
+                gemms.float_gemm(*linear_gemm_shape("backward_weight", b, n_in, n_out))
+            _emit(rt, gemms)
         return dx, dw, None

@@ -22,12 +22,15 @@ index counts GEMM nodes from 0). Call :meth:`QNet.begin_step` at the start of ev
 training step so ``per_step``/``per_layer`` reseed and sampled statistics know the step.
 
 Counters (:attr:`QNet.counters`) log every GEMM and vector op executed; vector-op ``elems``
-is batch × elements of the node's first input, for forward and backward alike.
+is the element count of the tensor the op produced (forward) or the output gradient it
+consumed (backward).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +47,7 @@ from fxpsim.graph.ir import (
 from fxpsim.training.formats import NumericsConfig
 from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn
 from fxpsim.training.stats import Counters, LayerStats, LayerStatsSummary, StatsConfig
-
-_VECTOR_OPS = ("batchnorm", "relu", "relu6", "maxpool", "avgpool", "global_avgpool", "add",
-               "flatten")
+from fxpsim.vocab import VECTOR_OPS
 
 
 class QConv2d(nn.Module):
@@ -131,6 +132,28 @@ def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
+class QuantizedNet(Protocol):
+    """What the training algorithms use of a :class:`QNet` (its torch module interface plus
+    the execution log, statistics switch and step hook)."""
+
+    graph: Graph
+    counters: Counters
+    stats_config: StatsConfig
+    layers: nn.ModuleDict
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> nn.Module: ...
+
+    def eval(self) -> nn.Module: ...
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+    def begin_step(self, step: int) -> None: ...
+
+
 class QNet(nn.Module):
     """The quantized network (see the module docstring). Build with :func:`build_qnet`."""
 
@@ -160,7 +183,7 @@ class QNet(nn.Module):
                                   self._rng_getter(idx))
                 self.runtimes[node.name] = rt
                 mod: nn.Module = (QConv2d if node.op == "conv2d" else QLinear)(node, rt, gen)
-            elif node.op in _VECTOR_OPS:
+            elif node.op in VECTOR_OPS:
                 mod = VectorNode(node)
             else:
                 raise ValueError(f"graph: op {node.op!r} of node {node.name!r} is not "
@@ -242,25 +265,24 @@ class QNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = self.graph.nodes
         vals: dict[str, torch.Tensor] = {nodes[0].name: self.adapt_input(x)}
-        batch = x.shape[0]
         y = vals[nodes[0].name]
         for i, node in enumerate(nodes[1:], start=1):
             xs = [vals[r] for r in node.inputs]
             y = self.layers[_key(node.name)](*xs)
             if not node.is_gemm and node.op != "flatten":
-                elems = batch * math.prod(node.in_shape)
-                self.counters.vector(node.name, node.op, "forward", node.op, elems)
+                # recorded from the tensors the vector unit produced / consumed
+                self.counters.vector(node.name, node.op, "forward", node.op, y.numel())
                 if y.requires_grad:
-                    y.register_hook(self._bwd_hook(node, elems))
+                    y.register_hook(self._bwd_hook(node))
             vals[node.name] = y
             for r in node.inputs:
                 if self._last_use.get(r) == i:
                     del vals[r]
         return y
 
-    def _bwd_hook(self, node: Node, elems: int):
+    def _bwd_hook(self, node: Node):
         def hook(grad: torch.Tensor) -> None:
-            self.counters.vector(node.name, node.op, "backward", node.op, elems)
+            self.counters.vector(node.name, node.op, "backward", node.op, grad.numel())
         return hook
 
 

@@ -39,6 +39,12 @@ class GemmRecord:
     groups: int
     integer: bool  # ran on integer codes (False: an fp32 GEMM)
     acc_events: int = 0  # accumulator (and psum) overflow events over all groups
+    # what the kernel was given: operand precisions (None: fp32) and the array's registers
+    a_bits: int | None = None
+    b_bits: int | None = None
+    acc_bits: int | None = None
+    acc_overflow: str | None = None
+    dataflow: str | None = None
 
     @property
     def shape(self) -> tuple[str, str, int, int, int, int]:
@@ -96,6 +102,8 @@ class LayerStatsSummary:
     grad_elems: int
     act_clipped: int
     act_elems: int
+    out_saturated: int = 0  # forward output codes the requantizer saturated
+    out_elems: int = 0
 
     @property
     def grad_clipped_fraction(self) -> float:
@@ -124,6 +132,8 @@ class LayerStats:
     grad_elems: int = 0
     act_clipped: int = 0
     act_elems: int = 0
+    out_saturated: int = 0
+    out_elems: int = 0
 
     def add_sqnr(self, kind: str, x: np.ndarray, xhat: np.ndarray) -> None:
         """Accumulate Σx² and Σ(x − x̂)² (float64) for ``kind`` ``act`` or ``grad``."""
@@ -145,4 +155,5 @@ class LayerStats:
             self.layer, _sqnr_db(self.act_signal, self.act_noise),
             _sqnr_db(self.grad_signal, self.grad_noise), dict(self.acc_events),
             self.grad_clipped, self.grad_elems, self.act_clipped, self.act_elems,
+            self.out_saturated, self.out_elems,
         )

@@ -2,7 +2,7 @@
 
 An algorithm owns the optimizer state of a :class:`~fxpsim.training.qnet.QNet` and executes,
 per :meth:`Algorithm.step`, exactly the passes of its recipe
-(:func:`fxpsim.timing.recipes.recipe_for`): forward / loss / backward_data /
+(:func:`fxpsim.recipes.recipe_for`): forward / loss / backward_data /
 backward_weight / grad_quant run inside the QNet (torch autograd over the integer GEMMs),
 the algorithm's own passes (update, blend, trial step, LBT interval, BN rectification,
 hypernetwork) run here. Every op is logged in :attr:`Algorithm.log`
@@ -14,17 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fxpsim.graph.ir import Graph
-from fxpsim.timing.recipes import Recipe, recipe_for
+from fxpsim.recipes import Recipe, recipe_for
 from fxpsim.training.algorithms.execlog import MAIN_PASSES, ExecLog, PassNames
 from fxpsim.training.algorithms.optim import ParamGroup, SgdMomentum
 from fxpsim.training.algorithms.options import AlgoOptions
+from fxpsim.training.qnet import QuantizedNet
 from fxpsim.training.quantizers import quantize_symmetric
 from fxpsim.training.stats import LayerStats
 
@@ -73,17 +74,23 @@ class Algorithm(Protocol):
     def weight_views(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]: ...
 
 
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    assert p.grad is not None  # every parameter is in the loss graph
+    return p.grad
+
+
 def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
-def param_groups(net: torch.nn.Module, graph: Graph) -> list[ParamGroup]:
+def param_groups(net: QuantizedNet, graph: Graph) -> list[ParamGroup]:
     """One :class:`ParamGroup` per graph node with parameters, in graph order."""
     groups: list[ParamGroup] = []
     for node in graph.nodes:
         if node.params == 0:
             continue
-        mod = net.layers[_key(node.name)]  # type: ignore[index]
+        mod: Any = net.layers[_key(node.name)]  # a GEMM layer, its wrapper, or a BN node
+        ps: list[torch.nn.Parameter]
         if node.is_gemm:
             ps = [mod.weight] + ([mod.bias] if mod.bias is not None else [])
         elif node.op == "batchnorm":
@@ -109,7 +116,7 @@ class AlgorithmBase:
     weights_from_projection = False
     prc = False
 
-    def __init__(self, net: torch.nn.Module, graph: Graph, options: AlgoOptions, *,
+    def __init__(self, net: QuantizedNet, graph: Graph, options: AlgoOptions, *,
                  seed: int) -> None:
         self.net, self.graph, self.options, self.seed = net, graph, options, int(seed)
         self.recipe = recipe_for(self.name, "train", projection_rounds=options.laq_rounds,
@@ -148,6 +155,7 @@ class AlgorithmBase:
     def update(self) -> None:
         for grp in self.groups:
             for p in grp.params:
+                assert p.grad is not None  # every parameter is in the loss graph
                 self.sgd.step(p, p.grad)
             self.log.vector(grp.node, "update", "sgd_update", grp.numel)
 
@@ -172,7 +180,7 @@ class AlgorithmBase:
                 node = self.graph.node(grp.node)
                 self.log.vector(grp.node, names.backward_weight, "bias_grad",
                                 x.shape[0] * node.out_elems)
-        self.log.drain(self.net.counters, names)  # type: ignore[attr-defined]
+        self.log.drain(self.net.counters, names)
         correct = int((logits.detach().argmax(dim=1) == y).sum())
         return float(loss.detach()), correct
 
@@ -180,10 +188,10 @@ class AlgorithmBase:
         """One training step on ``batch`` following :attr:`recipe`."""
         self.log.clear()
         self.net.train()
-        self.net.begin_step(self.step_index)  # type: ignore[attr-defined]
+        self.net.begin_step(self.step_index)
         loss, correct = self.forward_backward(batch.x, batch.y)
         penalty = self.after_backward(batch)
-        self._last_grads = {g.node: g.weight.grad.detach().reshape(-1)
+        self._last_grads = {g.node: _grad(g.weight).detach().reshape(-1)
                             for g in self.groups if g.is_gemm}
         self.update()
         self.step_index += 1
@@ -194,14 +202,14 @@ class AlgorithmBase:
         """Logits in eval mode (BN running statistics); nothing is logged or sampled."""
         self.net.eval()
         self._recording = False
-        stats = self.net.stats_config  # type: ignore[attr-defined]
+        stats = self.net.stats_config
         sampling, stats.enabled = stats.enabled, False  # SQNR statistics are training's
         try:
             out = self.net(x)
         finally:
             stats.enabled = sampling
             self._recording = True
-            self.net.counters.reset()  # type: ignore[attr-defined]
+            self.net.counters.reset()
             self.net.train()
         return out
 

@@ -3,13 +3,13 @@
 The value plane's :class:`~fxpsim.training.qnet.QNet` logs its GEMMs and vector ops with its
 own pass names (``forward`` / ``backward``) and kinds (``quantize_act``, ``relu`` ...). An
 algorithm drains those records into an :class:`ExecLog` after each segment of its step,
-translating them to the pass names of its recipe (:mod:`fxpsim.timing.recipes`) and to the
+translating them to the pass names of its recipe (:mod:`fxpsim.recipes`) and to the
 vector kinds of :mod:`fxpsim.timing.lowering`; the algorithm's own work (loss, optimizer,
 projection, blend, hypernetwork, LBT count, compensation layer) is logged directly. A test
 then compares the log of one real step with ``lower(graph, TimingRequest(...))``.
 
-Translation of QNet vector records (``elems`` recomputed in the lowering's convention,
-``batch x output elements`` of the node, with the batch taken from the record):
+Translation of QNet vector records (``elems`` as recorded: the elements of the node's output
+or output gradient, the lowering's convention):
 
 * forward ``relu``/``relu6``/``maxpool``/``avgpool``/``global_avgpool``/``add`` -> the same
   kind; forward ``batchnorm`` -> ``batchnorm_fwd`` + ``batchnorm_stats`` (channels).
@@ -33,11 +33,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from fxpsim.graph.ir import Graph, Node
-
-_FWD_SAME = frozenset({"relu", "relu6", "maxpool", "avgpool", "global_avgpool", "add"})
-_BWD = {"relu": "relu_bwd", "relu6": "relu6_bwd", "maxpool": "maxpool_bwd",
-        "avgpool": "avgpool_bwd", "global_avgpool": "global_avgpool_bwd"}
+from fxpsim.graph.ir import Graph
+from fxpsim.vocab import VECTOR_BACKWARD, VECTOR_FORWARD
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,10 @@ class ExecGemm:
     n: int
     groups: int
     integer: bool
+    # operand precisions the kernel was given (None: fp32) and the accumulator it ran in
+    a_bits: int | None = None
+    b_bits: int | None = None
+    acc_bits: int | None = None
 
     @property
     def signature(self) -> tuple[object, ...]:
@@ -139,7 +140,7 @@ class ExecLog:
                 "backward_weight": names.backward_weight}
         for g in counters.gemms:  # type: ignore[attr-defined]
             self.gemm(ExecGemm(g.layer, gmap[g.pass_name], g.m, g.k, g.n, g.groups,
-                               g.integer))
+                               g.integer, g.a_bits, g.b_bits, g.acc_bits))
             if g.pass_name == "backward_weight":
                 node = self._nodes[g.layer]  # k = B·OH·OW (conv) or B (linear)
                 pixels = math.prod(node.shape[1:]) if len(node.shape) == 3 else 1
@@ -147,11 +148,6 @@ class ExecLog:
         for v in counters.vector_ops:  # type: ignore[attr-defined]
             self._translate(v, names)
         counters.reset()  # type: ignore[attr-defined]
-
-    def _out(self, node: Node, in_elems: int) -> int:
-        """batch x output elements of ``node`` for a record counted over its input."""
-        per_sample = math.prod(node.in_shape) if node.in_shape else 1
-        return (in_elems // per_sample) * node.out_elems
 
     def _translate(self, v: object, names: PassNames) -> None:
         layer, kind, pass_name = v.layer, v.kind, v.pass_name  # type: ignore[attr-defined]
@@ -177,12 +173,12 @@ class ExecLog:
         if node is None:  # unknown record: keep it visible (the comparison will flag it)
             self.vector(layer, pass_name, kind, elems)
             return
-        out = self._out(node, elems)
+        out = elems
         if pass_name == "forward":
             if kind == "batchnorm":
                 self.vector(layer, names.forward, "batchnorm_fwd", out)
                 self.vector(layer, names.forward, "batchnorm_stats", node.shape[0])
-            elif kind in _FWD_SAME:
+            elif kind in VECTOR_FORWARD:
                 self.vector(layer, names.forward, kind, out)
             else:
                 self.vector(layer, names.forward, kind, elems)
@@ -193,8 +189,8 @@ class ExecLog:
             self.vector(layer, names.backward_data, "batchnorm_bwd_stats", node.shape[0])
         elif kind == "add":
             return
-        elif kind in _BWD:
-            self.vector(layer, names.backward_data, _BWD[kind], out)
+        elif kind in VECTOR_BACKWARD:
+            self.vector(layer, names.backward_data, VECTOR_BACKWARD[kind], out)
         else:
             self.vector(layer, pass_name, kind, elems)
 

@@ -1,4 +1,5 @@
-"""Training-step recipes: the ordered passes each algorithm runs in one step.
+"""Training-step recipes: the ordered passes each algorithm runs in one step (neutral:
+imported by both planes, imports neither).
 
 A :class:`Recipe` is the single source of truth for *what work a step does*. The time plane
 lowers it onto a graph (:func:`fxpsim.timing.lowering.lower`) and the value plane executes
@@ -59,17 +60,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fxpsim.errors import ConfigError
+from fxpsim.vocab import ALGORITHMS, REVERSE_KINDS, PassKind
 
-PassKind = Literal[
-    "forward", "loss", "backward_data", "backward_weight", "grad_quant", "lbt_interval",
-    "octo_requant", "bn_rectify", "hypernet", "blend", "update",
-]
+__all__ = ["ALGORITHMS", "REVERSE_KINDS", "Optimizer", "PassDecl", "PassKind", "Recipe",
+           "recipe_for"]
+
 Optimizer = Literal["sgd_momentum", "adam", "laq_adam_projection"]
-
-#: pass kinds lowered in reverse graph order (the rest run in graph order)
-REVERSE_KINDS: frozenset[str] = frozenset(
-    {"backward_data", "backward_weight", "grad_quant", "lbt_interval", "octo_requant"}
-)
 
 
 @dataclass(frozen=True)
@@ -105,8 +101,6 @@ class Recipe:
                 return p
         raise KeyError(name)
 
-
-ALGORITHMS: tuple[str, ...] = ("sgd", "laq", "fb", "lbt", "bnrect", "metagrad", "octo")
 
 _F = PassDecl("forward", "forward")
 _L = PassDecl("loss", "loss")
