@@ -112,6 +112,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--no-run", action="store_true",
+                    help="only tabulate the runs that already have a summary")
     ap.add_argument("--only", nargs="*", default=[],
                     help="run only the configurations with these exact labels")
     args = ap.parse_args()
@@ -128,6 +130,9 @@ def main() -> int:
                 continue
             per_seed = []
             for seed in args.seeds:
+                done = (Path("reports/evidence") / f"{slug(label)}-s{seed}" / "summary.json")
+                if args.no_run and not done.exists():
+                    continue
                 extra = [f"target_loss={target[seed]}"] if seed in target else []
                 s = run_one(label, opts, seed, args.steps * mult, args.batch, extra)
                 t = s["training"]
@@ -136,7 +141,8 @@ def main() -> int:
                     if fl is not None:
                         target[seed] = round(fl, 4)
                 per_seed.append(s)
-            rows.append((label, mult, per_seed))
+            if per_seed:
+                rows.append((label, mult, per_seed))
         print(f"\n#### {group}\n")
         print("| configuration | steps | test accuracy | final loss (last 10) | code flip rate |"
               " flip-back rate | zig-zag probe (raw / blend) | zig-zag batch | steps to "
