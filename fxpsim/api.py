@@ -66,6 +66,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
     from fxpsim.config.compat import check_roundings
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import option_text, parse_run_options
+    from fxpsim.graph.layer_formats import with_layer_formats
     from fxpsim.graph.resolve import load_model
     from fxpsim.timing.mapping import hw_source
     from fxpsim.timing.ops import TimingRequest
@@ -74,12 +75,18 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
     run, hw_overrides = parse_run_options(options)
     hw = loaded_hw if loaded_hw is not None else load_hwconfig(run.hw, hw_overrides)
     check_roundings((run.rounding_w, run.rounding_a, run.rounding_g), hw.config, hw.source)
-    graph = load_model(run.model, input_shape=run.input_shape, timeout_s=run.model_timeout)
+    graph = with_layer_formats(
+        load_model(run.model, input_shape=run.input_shape, timeout_s=run.model_timeout),
+        run.layer_formats)
     if graph.workload_only and trains(run):
         raise ConfigError("command line", "phase",
                           f"model={graph.source} is a SCALE-Sim topology (layer sizes only, no "
                           f"classifier): it can be timed but not trained on {run.dataset}; "
                           "add steps=0 (or phase=infer)")
+    if run.algo == "bnrect" and run.phase == "train" and not any(
+            n.op == "batchnorm" for n in graph.nodes):
+        raise ConfigError("command line", "algo",
+                          f"bnrect rectifies BatchNorm layers; model {graph.name} has none")
     notes: tuple[str, ...] = ()
     if graph.workload_only and "batch" not in options:
         # SCALE-Sim has no batch: its topology layers are single images
@@ -98,6 +105,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
         timing=run.timing,
         projection_rounds=run.laq_rounds,
         hypernet_hidden=run.metagrad_hidden,
+        octo_backward=run.octo_backward,
         objective=run.mapping_objective,
     )
     try:
@@ -111,7 +119,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
                           exc.message + _blame_bits(exc.key_path, run, hw.config)) from None
     if notes:
         timing = replace(timing, notes=(*notes, *timing.notes))
-    training = None
+    training = inference = None
     if trains(run) and graph.num_classes == 0:
         raise ConfigError("command line", "model",
                           f"{run.model} has no classifier (a SCALE-Sim topology lists layers "
@@ -127,11 +135,15 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
                                     target_loss=run.target_loss)
         finally:
             notice.close()
+    elif run.phase == "infer" and run.checkpoint:
+        from fxpsim.training.infer import evaluate_checkpoint
+
+        inference = evaluate_checkpoint(graph, hw, run)
     name = run.name or run_name(hw.config.name, graph.name, run.phase, run.algo, run.batch,
                                 run_digest(run, hw.digest, graph))
     given = tuple((k, option_text(k, v)) for k, v in options.items())
     return RunOutcome(name=name, run=run, hw=hw, graph=graph, timing=timing, training=training,
-                      options=given)
+                      options=given, inference=inference)
 
 
 def report_files(outcome: RunOutcome) -> dict[str, str]:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # typing only: keeps this module import-light
     from fxpsim.config.run import RunConfig
     from fxpsim.graph.ir import Graph
     from fxpsim.timing.simulate import TimingResult
+    from fxpsim.training.infer import InferResult
     from fxpsim.training.result import TrainResult
 
 
@@ -23,3 +24,4 @@ class RunOutcome:
     training: TrainResult | None = None  # None: timing only (phase=infer, steps=0, epochs=0)
     #: the options as given (key, text), hw overrides included: summary.json records them
     options: tuple[tuple[str, str], ...] = ()
+    inference: InferResult | None = None  # phase=infer with checkpoint=: bit-exact accuracy

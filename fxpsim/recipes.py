@@ -36,9 +36,10 @@ reverse = reverse graph order)
 ``lbt_interval`` (reverse order) GEMM layer: ``lbt_count`` (compare-and-count over dY; the
     max |dY| is the one ``grad_quant`` already reduced).
 ``octo_requant`` (reverse order) GEMM layer: ``prc_clip`` over dY (parameterized range
-    clipping before the gradient is quantized). X and W enter the backward GEMMs as their
-    forward INT8 codes, not re-quantized: our reading of ALGORITHMS.md §6.3, following the
-    Octo demo's quantized FC layers, which reuse the forward copies to save memory.
+    clipping before the gradient is quantized); for conv layers with
+    ``octo_backward = "requant"`` (the demo's LAC conv) also ``reduce_max`` +
+    ``prc_quantize`` of the range-clipped X and of W for the backward GEMMs (``reuse``: the
+    forward INT8 codes, as the demo's quantized FC layers do).
 ``bn_rectify`` (graph order) batchnorm: one ``bn_rectify`` op over its channels.
 ``hypernet`` (graph order) GEMM layer: ``hypernet_bwd`` then ``hypernet_fwd`` over its
     weights; after the last layer one ``adam_update`` over the hypernetwork's parameters.

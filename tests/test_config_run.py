@@ -46,7 +46,8 @@ def test_parse_and_split():
         ("batch", "0", "expected a positive integer, got '0'"),
         ("batch", "2.0", "expected a positive integer, got '2.0'"),
         ("seed", "-1", "expected a non-negative integer, got '-1'"),
-        ("w_bits", "1", "expected an integer in 2..16 or 'float', got '1'"),
+        ("w_bits", "0", "expected an integer in 1..16 or 'float', got '0'"),
+        ("a_bits", "1", "expected an integer in 2..16 or 'float', got '1'"),
         ("g_bits", "17", "expected an integer in 2..16 or 'float', got '17'"),
         ("rounding.g", "up", "expected one of floor, ceil, trunc,"),
         ("phase", "eval", "expected one of train, infer, got 'eval'"),
@@ -89,7 +90,8 @@ def test_runconfig_is_frozen_and_strict():
 
 def test_every_run_key_maps_to_a_field():
     fields = set(RunConfig.model_fields)
-    assert {f for f, _ in RUN_KEYS.values()} == fields
+    # layer_formats is filled from the formats.<layer>[.kind] keys
+    assert {f for f, _ in RUN_KEYS.values()} | {"layer_formats"} == fields
 
 
 def test_rounding_names():

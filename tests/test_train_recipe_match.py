@@ -11,11 +11,13 @@ one (MetaGrad's hypernetwork backward needs a previous step; see test_metagrad_f
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
 
 from fxpsim.config.load import load_hwconfig
+from fxpsim.errors import FxpsimError
 from fxpsim.graph.resolve import load_model
 from fxpsim.timing.lowering import lower, op_signature
 from fxpsim.timing.ops import GemmOp, TimingRequest, VectorOp
@@ -51,13 +53,17 @@ def _run(algo: str, model: str, batch: int, bits: tuple[int | None, int | None, 
     w, a, g = bits
     nc = NumericsConfig.from_hw(_hw(), w_bits=w, a_bits=a, g_bits=g,
                                 grad_interval=GRAD_INTERVAL[algo])  # type: ignore[arg-type]
+    octo_backward = str(opts.pop("octo_backward", "requant"))
+    if algo == "octo" and octo_backward == "requant":
+        nc = replace(nc, bwd_requant=True)
     net = build_qnet(graph, nc, seed=3)
     alg = make_algorithm(algo, net, graph, AlgoOptions(**opts), seed=3)  # type: ignore[arg-type]
     b = _batch(tuple(graph.input_shape), batch)
     alg.prepare(b)
     for _ in range(steps):
         alg.step(b)
-    req = TimingRequest(phase="train", algo=algo, batch=batch, w_bits=w, a_bits=a, g_bits=g)
+    req = TimingRequest(phase="train", algo=algo, batch=batch, w_bits=w, a_bits=a, g_bits=g,
+                        octo_backward=octo_backward)  # type: ignore[arg-type]
     return graph, alg, lower(graph, req, alg.recipe)
 
 
@@ -87,7 +93,7 @@ def _check(alg, ops, *, vectors: bool = True) -> None:
         assert got_v == want_v, _diff(got_v, want_v)
 
 
-@pytest.mark.parametrize("algo", [a for a in ALGOS if a != "octo"])
+@pytest.mark.parametrize("algo", [a for a in ALGOS if a not in ("octo", "bnrect")])
 def test_lenet5_step_matches_lowering(algo: str) -> None:
     _, alg, ops = _run(algo, "lenet5", 4, (4, 8, 8))
     _check(alg, ops)
@@ -121,6 +127,10 @@ FAMILIES = ("vgg16", "resnet20", "mobilenetv2", "lenet5")
 def test_every_family_executes_what_is_lowered(algo: str, model: str) -> None:
     """GEMM shapes, groups and operand precisions recorded by the kernel wrapper, and the
     vector ops, of one real step equal the lowering (MetaGrad: the second step)."""
+    if algo == "bnrect" and not any(n.op == "batchnorm" for n in load_model(model).nodes):
+        with pytest.raises(FxpsimError, match="has none"):  # nothing to rectify: an error
+            _run(algo, model, 1, (8, 8, 8))
+        return
     graph, alg, ops = _run(algo, model, 1, (8, 8, 8), steps=2 if algo == "metagrad" else 1)
     _check(alg, ops, vectors=True)
     assert all(g.integer and g.acc_bits == 32 for g in alg.log.gemms)
@@ -138,10 +148,14 @@ def test_octo_gemms_match_lowering() -> None:
     assert kinds[("octo_requant", "prc_clip")] == 5
 
 
-def test_octo_vectors_match_lowering() -> None:
-    """Octo's backward reuses the forward X/W codes in both planes (PRC clips dY only)."""
-    _, alg, ops = _run("octo", "lenet5", 4, (8, 8, 8))
+@pytest.mark.parametrize("mode", ["requant", "reuse"])
+def test_octo_vectors_match_lowering(mode: str) -> None:
+    """Octo's conv backward re-quantizes the range-clipped X and W (the demo) or reuses the
+    forward codes (``octo.backward=reuse``), in both planes alike."""
+    _, alg, ops = _run("octo", "lenet5", 4, (8, 8, 8), octo_backward=mode)
     _check(alg, ops)
+    kinds = Counter((v.pass_name, v.kind) for v in alg.log.vectors)
+    assert kinds[("octo_requant", "prc_quantize")] == (4 if mode == "requant" else 0)
 
 
 def test_metagrad_first_step() -> None:

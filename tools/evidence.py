@@ -1,13 +1,24 @@
-"""Regenerate the README's accuracy evidence table on full Fashion-MNIST.
+"""Regenerate the README's training evidence tables (several seeds, mean ± sd [min–max]).
 
-Runs ``fxpsim run`` (the same command a user types) for each configuration and seed, then
-prints a Markdown table. Usage (from the repository root, Fashion-MNIST IDX files installed
-by Debian's ``dataset-fashion-mnist`` or under ``data_dir=``)::
+Runs ``fxpsim run`` (the command a user types) for each configuration and seed of the
+chosen groups, then prints Markdown tables. Seeds change the initialisation, the batch
+order and the stochastic-rounding streams. Usage (repository root)::
 
-    python tools/evidence.py --epochs 2 --seeds 0 1 > docs/evidence.md
+    python tools/evidence.py --groups blaq fqt bn --seeds 0 1 2 > docs/evidence.md
 
-Each run writes ``reports/evidence/<config>-s<seed>/summary.json``; rerunning skips runs whose
-summary exists, so the script can be resumed.
+Groups:
+
+* ``blaq``: LAQ vs forward-and-backtrack (FB) with 1-bit weights (BLAQ's main setting,
+  float activations/gradients), at equal steps and at equal GEMM work (LAQ with twice the
+  steps); steps and MACs to LAQ's final loss, averaged over seeds.
+* ``fqt``: W8A8G4 nearest on LeNet-5: SGD, MetaGrad (default and a smaller hypernetwork
+  rate), LBT; Octo W8A8G8.
+* ``bn``: a small 5-conv+BN CNN with 3-bit stochastic gradients at lr 0.5 (where plain
+  fully-quantized training loses its eval-mode accuracy): SGD, BN rectification, SGD with BN
+  recalibration before evaluation.
+
+Each run writes ``reports/evidence/<config>-s<seed>/summary.json`` (plus ``wall_s``, the
+measured wall time); rerunning skips runs whose summary exists, so the script resumes.
 """
 
 from __future__ import annotations
@@ -17,93 +28,144 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-BASE = ["hw=edge_npu", "model=lenet5", "dataset=fashion_mnist", "batch=64", "eval_samples=1000",
-        "format=json"]
+CNN5 = "tools/models/cnn5_bn.yaml"
+LENET = ["hw=edge_npu", "model=lenet5", "dataset=fmnist_small", "format=json"]
+W1 = ["w_bits=1", "a_bits=float", "g_bits=float"]
+G4 = ["g_bits=4", "rounding.g=half_even"]
 
-#: (label, options) in table order; LAQ runs before FB so FB can be timed to LAQ's final loss
-CONFIGS: list[tuple[str, list[str]]] = [
-    ("fp32 (float W/A/G), sgd", ["w_bits=float", "a_bits=float", "g_bits=float"]),
-    ("W8A8G8 nearest, sgd", ["rounding.g=half_even"]),
-    ("W8A8G8 stochastic, sgd", ["rounding.g=stochastic"]),
-    ("W8A8G4 min-max, nearest", ["g_bits=4", "rounding.g=half_even"]),
-    ("W8A8G4 min-max, stochastic", ["g_bits=4", "rounding.g=stochastic"]),
-    ("W8A8G4 LBT, nearest", ["g_bits=4", "algo=lbt", "rounding.g=half_even"]),
-    ("W8A8G4 LBT, stochastic", ["g_bits=4", "algo=lbt", "rounding.g=stochastic"]),
-    ("LAQ W2 (float A/G)", ["algo=laq", "w_bits=2", "a_bits=float", "g_bits=float"]),
-    ("FB W2 (float A/G), a=0.6", ["algo=fb", "w_bits=2", "a_bits=float", "g_bits=float"]),
-]
+#: group -> [(label, options, steps multiplier)]
+GROUPS: dict[str, list[tuple[str, list[str], int]]] = {
+    "blaq": [
+        ("LAQ W1", ["algo=laq", *W1], 1),
+        ("FB W1 a=0.6", ["algo=fb", *W1], 1),
+        ("LAQ W1, 2x steps (FB's MACs)", ["algo=laq", *W1], 2),
+    ],
+    "fqt": [
+        ("SGD W8A8G4 nearest", ["algo=sgd", *G4], 1),
+        ("MetaGrad W8A8G4 nearest", ["algo=metagrad", *G4], 1),
+        ("MetaGrad W8A8G4 nearest, metagrad.lr=1e-5", ["algo=metagrad", *G4,
+                                                       "metagrad.lr=1e-5"], 1),
+        ("LBT W8A8G4", ["algo=lbt", "g_bits=4"], 1),
+        ("Octo W8A8G8", ["algo=octo"], 1),
+    ],
+    "bn": [
+        ("cnn5+BN SGD G3 stochastic lr 0.5", [f"model={CNN5}", "g_bits=3", "lr=0.5"], 1),
+        ("cnn5+BN bnrect lambda=1", [f"model={CNN5}", "g_bits=3", "lr=0.5", "algo=bnrect",
+                                     "bnrect.lambda=1"], 1),
+        ("cnn5+BN SGD + bn_recalibrate=8", [f"model={CNN5}", "g_bits=3", "lr=0.5",
+                                            "bn_recalibrate=8"], 1),
+    ],
+}
 
 
 def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
-def run_one(label: str, opts: list[str], seed: int, epochs: int, extra: list[str]) -> dict:
+def run_one(label: str, opts: list[str], seed: int, steps: int, batch: int,
+            extra: list[str]) -> dict:
     out = Path("reports/evidence") / f"{slug(label)}-s{seed}"
     summary = out / "summary.json"
     if not summary.exists():
-        cmd = [sys.executable, "-m", "fxpsim", "run", *BASE, *opts, f"epochs={epochs}",
+        base = [o for o in LENET if not (o.startswith("model=") and
+                                         any(x.startswith("model=") for x in opts))]
+        cmd = [sys.executable, "-m", "fxpsim", "run", *base, *opts, f"steps={steps}",
+               f"batch={batch}", "eval_samples=500", "zigzag.probe_every=10",
                f"seed={seed}", f"out={out}", *extra]
-        print("running:", " ".join(cmd[2:]), file=sys.stderr, flush=True)
+        print("running:", " ".join(cmd[3:]), file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads(summary.read_text())
+        (out / "wall_s").write_text(f"{time.perf_counter() - t0:.1f}\n")
+    s = json.loads(summary.read_text())
+    wall = out / "wall_s"
+    s["wall_s"] = float(wall.read_text()) if wall.exists() else None
+    return s
 
 
-def fmt(v: list[float | None], pct: bool = False) -> str:
-    """One value, or mean [min-max] over seeds; a diverged seed (None) is named."""
-    spec = ".2%" if pct else ".4f"
-    if any(x is None for x in v):
-        return ", ".join("diverged" if x is None else format(x, spec) for x in v)
-    if len(v) == 1:
-        return format(v[0], spec)
-    return (f"{format(statistics.mean(v), spec)} [{format(min(v), spec)}-"
-            f"{format(max(v), spec)}]")
+def fmt(v: list[float | None], spec: str = ".4f") -> str:
+    """mean ± sd [min–max] over seeds; a missing value (None) is named."""
+    vals = [x for x in v if x is not None]
+    if not vals:
+        return "-"
+    miss = f" ({len(v) - len(vals)} none)" if len(vals) < len(v) else ""
+    if len(vals) == 1:
+        return format(vals[0], spec) + miss
+    sd = statistics.stdev(vals)
+    return (f"{format(statistics.mean(vals), spec)} ± {format(sd, spec)} "
+            f"[{format(min(vals), spec)}–{format(max(vals), spec)}]{miss}")
+
+
+def final_loss(t: dict) -> float | None:
+    """Mean batch loss over the last 10 steps (None if the run diverged)."""
+    if t.get("diverged_at_step") is not None:
+        return None
+    pts = [p["loss"] for p in t.get("loss_curve", [])][-10:]
+    return statistics.mean(pts) if pts else None
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--no-run", action="store_true",
+                    help="only tabulate the runs that already have a summary")
+    ap.add_argument("--only", nargs="*", default=[],
+                    help="run only the configurations with these exact labels")
     args = ap.parse_args()
-    rows = []
-    laq_loss: dict[int, float] = {}
-    for label, opts in CONFIGS:
-        per_seed = []
-        for seed in args.seeds:
-            extra = []
-            if label.startswith("FB") and seed in laq_loss:
-                extra = [f"target_loss={laq_loss[seed]}"]
-            s = run_one(label, opts, seed, args.epochs, extra)
-            t = s["training"]
-            if label.startswith("LAQ"):
-                laq_loss[seed] = t["history"][-1]["loss"]
-                # LAQ's own steps to its final loss, for the same comparison
-                s = run_one(label + " (target)", opts, seed, args.epochs,
-                            [f"target_loss={laq_loss[seed]}"])
-                t = s["training"]
-            per_seed.append(t)
-        rows.append((label, per_seed))
     seeds = ", ".join(map(str, args.seeds))
-    print(f"Fashion-MNIST, all 60,000 training images; test accuracy on a class-balanced"
-          f" 1,000-image subset of the 10,000 test images (fixed per seed). LeNet-5 with"
-          f" edge_npu numerics (32-bit saturating accumulators, LFSR stochastic rounding),"
-          f" batch 64, {args.epochs} epochs, seeds {seeds}; mean over seeds (min-max in"
-          f" brackets).\n")
-    print("| configuration | test accuracy | final train loss | steps to LAQ's final loss |"
-          " gradient zig-zag (cos<0 fraction) |")
-    print("|---|---|---|---|---|")
-    for label, ts in rows:
-        acc = [t["accuracy"]["test"] for t in ts]
-        loss = [t["history"][-1]["loss"] if t["history"] and t.get("diverged_at_step") is None
-                else None for t in ts]
-        stt = [t.get("steps_to_target") for t in ts]
-        zz = [t["zigzag"]["neg_cos_fraction"] for t in ts]
-
-        target = ("-" if all(x is None for x in stt) or "W2" not in label
-                  else ", ".join("not reached" if x is None else str(x) for x in stt))
-        print(f"| {label} | {fmt(acc, True)} | {fmt(loss)} | {target} | {fmt(zz)} |")
+    print(f"fmnist_small (6,000 training / 500 test images), batch {args.batch}, "
+          f"{args.steps} steps unless marked, seeds {seeds} (initialisation, batch order and "
+          "rounding streams); mean ± sd [min–max] over seeds. Zig-zag probed on a fixed "
+          "batch every 10 steps (pairs of consecutive steps).\n")
+    for group in args.groups:
+        rows = []
+        target: dict[int, float] = {}
+        for label, opts, mult in GROUPS[group]:
+            if args.only and label not in args.only:
+                continue
+            per_seed = []
+            for seed in args.seeds:
+                done = (Path("reports/evidence") / f"{slug(label)}-s{seed}" / "summary.json")
+                if args.no_run and not done.exists():
+                    continue
+                extra = [f"target_loss={target[seed]}"] if seed in target else []
+                s = run_one(label, opts, seed, args.steps * mult, args.batch, extra)
+                t = s["training"]
+                if group == "blaq" and label == "LAQ W1":
+                    fl = final_loss(t)
+                    if fl is not None:
+                        target[seed] = round(fl, 4)
+                per_seed.append(s)
+            if per_seed:
+                rows.append((label, mult, per_seed))
+        print(f"\n#### {group}\n")
+        print("| configuration | steps | test accuracy | final loss (last 10) | code flip rate |"
+              " flip-back rate | zig-zag probe (raw / blend) | zig-zag batch | steps to "
+              "target | MACs to target | wall s/run |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for label, mult, ss in rows:
+            ts = [s["training"] for s in ss]
+            acc = [t["accuracy"]["test"] for t in ts]
+            raw = fmt([t["zigzag"]["probe_neg_cos_fraction"] for t in ts], ".3f")
+            blend = fmt([t["zigzag"]["probe_blend_neg_cos_fraction"] for t in ts], ".3f")
+            stt = [t.get("steps_to_target") for t in ts]
+            mtt = [t.get("macs_to_target") for t in ts]
+            reached = sum(x is not None for x in stt)
+            st = (f"{fmt([float(x) for x in stt if x is not None], '.0f')} "
+                  f"({reached}/{len(stt)} reached)" if group == "blaq" else "-")
+            mt = (fmt([x / 1e9 for x in mtt if x is not None], ".2f") + " G"
+                  if group == "blaq" and reached else "-")
+            print(f"| {label} | {args.steps * mult} | {fmt(acc, '.2%')} | "
+                  f"{fmt([final_loss(t) for t in ts])} | "
+                  f"{fmt([t['code_flip_rate'] for t in ts], '.2e')} | "
+                  f"{fmt([t['code_flip_back_rate'] for t in ts], '.2e')} | {raw} / {blend} | "
+                  f"{fmt([t['zigzag']['neg_cos_fraction'] for t in ts], '.3f')} | {st} | "
+                  f"{mt} | {fmt([s['wall_s'] for s in ss], '.0f')} |")
     return 0
 
 

@@ -13,7 +13,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fxpsim.errors import ConfigError, clip
 from fxpsim.paths import name_problem, path_problem
@@ -25,6 +32,8 @@ Algo = AlgoName
 Timing = Literal["native", "scalesim"]
 ReportFormat = Literal["json", "csv", "md", "html", "trace"]
 Bits = Annotated[int, Field(ge=2, le=16)] | Literal["float"]
+WBits = Annotated[int, Field(ge=1, le=16)] | Literal["float"]  # 1: binary codes ±1 with a scale
+LayerFormat = tuple[str, Literal["w", "a", "g"], int | Literal["float"]]
 
 ALGOS: tuple[str, ...] = ALGORITHMS
 FORMATS: tuple[ReportFormat, ...] = ("json", "csv", "md", "html", "trace")
@@ -57,7 +66,7 @@ class RunConfig(BaseModel):
     steps: Annotated[int, Field(ge=0, le=1 << 40)] | None = None
     dataset: Literal["fmnist_small", "fashion_mnist", "cifar10"] = "fmnist_small"
     data_dir: str | None = None
-    w_bits: Bits = 8
+    w_bits: WBits = 8
     a_bits: Bits = 8
     g_bits: Bits = 8
     rounding_w: str = "half_even"
@@ -81,8 +90,27 @@ class RunConfig(BaseModel):
     metagrad_hidden: Annotated[int, Field(ge=1, le=4096)] = 100
     metagrad_update: Literal["hyper", "plain"] = "hyper"
     octo_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
+    octo_backward: Literal["requant", "reuse"] = "requant"
     target_loss: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
+    metagrad_lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
+    # training controls
+    lr_schedule: Literal["constant", "step", "cosine"] = "constant"
+    warmup: Annotated[int, Field(ge=0, le=1 << 40)] = 0  # warm-up steps
+    checkpoint: str | None = None  # file: saved after training, loaded by phase=infer
+    bn_recalibrate: Annotated[int, Field(ge=0, le=1 << 20)] = 0  # batches before each eval
+    zigzag_probe_every: Annotated[int, Field(ge=0, le=1 << 40)] | None = None  # None: auto
+    # per-layer formats from ``formats.<layer>[.w|.a|.g]=<bits|float>``
+    layer_formats: tuple[LayerFormat, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _algo_defaults(cls, data: Any) -> Any:
+        # Octo rounds gradients to nearest (its demo's backward quantizer); an explicit
+        # rounding.g still wins
+        if isinstance(data, dict) and data.get("algo") == "octo" and "rounding_g" not in data:
+            data = {**data, "rounding_g": "half_even"}
+        return data
     # what the per-layer mapping search minimizes (time plane)
     mapping_objective: Literal["latency", "energy", "edp"] = "latency"
     # seconds a model file's user code may take per step (import, construction, trace,
@@ -157,13 +185,20 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {_q(text)}")
 
 
-def _bits(text: str) -> int | str:
-    if text.strip() == "float":
-        return "float"
-    try:
-        return _int(2, 16, "an integer in 2..16")(text)
-    except ValueError:
-        raise ValueError(f"expected an integer in 2..16 or 'float', got {_q(text)}") from None
+def _bits_from(lo: int) -> Callable[[str], int | str]:
+    def parse(text: str) -> int | str:
+        if text.strip() == "float":
+            return "float"
+        try:
+            return _int(lo, 16, f"an integer in {lo}..16")(text)
+        except ValueError:
+            raise ValueError(f"expected an integer in {lo}..16 or 'float', got {_q(text)}") \
+                from None
+
+    return parse
+
+
+_bits = _bits_from(2)
 
 
 def _text(text: str) -> str:
@@ -222,7 +257,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "steps": ("steps", _optional(_int(0, 1 << 40, "a non-negative integer"))),
     "dataset": ("dataset", _choice(("fmnist_small", "fashion_mnist", "cifar10"))),
     "data_dir": ("data_dir", _optional(_path)),
-    "w_bits": ("w_bits", _bits),
+    "w_bits": ("w_bits", _bits_from(1)),
     "a_bits": ("a_bits", _bits),
     "g_bits": ("g_bits", _bits),
     "rounding.w": ("rounding_w", _ROUNDING),
@@ -244,12 +279,43 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "metagrad.hidden": ("metagrad_hidden", _int(1, 4096, "an integer in 1..4096")),
     "metagrad.update": ("metagrad_update", _choice(("hyper", "plain"))),
     "octo.lambda": ("octo_lambda", _float(0.0, 1e6, False, "a non-negative number")),
+    "octo.backward": ("octo_backward", _choice(("requant", "reuse"))),
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
     "mapping.objective": ("mapping_objective", _choice(("latency", "energy", "edp"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
     "model_timeout": ("model_timeout", _float(0.0, 86400.0, True, "seconds in (0, 86400]")),
     "input_shape": ("input_shape", _optional(_shape)),
+    "metagrad.lr": ("metagrad_lr", _float(0.0, 1e6, True, "a positive number")),
+    "lr_schedule": ("lr_schedule", _choice(("constant", "step", "cosine"))),
+    "warmup": ("warmup", _int(0, 1 << 40, "a non-negative integer (steps)")),
+    "checkpoint": ("checkpoint", _optional(_path)),
+    "bn_recalibrate": ("bn_recalibrate", _int(0, 1 << 20, "a non-negative integer (batches)")),
+    "zigzag.probe_every": ("zigzag_probe_every",
+                           _optional(_int(0, 1 << 40, "a non-negative integer (steps)"))),
 }
+
+#: per-layer format keys: ``formats.<layer>`` (all three kinds) or ``formats.<layer>.<kind>``
+LAYER_FORMAT_PREFIX = "formats."
+_KINDS = {"w": "w", "a": "a", "g": "g", "w_bits": "w", "a_bits": "a", "g_bits": "g"}
+
+
+def _layer_format(key: str, text: str) -> list[tuple[str, str, int | str]]:
+    """``formats.conv1=float`` -> [(conv1, w, float), (conv1, a, float), (conv1, g, float)];
+    ``formats.fc.w=1`` -> [(fc, w, 1)]. Bits: 2..16 or float (1 allowed for weights)."""
+    rest = key[len(LAYER_FORMAT_PREFIX):]
+    layer, _, kind = rest.rpartition(".")
+    if not layer or kind not in _KINDS:
+        layer, kind = rest, ""
+    if not layer:
+        raise ValueError("expected formats.<layer>[.w|.a|.g]=<bits|float>")
+    kinds = [_KINDS[kind]] if kind else ["w", "a", "g"]
+    value: int | str
+    if text.strip() == "float":
+        value = "float"
+    else:
+        lo = 1 if kinds == ["w"] else 2
+        value = _int(lo, 16, f"an integer in {lo}..16 or 'float'")(text)
+    return [(layer, k, value) for k in kinds]
 
 
 def option_text(key: str, value: object) -> str:
@@ -289,9 +355,15 @@ def parse_run_options(options: Mapping[str, object]) -> tuple[RunConfig, dict[st
     """
     fields: dict[str, Any] = {}
     hw_overrides: dict[str, str] = {}
+    layer_formats: list[tuple[str, str, int | str]] = []
     for key, given in options.items():
         text = option_text(key, given)
-        if key in RUN_KEYS:
+        if key.startswith(LAYER_FORMAT_PREFIX):
+            try:
+                layer_formats.extend(_layer_format(key, text))
+            except ValueError as exc:
+                raise ConfigError("command line", key, str(exc)) from None
+        elif key in RUN_KEYS:
             field, parse = RUN_KEYS[key]
             try:
                 fields[field] = parse(text)
@@ -300,10 +372,13 @@ def parse_run_options(options: Mapping[str, object]) -> tuple[RunConfig, dict[st
         elif is_hw_override(key):
             hw_overrides[key] = text
         else:
-            valid = ", ".join(list(RUN_KEYS) + [f"{r}.*" for r in HW_OVERRIDE_ROOTS])
+            valid = ", ".join(list(RUN_KEYS) + ["formats.<layer>"]
+                              + [f"{r}.*" for r in HW_OVERRIDE_ROOTS])
             hint = did_you_mean(key, list(RUN_KEYS) + list(HW_OVERRIDE_ROOTS))
             raise ConfigError("command line", key, f"unknown option; valid: {valid} (fxpsim "
                               f"run --help describes each){hint}")
+    if layer_formats:
+        fields["layer_formats"] = tuple(layer_formats)
     try:
         run = RunConfig(**fields)
     except ValidationError as exc:  # parsers above should make this unreachable

@@ -84,11 +84,12 @@ Attrs = Conv2dAttrs | LinearAttrs | PoolAttrs | BatchNormAttrs | InputAttrs | No
 
 @dataclass(frozen=True)
 class OperandFormats:
-    """Per-node bit-width overrides (None = the run's default for that tensor kind)."""
+    """Per-node bit-width overrides (None = the run's default for that tensor kind;
+    ``"float"`` = not quantized at this node)."""
 
-    w_bits: int | None = None
-    a_bits: int | None = None
-    g_bits: int | None = None
+    w_bits: int | Literal["float"] | None = None
+    a_bits: int | Literal["float"] | None = None
+    g_bits: int | Literal["float"] | None = None
 
 
 @dataclass(frozen=True)

@@ -42,13 +42,17 @@ _NODE_KEYS = ("name", "op", "inputs", "attrs", "formats")
 def _formats(source: str, key: str, v: Any) -> OperandFormats:
     if not isinstance(v, dict):
         raise ConfigError(source, key, f"expected a mapping of w_bits/a_bits/g_bits, got {v!r}")
-    out: dict[str, int] = {}
+    out: dict[str, int | str] = {}
     for k, bits in v.items():
         if k not in ("w_bits", "a_bits", "g_bits"):
             raise ConfigError(source, f"{key}.{k}", "unknown format (allowed: w_bits, a_bits, "
                               "g_bits)")
-        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 32:
-            raise ConfigError(source, f"{key}.{k}", f"expected bits in 1..32, got {bits!r}")
+        # the ranges training accepts: weights 1..16 (1 = binary), activations/gradients 2..16
+        lo = 1 if k == "w_bits" else 2
+        if bits != "float" and (isinstance(bits, bool) or not isinstance(bits, int)
+                                or not lo <= bits <= 16):
+            raise ConfigError(source, f"{key}.{k}",
+                              f"expected bits in {lo}..16 or float, got {bits!r}")
         out[k] = bits
     return OperandFormats(**out)
 

@@ -370,9 +370,37 @@ def _accuracy(s: Mapping[str, Any]) -> str:
         parts.append(svg.curves(acc, title="accuracy", xlabel="epoch", ylabel="accuracy"))
     if loss:
         parts.append(svg.curves(loss, title="loss", xlabel="epoch", ylabel="loss"))
+    parts.extend(_training_metrics(s))
     if not parts:
         parts.append(note(NO_TRAINING if final is None else "no accuracy history recorded"))
     return _section("accuracy", "".join(parts))
+
+
+def _training_metrics(s: Mapping[str, Any]) -> list[str]:
+    """Code flips, probe zig-zag, MACs to target, per-method logs and loss vs MACs."""
+    t = s.get("training")
+    if not isinstance(t, Mapping):
+        return []
+    z = t.get("zigzag") if isinstance(t.get("zigzag"), Mapping) else {}
+    rows = [[k, v] for k, v in (
+        ("code flip rate (per weight per step)", t.get("code_flip_rate")),
+        ("code flip-back rate (A→B→A)", t.get("code_flip_back_rate")),
+        ("zig-zag on the probe batch (cos<0 fraction)", z.get("probe_neg_cos_fraction")),
+        ("zig-zag of the FB blend on the probe batch", z.get("probe_blend_neg_cos_fraction")),
+        ("steps to target", t.get("steps_to_target")),
+        ("MACs to target", t.get("macs_to_target"))) if v is not None]
+    logs = t.get("method_logs")
+    if isinstance(logs, Mapping):
+        rows += [[f"{name} (final)", v.get("final")] for name, v in sorted(logs.items())
+                 if isinstance(v, Mapping) and v.get("final") is not None]
+    out = [table(["training metric", "value"], rows)] if rows else []
+    curve = t.get("loss_curve")
+    if isinstance(curve, list) and len(curve) > 1:
+        pts = [(p["macs"], p["loss"]) for p in curve
+               if isinstance(p, Mapping) and p.get("loss") is not None]
+        out.append(svg.curves({"batch loss": pts}, title="loss against GEMM MACs",
+                              xlabel="MACs executed", ylabel="loss"))
+    return out
 
 
 def _overflow(s: Mapping[str, Any]) -> str:

@@ -49,7 +49,12 @@ def _training(outcome: RunOutcome) -> dict[str, object]:
     """``accuracy`` (final test/train fractions and per-epoch history) and the full
     ``training`` record, when the run trained."""
     if outcome.training is None:
-        return {}
+        inf = getattr(outcome, "inference", None)
+        if inf is None:
+            return {}
+        s = inf.summary()
+        return {"accuracy": {"test": s["test_accuracy"], "train": None, "history": []},
+                "inference": s}
     t = outcome.training.summary()
     acc = dict(t["accuracy"])  # type: ignore[arg-type]
     acc["history"] = t["history"]

@@ -164,7 +164,13 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
     console.print(f"area: {area.total_mm2:.3f} mm2 ({top} mm2; fxpsim check lists all)")
     t = outcome.training
     run = outcome.run
-    if t is None:
+    inf = outcome.inference
+    if t is None and inf is not None:
+        console.print(
+            f"accuracy (bit-exact inference of {inf.checkpoint}, algo={inf.algo}, "
+            f"{inf.trained_steps} steps trained): test {inf.test_accuracy:.2%} on "
+            f"{inf.test_samples} {inf.dataset} images (batch {inf.eval_batch})")
+    elif t is None:
         console.print(f"accuracy: not trained (timing only: {not_trained_reason(run)})")
     elif t.diverged_at_step is not None:
         console.print(escape(

@@ -31,6 +31,7 @@ elementwise ops are not counted. Forward bias is added in the accumulator (no ve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -114,6 +115,8 @@ class _Ctx:
 
     def bits(self, node: Node, kind: str) -> int | None:
         own = getattr(node.formats, f"{kind}_bits")
+        if own == "float":  # a per-layer float override
+            return None
         return own if own is not None else getattr(self.req, f"{kind}_bits")
 
     def rounding(self, kind: str) -> str:
@@ -337,6 +340,16 @@ def _octo_requant(e: _Emit) -> None:
     # X and W enter the backward GEMMs as their forward INT8 codes (no re-quantization), as
     # the Octo demo's quantized layers reuse them to save memory -- and as the value plane does.
     e.vec("prc_clip", E, (("cmp", 3),), _dp(g), _nb(E, g), _nb(E, g))
+    if n.op == "conv2d" and e.ctx.req.octo_backward == "requant":
+        # the demo's LAC conv re-quantizes the range-clipped float X and W to INT8 (nearest)
+        # for the backward GEMMs: min/max reduction, then clip + scale + round, per operand
+        for kind, elems in (("a", e.B * math.prod(n.in_shape)), ("w", math.prod(n.weight_shape))):
+            if e.ctx.bits(n, kind) is None:
+                continue
+            dst = e.code(kind)
+            e.vec("reduce_max", elems, (("cmp", 2),), 32, _nb(elems, 32), 0)
+            e.vec("prc_quantize", elems, (("cmp", 2), ("mul", 1), ("requant", 1)), 32,
+                  _nb(elems, 32), _nb(elems, dst))
 
 
 def _bn_rectify(e: _Emit) -> None:

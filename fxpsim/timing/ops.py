@@ -31,6 +31,9 @@ class TimingRequest:
     timing: Literal["native", "scalesim"] = "native"
     projection_rounds: int = 5  # LAQ/FB alternating rounds per projection (recipe cost)
     hypernet_hidden: int = 100  # MetaGrad hypernetwork width (recipe cost)
+    # Octo: conv backward GEMMs re-quantize the range-clipped X and W ("requant", the
+    # demo's LAC conv) or reuse the forward codes ("reuse")
+    octo_backward: Literal["requant", "reuse"] = "requant"
     objective: Literal["latency", "energy", "edp"] = "latency"  # mapping search objective
 
 

@@ -40,8 +40,9 @@ _M64 = (1 << 64) - 1
 def _check_bits(bits: int | None, name: str) -> None:
     if bits is None:
         return
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
-        raise ValueError(f"{name}: expected an integer in 2..16 or None (fp32), got {bits!r}")
+    # 1 bit = binary codes ±1 with a scale (weights only, checked by NumericsConfig)
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
+        raise ValueError(f"{name}: expected an integer in 1..16 or None (fp32), got {bits!r}")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ class NumericsConfig:
         default_factory=lambda: TensorNumerics(8, "stochastic"))
     grad_interval: GradInterval = "minmax"
     prc_clip: float = 0.95
+    # Octo demo: conv backward GEMMs re-quantize the range-clipped float X and W (INT8,
+    # nearest) instead of reusing the forward codes
+    bwd_requant: bool = False
     acc_bits: int = 32
     acc_overflow: str = "saturate"
     psum_bits: int | None = None
@@ -150,6 +154,9 @@ class NumericsConfig:
     def __post_init__(self) -> None:
         if self.activations.granularity != "per_tensor":
             raise ValueError("activations.granularity: only per_tensor is supported")
+        for kind in ("activations", "gradients"):
+            if getattr(self, kind).bits == 1:
+                raise ValueError(f"{kind}.bits: 1-bit (binary) codes are for weights only")
         if self.gradients.granularity != "per_tensor":
             raise ValueError("gradients.granularity: only per_tensor is supported")
         if self.grad_interval not in ("minmax", "lbt", "prc"):
@@ -181,8 +188,9 @@ class NumericsConfig:
         out = self
         for kind, bits in (("weights", formats.w_bits), ("activations", formats.a_bits),
                            ("gradients", formats.g_bits)):
-            if bits is not None:
-                out = replace(out, **{kind: replace(getattr(out, kind), bits=bits)})
+            if bits is not None:  # "float": this node keeps the kind in fp32
+                out = replace(out, **{kind: replace(getattr(out, kind),
+                                                    bits=None if bits == "float" else bits)})
         return out
 
     @classmethod

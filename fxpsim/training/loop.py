@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from fxpsim.config.hw import HwConfig
@@ -42,7 +43,14 @@ from fxpsim.training.algorithms import GRAD_INTERVAL, Batch, make_algorithm
 from fxpsim.training.algorithms.options import AlgoOptions, options_from_run
 from fxpsim.training.data import Dataset, adapt, batches, load_dataset
 from fxpsim.training.formats import NumericsConfig
-from fxpsim.training.metrics import ZigZagTracker, steps_to_target
+from fxpsim.training.metrics import (
+    CodeFlipTracker,
+    ProbeZigZag,
+    ZigZagTracker,
+    macs_to_target,
+    probe_steps,
+    steps_to_target,
+)
 from fxpsim.training.qnet import build_qnet
 from fxpsim.training.quantizers import NonFiniteError
 from fxpsim.training.result import (
@@ -52,6 +60,7 @@ from fxpsim.training.result import (
     OpCount,
     TrainResult,
 )
+from fxpsim.training.schedule import lr_factor
 
 if TYPE_CHECKING:
     from fxpsim.config.run import RunConfig
@@ -61,6 +70,16 @@ MIN_STEPS, MAX_STEPS = 30, 300
 DEFAULT_EPOCHS = 2
 DEFAULT_TEST_SAMPLES = 500
 TEST_SAMPLES = 1000  # test images evaluated when the user sets steps/epochs
+PROBE_PAIRS = 50  # zig-zag probe pairs per run by default (zigzag.probe_every=auto)
+
+
+def probe_every_for(run: object, steps: int) -> int:
+    """``zigzag.probe_every`` (0 = off), or by default a spacing giving about
+    :data:`PROBE_PAIRS` consecutive-step pairs over the run."""
+    every = getattr(run, "zigzag_probe_every", None)
+    if every is not None:
+        return int(every)
+    return max(1, steps // PROBE_PAIRS)
 
 
 @dataclass(frozen=True)
@@ -107,13 +126,16 @@ def _eval_samples(run: RunConfig, default: int | None) -> int | None:
 
 
 def numerics_for(hw: HwConfig, run: RunConfig, source: str = "hwconfig") -> NumericsConfig:
-    """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm)."""
-    return NumericsConfig.from_hw(
+    """The QNet numerics of ``run`` on ``hw`` (gradient interval from the algorithm; Octo's
+    backward re-quantization from ``octo.backward``)."""
+    nc = NumericsConfig.from_hw(
         hw, w_bits=_bits(run.w_bits), a_bits=_bits(run.a_bits), g_bits=_bits(run.g_bits),
         rounding_w=run.rounding_w, rounding_a=run.rounding_a, rounding_g=run.rounding_g,
         grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[arg-type]
         source=source,
     )
+    requant = run.algo == "octo" and getattr(run, "octo_backward", "requant") == "requant"  # type: ignore[attr-defined]
+    return replace(nc, bwd_requant=requant) if requant else nc
 
 
 def load_for(graph: Graph, run: RunConfig, budget_limit_train: int | None,
@@ -164,6 +186,10 @@ def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bo
     source = hw.source if isinstance(hw, LoadedHw) else hw.name
     cfg = hw.config if isinstance(hw, LoadedHw) else hw
     t0 = time.perf_counter()
+    if run.checkpoint:  # fail before training, not after it
+        from fxpsim.training.checkpoint import check_target
+
+        check_target(str(run.checkpoint))
     seed, bsz = int(run.seed), int(run.batch)
     opts = options if options is not None else options_from_run(run)
     if dataset is not None:
@@ -178,6 +204,9 @@ def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bo
         budget = plan_budget(graph, run, ds.train_x.shape[0])
     net = build_qnet(graph, numerics_for(cfg, run, source), seed=seed)
     algo = make_algorithm(run.algo, net, graph, opts, seed=seed)
+    schedule = run.lr_schedule
+    warmup = int(run.warmup)
+    recal = int(run.bn_recalibrate)
     net.stats_config.enabled = True
     net.stats_config.every = max(1, budget.steps // 8)
     gemms = [g for g in algo.groups if g.is_gemm]
@@ -185,6 +214,13 @@ def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bo
         {g.node: g.weight.numel() for g in gemms},
         {g.node: net.runtimes[g.node].numerics.weights.bits for g in gemms},
         window=zigzag_window, samples=zigzag_samples, seed=seed)
+    flips, probe = CodeFlipTracker(), ProbeZigZag()
+    flips.observe(algo.weight_codes())
+    probe_at = probe_steps(probe_every_for(run, budget.steps), budget.steps)
+    pidx = np.sort(np.random.default_rng((seed, 11)).choice(
+        ds.train_x.shape[0], min(bsz, ds.train_x.shape[0]), replace=False))
+    probe_x, probe_y = torch.from_numpy(ds.train_x[pidx]), torch.from_numpy(ds.train_y[pidx])
+    cum_macs: list[int] = []
     test_x, test_y = torch.from_numpy(ds.test_x), torch.from_numpy(ds.test_y)
     n_train = ds.train_x.shape[0]
     drop = n_train >= bsz
@@ -206,7 +242,14 @@ def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bo
                 if step >= budget.steps:
                     break
                 nx, ny = it[i + 1] if i + 1 < len(it) else it[i]
+                if schedule != "constant" or warmup:
+                    algo.set_lr_factor(lr_factor(schedule, step, budget.steps, warmup))
                 try:
+                    if step in probe_at:
+                        raw, blend = algo.probe(probe_x, probe_y)
+                        probe.observe(step, "raw", raw)
+                        if blend is not None:
+                            probe.observe(step, "blend", blend)
                     st = algo.step(Batch(bx, by, nx, ny))
                 except NonFiniteError:  # a quantizer met NaN/inf: the run diverged
                     diverged = step + 1
@@ -214,7 +257,10 @@ def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bo
                 if not (math.isfinite(st.loss) and algo_weights_finite(algo)):
                     diverged = step + 1
                     break
-                tracker.observe(algo.update_grads(), algo.weight_views())
+                codes = algo.weight_codes()
+                flips.observe(codes)
+                tracker.observe(algo.update_grads(), algo.weight_views(), codes)
+                cum_macs.append(sum(algo.log.macs.values()))
                 step += 1
                 losses.append(st.loss)
                 e_loss += st.loss * st.count
@@ -224,14 +270,39 @@ def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bo
                     prog.update(prog.task_ids[0], advance=1, loss=f"{st.loss:.3f}")
             if diverged is not None:
                 break
+            if recal:
+                algo.recalibrate_bn(it[:recal])
             t_loss, t_acc = evaluate(algo, test_x, test_y, bsz)
             history.append(EpochRecord(epoch + 1, step, e_loss / max(e_n, 1),
                                        e_hits / max(e_n, 1), t_loss, t_acc))
     finally:
         if prog is not None:
             prog.stop()
-    return _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
+    if getattr(run, "checkpoint", None) and diverged is None:
+        from fxpsim.training.checkpoint import Checkpoint, save_checkpoint
+
+        save_checkpoint(str(run.checkpoint), Checkpoint(  # type: ignore[attr-defined]
+            str(run.algo), graph.name, numerics_echo(run), len(losses), seed,  # type: ignore
+            net.state_dict(), bsz))
+    metrics = RunMetrics(tracker, probe, flips, cum_macs)
+    return _result(run, graph, ds, budget, algo, net, history, losses, metrics, opts,
                    target_loss, time.perf_counter() - t0, diverged)
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    tracker: ZigZagTracker
+    probe: ProbeZigZag
+    flips: CodeFlipTracker
+    cum_macs: list[int]
+
+
+def numerics_echo(run: object) -> dict[str, object]:
+    """The formats a checkpoint records (and ``phase=infer`` checks against the run's)."""
+    keys = ("w_bits", "a_bits", "g_bits", "rounding_w", "rounding_a", "rounding_g")
+    out: dict[str, object] = {k: getattr(run, k) for k in keys}
+    out["layer_formats"] = [list(x) for x in getattr(run, "layer_formats", ())]
+    return out
 
 
 def algo_weights_finite(algo: object) -> bool:
@@ -241,7 +312,7 @@ def algo_weights_finite(algo: object) -> bool:
     return all(bool(torch.isfinite(master).all()) for master, _ in views)
 
 
-def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
+def _result(run, graph, ds, budget, algo, net, history, losses, metrics, opts,
             target_loss, wall, diverged=None) -> TrainResult:
     summ = net.stats_summary()
     gammas = getattr(algo, "gammas", {})
@@ -255,6 +326,7 @@ def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
     ops = tuple(OpCount(p, k, c) for (p, k), c in sorted(algo.log.totals.items()))
     macs = algo.log.macs
     last = history[-1] if history else None
+    stt = steps_to_target(losses, target_loss)
     return TrainResult(
         algo=run.algo, model=graph.name, dataset=ds.name, data_source=ds.source,
         data_license=ds.license, batch=int(run.batch), steps=len(losses),
@@ -263,8 +335,10 @@ def _result(run, graph, ds, budget, algo, net, history, losses, tracker, opts,
         accuracy=(Accuracy(None, None) if diverged is not None else
                   Accuracy(last.test_accuracy if last else 0.0, last.accuracy if last else 0.0)),
         history=tuple(history), step_losses=tuple(losses), layers=layers,
-        zigzag=tracker.result(), target_loss=target_loss,
-        steps_to_target=steps_to_target(losses, target_loss), ops=ops,
+        zigzag=metrics.tracker.result(metrics.probe), target_loss=target_loss,
+        steps_to_target=stt, macs_to_target=macs_to_target(metrics.cum_macs, stt), ops=ops,
+        flips=metrics.flips.result(), cum_macs=tuple(metrics.cum_macs),
+        method_log=tuple((k, tuple(v)) for k, v in sorted(algo.method_log.items())),
         integer_macs=sum(v for (_, kind), v in macs.items() if kind == "integer"),
         float_macs=sum(v for (_, kind), v in macs.items() if kind == "float"),
         wall_seconds=wall, diverged_at_step=diverged,

@@ -27,7 +27,7 @@ layer).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -46,7 +46,12 @@ from fxpsim.training.qgemm import (
     scaled,
 )
 from fxpsim.training.qkernels import pix_to_nchw, rows_to_nchw
-from fxpsim.training.quantizers import QTensor, quantize_padded_nhwc, quantize_symmetric
+from fxpsim.training.quantizers import (
+    QTensor,
+    qmax_of,
+    quantize_padded_nhwc,
+    quantize_symmetric,
+)
 from fxpsim.training.stats import Counters, LayerStats, StatsConfig
 from fxpsim.vocab import conv_gemm_shape, linear_gemm_shape
 
@@ -143,6 +148,20 @@ def quant_grad(rt: LayerRuntime, gy: torch.Tensor) -> QTensor | None:
     return q
 
 
+def requant_clipped(rt: LayerRuntime, t: torch.Tensor, weights: bool = False) -> QTensor:
+    """Octo's backward operand: ``t`` clipped to ``prc_clip·[min, max]`` and quantized per
+    tensor with the kind's bits, rounding to nearest (the demo's LAC conv backward)."""
+    nc = rt.numerics
+    tn = nc.weights if weights else nc.activations
+    td = t.detach()
+    lo, hi = (float(v) for v in torch.aminmax(td)) if td.numel() else (0.0, 0.0)
+    clipped = torch.clamp(td, nc.prc_clip * lo, nc.prc_clip * hi)
+    q = quantize_symmetric(clipped, replace(tn, rounding="half_even"))
+    rt.counters.vector(rt.name, rt.op, "backward", "requant_w" if weights else "requant_x",
+                       td.numel())
+    return q
+
+
 def _gemms(rt: LayerRuntime, op: str, pass_name: str) -> PassGemms:
     return PassGemms(rt.name, op, pass_name, rt.numerics)
 
@@ -197,8 +216,7 @@ class QConv2dFn(torch.autograd.Function):
         nc = rt.numerics
         a_bits, w_bits = nc.activations.bits, nc.weights.bits
         fast = a_bits is not None and w_bits is not None and a_bits <= 8 and w_bits <= 8 and \
-            static_ok(cg * kh * kw, (1 << (a_bits - 1)) - 1, (1 << (w_bits - 1)) - 1,
-                      nc.array_model)
+            static_ok(cg * kh * kw, qmax_of(a_bits), qmax_of(w_bits), nc.array_model)
         xq, wq = quant_act(rt, x, (ph, pw) if fast else None), quant_weight(rt, w)
         buf, rt.act_buf = rt.act_buf, None
         gemms = _gemms(rt, "conv2d", "forward")
@@ -242,7 +260,7 @@ class QConv2dFn(torch.autograd.Function):
                                               g))
         _emit(rt, gemms)
         ctx.rt, ctx.geom, ctx.xq, ctx.wq, ctx.x_shape = rt, geom, xq, wq, x.shape
-        ctx.save_for_backward(x if xq is None else None, w)
+        ctx.save_for_backward(x if xq is None or nc.bwd_requant else None, w)
         return y
 
     @staticmethod
@@ -257,6 +275,12 @@ class QConv2dFn(torch.autograd.Function):
         kg, c = k // g, cg * g
         h, wd = ctx.x_shape[2], ctx.x_shape[3]
         gq = quant_grad(rt, gy)
+        if nc.bwd_requant and xq is not None and wq is not None:
+            xq, wq = requant_clipped(rt, x_f), requant_clipped(rt, w, weights=True)
+            if ctx.cols is not None:  # the forward's columns hold the old codes
+                for gi, cols in enumerate(ctx.cols):
+                    rt.give(f"cols{gi}", cols)
+                ctx.cols = None
         dx = dw = None
         if ctx.needs_input_grad[0]:
             wb = wq

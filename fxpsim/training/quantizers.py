@@ -62,7 +62,7 @@ class QTensor:
 
     @property
     def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1
+        return qmax_of(self.bits)
 
     def scale_column(self, ndim: int) -> np.ndarray:
         """Δ broadcastable against a tensor of ``ndim`` dims with channels on axis 0."""
@@ -74,6 +74,31 @@ class QTensor:
         """``codes·Δ`` as float32 (the vector unit's copy of the quantized tensor)."""
         c = self.codes.numpy().astype(np.float64)
         return torch.from_numpy((c * self.scale_column(c.ndim)).astype(np.float32))
+
+
+def qmax_of(bits: int) -> int:
+    """Largest code magnitude of ``bits``-bit symmetric codes (1 bit: binary ±1)."""
+    return 1 if bits == 1 else (1 << (bits - 1)) - 1
+
+
+def quantize_binary(x: torch.Tensor, per_channel: bool = False) -> QTensor:
+    """1-bit weights: codes ``+1`` for x ≥ 0 else ``−1`` and Δ = mean|x| (per tensor or per
+    channel, axis 0), the smallest fp32 ≥ the float64 mean (BinaryConnect/BWN's scale; for a
+    tensor already of the form ±α, as LAQ's binary ŵ, Δ = α exactly). Nothing saturates."""
+    xd = x.detach()
+    if xd.numel() and not bool(torch.isfinite(xd).all()):
+        raise NonFiniteError("x: non-finite value(s) (NaN or ±inf) cannot be quantized")
+    a = xd.double().abs()
+    if per_channel:
+        mean = a.reshape(a.shape[0], -1).mean(dim=1).numpy() if a.numel() else \
+            np.zeros(a.shape[0])
+    else:
+        mean = np.asarray(float(a.mean()) if a.numel() else 0.0)
+    d32 = mean.astype(np.float32)
+    d32 = np.where(d32.astype(np.float64) < mean, np.nextafter(d32, np.float32(np.inf)), d32)
+    delta = np.where(mean > 0, d32.astype(np.float64), 1.0)
+    codes = torch.where(xd >= 0, 1, -1).to(torch.int8)
+    return QTensor(codes, delta, 1, 0)
 
 
 def code_dtype(bits: int) -> np.dtype:
@@ -125,6 +150,8 @@ def quantize_symmetric(
     if tn.bits is None:
         raise ValueError("tn.bits: a float (None) tensor kind cannot be quantized")
     bits = tn.bits
+    if bits == 1:  # binary weights: sign codes, mean-magnitude scale (no rounding choice)
+        return quantize_binary(x, per_channel)
     amax = absmax(x, per_channel)
     delta = scale_from_clip(amax * clip_factor, bits, tn.scale)
     xn = x.detach().contiguous().numpy()
@@ -189,7 +216,7 @@ def quantize_padded_nhwc(
     reuse a buffer an earlier call returned for the same shapes (only the interior is
     written, so its border is still zero); one of another shape is ignored."""
     rmode = FIXED_ROUNDINGS.get(tn.rounding)
-    if rmode is None or tn.bits is None or tn.bits > 8 or x.dim() != 4:
+    if rmode is None or tn.bits is None or not 2 <= tn.bits <= 8 or x.dim() != 4:
         return None
     bits = tn.bits
     delta = scale_from_clip(absmax(x, False), bits, tn.scale)

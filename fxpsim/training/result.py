@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from fxpsim.training.metrics import ZigZagMetrics
+from fxpsim.training.metrics import FlipMetrics, ZigZagMetrics, thin
+
+CURVE_POINTS = 200  # loss-vs-MACs points kept in summary.json
+LOG_POINTS = 100  # points per per-method series kept in summary.json
 
 
 def _r(x: float | None) -> float | None:
@@ -88,6 +91,26 @@ class TrainResult:
     wall_seconds: float = 0.0  # not part of summary(): it is not deterministic
     # the step whose loss or weights became non-finite (training stopped there), else None
     diverged_at_step: int | None = None
+    macs_to_target: int | None = None  # GEMM MACs run until steps_to_target
+    flips: FlipMetrics = FlipMetrics(())
+    cum_macs: tuple[int, ...] = ()  # cumulative GEMM MACs after each step
+    # per-method series (LBT γ, bnrect penalty, MetaGrad gain ...): (name, ((step, v), ...))
+    method_log: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()
+
+    def loss_curve(self, points: int = CURVE_POINTS) -> list[dict[str, float | int | None]]:
+        """(step, cumulative MACs, batch loss) at up to ``points`` steps (loss vs compute)."""
+        n = min(len(self.step_losses), len(self.cum_macs))
+        return [{"step": i + 1, "macs": self.cum_macs[i], "loss": _r(self.step_losses[i])}
+                for i in thin(n, points)]
+
+    def method_logs(self, points: int = LOG_POINTS) -> dict[str, object]:
+        """Per series: ``final`` value and up to ``points`` (step, value) pairs."""
+        out: dict[str, object] = {}
+        for name, series in self.method_log:
+            out[name] = {"final": _r(series[-1][1]) if series else None,
+                         "points": [[series[i][0], _r(series[i][1])]
+                                    for i in thin(len(series), points)]}
+        return out
 
     @property
     def seconds_per_step(self) -> float:
@@ -120,18 +143,35 @@ class TrainResult:
             ],
             "target_loss": _r(self.target_loss),
             "steps_to_target": self.steps_to_target,
+            "macs_to_target": self.macs_to_target,
+            "code_flip_rate": _r(self.flips.flip_rate),
+            "code_flip_back_rate": _r(self.flips.flip_back_rate),
+            "code_flips": [
+                {"layer": f.layer, "weights": f.weights, "transitions": f.transitions,
+                 "flips": f.flips, "flip_backs": f.flip_backs,
+                 "code_flip_rate": _r(f.flip_rate), "code_flip_back_rate": _r(f.flip_back_rate)}
+                for f in self.flips.layers
+            ],
             "zigzag": {
                 "window": z.window,
+                "probe_neg_cos_fraction": _r(z.probe_neg_cos_fraction),
+                "probe_blend_neg_cos_fraction": _r(z.probe_blend_neg_cos_fraction),
                 "neg_cos_fraction": _r(z.neg_cos_fraction),
                 "osc_frequency": _r(z.osc_frequency),
                 "layers": [
                     {"layer": x.layer, "neg_cos_fraction": _r(x.neg_cos_fraction),
+                     "probe_neg_cos_fraction": _r(x.probe_neg_cos_fraction),
+                     "probe_mean_cos": _r(x.probe_mean_cos), "probe_pairs": x.probe_pairs,
+                     "probe_blend_neg_cos_fraction": _r(x.probe_blend_neg_cos_fraction),
+                     "probe_blend_mean_cos": _r(x.probe_blend_mean_cos),
                      "osc_frequency": _r(x.osc_frequency),
                      "amplitude_mean": _r(x.amplitude_mean),
                      "amplitude_max": _r(x.amplitude_max)}
                     for x in z.layers
                 ],
             },
+            "loss_curve": self.loss_curve(),
+            "method_logs": self.method_logs(),
             "layers": [
                 {"layer": s.layer, "grad_clipped_fraction": _r(s.grad_clipped_fraction),
                  "act_clipped_fraction": _r(s.act_clipped_fraction),

@@ -11,9 +11,12 @@ hypernetwork) run here. Every op is logged in :attr:`Algorithm.log`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +26,8 @@ from fxpsim.training.algorithms.execlog import MAIN_PASSES, ExecLog, PassNames
 from fxpsim.training.algorithms.optim import ParamGroup, SgdMomentum
 from fxpsim.training.algorithms.options import AlgoOptions
 from fxpsim.training.qnet import QuantizedNet
+from fxpsim.training.quantizers import quantize_symmetric
+from fxpsim.training.stats import LayerStats
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ class Algorithm(Protocol):
     def step(self, batch: Batch) -> StepStats: ...
 
     def predict(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def probe(self, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]: ...
+
+    def weight_codes(self) -> dict[str, np.ndarray]: ...
 
     def update_grads(self) -> dict[str, torch.Tensor]: ...
 
@@ -118,7 +128,20 @@ class AlgorithmBase:
         self.step_index = 0
         self._last_grads: dict[str, torch.Tensor] = {}
         self._recording = True
+        #: per-method series logged per step: name -> [(step, value)] (summary.json)
+        self.method_log: dict[str, list[tuple[int, float]]] = {}
         self.init_optimizer()
+
+    def log_value(self, name: str, value: float) -> None:
+        """Record ``value`` of series ``name`` at the current step (per-method logs)."""
+        self.method_log.setdefault(name, []).append((self.step_index, float(value)))
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Scale the learning rate of the main optimizer(s) to ``factor``·lr (schedules)."""
+        for attr in ("sgd", "adam"):
+            opt = getattr(self, attr, None)
+            if opt is not None:
+                opt.lr = self.lr * factor
 
     # ---- hooks for subclasses ----------------------------------------------------------
     def init_optimizer(self) -> None:
@@ -188,6 +211,98 @@ class AlgorithmBase:
             self._recording = True
             self.net.counters.reset()
             self.net.train()
+        return out
+
+    # ---- measurement (never part of a recipe step) -------------------------------------------
+    def _bn_modules(self) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+        return [m for m in self.net.modules()
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+    @contextmanager
+    def quiet(self, restore_bn: bool = True) -> Iterator[None]:
+        """Run extra forward/backward passes that leave no trace on the run: their ops go to
+        a scratch log, their stochastic rounding to fresh RNG streams (the training streams
+        are not advanced), their clip counts to scratch statistics, LBT's observer is off,
+        BN running statistics are restored (unless ``restore_bn`` is False) and every
+        ``.grad`` is cleared afterwards."""
+        from fxpsim.training.algorithms.execlog import ExecLog
+
+        net = self.net
+        saved_log, self.log = self.log, ExecLog(self.graph)
+        recording, self._recording = self._recording, False
+        rngs, net._rngs = net._rngs, {}  # type: ignore[attr-defined]
+        rts = net.runtimes  # type: ignore[attr-defined]
+        stats = {n: (rt.stats, rt.grad_observer) for n, rt in rts.items()}
+        for n, rt in rts.items():
+            rt.stats, rt.grad_observer = LayerStats(n), None
+        cfg = net.stats_config  # type: ignore[attr-defined]
+        enabled, cfg.enabled = cfg.enabled, False
+        bn = [(b, b.detach().clone()) for m in self._bn_modules() for b in m.buffers()]
+        try:
+            yield
+        finally:
+            self.log, self._recording = saved_log, recording
+            net._rngs = rngs  # type: ignore[attr-defined]
+            for n, rt in rts.items():
+                rt.stats, rt.grad_observer = stats[n]
+            cfg.enabled = enabled
+            if restore_bn:
+                with torch.no_grad():
+                    for buf, copy in bn:
+                        buf.copy_(copy)
+            for p in self.net.parameters():
+                p.grad = None
+            net.counters.reset()  # type: ignore[attr-defined]
+            self.net.train()
+
+    def _gemm_grads(self) -> dict[str, torch.Tensor]:
+        return {g.node: g.weight.grad.detach().reshape(-1).clone() for g in self.groups
+                if g.is_gemm and g.weight.grad is not None}
+
+    def probe(self, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """Weight gradients on the probe batch at the current weights (the zig-zag metric):
+        (raw gradient, the gradient the algorithm's update would blend, or None)."""
+        with self.quiet():
+            self.net.train()
+            self.forward_backward(x, y)
+            return self._gemm_grads(), None
+
+    @torch.no_grad()
+    def recalibrate_bn(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Re-estimate every BN layer's running statistics as the plain average over
+        ``batches`` (train-mode forwards, no update) before an evaluation."""
+        bns = self._bn_modules()
+        if not bns or not batches:
+            return
+        moms = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        try:
+            with self.quiet(restore_bn=False):
+                for bx, _ in batches:
+                    self.net(bx)
+        finally:
+            for m, mom in zip(bns, moms, strict=True):
+                m.momentum = mom
+
+    def weight_codes(self) -> dict[str, np.ndarray]:
+        """Per GEMM layer with quantized weights: the integer codes of the current weights
+        as the QNet's forward quantizes them (rounding to nearest when the weight rounding is
+        stochastic), flattened."""
+        out: dict[str, np.ndarray] = {}
+        for g in self.groups:
+            if not g.is_gemm:
+                continue
+            tn = self.net.runtimes[g.node].numerics.weights  # type: ignore[attr-defined]
+            if tn.is_float:
+                continue
+            if tn.stochastic:
+                tn = replace(tn, rounding="half_even")
+            q = quantize_symmetric(g.weight.detach(), tn,
+                                   per_channel=tn.granularity == "per_channel")
+            out[g.node] = q.codes.numpy().reshape(-1).copy()
         return out
 
     def update_grads(self) -> dict[str, torch.Tensor]:

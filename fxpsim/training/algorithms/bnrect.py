@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from fxpsim.errors import FxpsimError
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch
 
 
@@ -24,6 +25,9 @@ class BnRectAlgorithm(AlgorithmBase):
 
     def init_optimizer(self) -> None:
         super().init_optimizer()
+        if not any(n.op == "batchnorm" for n in self.graph.nodes):
+            raise FxpsimError(f"algo: bnrect rectifies BatchNorm layers; model "
+                              f"{self.graph.name} has none")
         self._sigma: dict[str, torch.Tensor] = {}
         self._bns: dict[str, torch.nn.Module] = {}
         for node in self.graph.nodes:
@@ -64,4 +68,5 @@ class BnRectAlgorithm(AlgorithmBase):
                 grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
             gamma.grad.add_(grad)
             self.log.vector(name, "bn_rectify", "bn_rectify", c)
+        self.log_value("bnrect_penalty", total)
         return total

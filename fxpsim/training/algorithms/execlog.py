@@ -160,6 +160,10 @@ class ExecLog:
                 self.vector(layer, names.update, "reduce_max", elems)
                 self.vector(layer, names.update, "quantize", elems)
             return
+        if kind in ("requant_x", "requant_w"):  # Octo: clip + re-quantize for the backward
+            self.vector(layer, "octo_requant", "reduce_max", elems)
+            self.vector(layer, "octo_requant", "prc_quantize", elems)
+            return
         if kind == "quantize_grad":
             self.vector(layer, names.grad_quant, "reduce_max", elems)
             self.vector(layer, names.grad_quant, "quantize", elems)

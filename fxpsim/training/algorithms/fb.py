@@ -20,7 +20,7 @@ import torch
 
 from fxpsim.training.algorithms.base import Batch, StepStats
 from fxpsim.training.algorithms.execlog import PassNames
-from fxpsim.training.algorithms.laq import LaqAlgorithm, laq_project
+from fxpsim.training.algorithms.laq import LaqAlgorithm, project, weight_values
 from fxpsim.training.algorithms.optim import AdamMoments
 
 _TRIAL = PassNames.prefixed("fb_trial_")
@@ -46,9 +46,9 @@ class FbAlgorithm(LaqAlgorithm):
                     w_trial = self._weight_step(grp.node, mo)
                     if grp.node in self.levels:
                         k = self.levels[grp.node]
-                        alpha, q = laq_project(w_trial, mo.v.sqrt() + 1e-8, k,
-                                               self.options.laq_rounds, self.codes[grp.node])
-                        p.copy_((alpha * (q.double() / k)).to(p.dtype))
+                        alpha, q = project(w_trial, mo.v.sqrt() + 1e-8, k,
+                                           self.options.laq_rounds, self.codes[grp.node])
+                        p.copy_(weight_values(alpha, q, k).to(p.dtype))
                     else:
                         p.copy_(w_trial)
                 else:
@@ -58,6 +58,28 @@ class FbAlgorithm(LaqAlgorithm):
                 self.log.vector(grp.node, "fb_trial_update", "laq_projection",
                                 grp.weight.numel())
         return scratch
+
+    def probe(self, x: torch.Tensor, y: torch.Tensor
+              ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """Raw probe gradient at ŵ_t and the blend FB would form on the probe batch: the
+        trial point from the probe gradient (scratch moments), the probe gradient there,
+        ``a·g̃ + (1−a)·g`` (per ``coef_on``). Nothing is committed."""
+        o = self.options
+        params = [p for grp in self.groups for p in grp.params]
+        saved = {id(p): p.detach().clone() for p in params}
+        with self.quiet():
+            self.forward_backward(x, y)
+            raw = self._gemm_grads()
+            g_cur = {id(p): p.grad.detach().clone() for p in params}
+            self._trial_point(g_cur)
+            self.forward_backward(x, y)
+            trial = self._gemm_grads()
+            with torch.no_grad():
+                for p in params:
+                    p.copy_(saved[id(p)])
+        a = o.fb_a
+        wt, wc = (a, 1.0 - a) if o.fb_coef_on == "trial" else (1.0 - a, a)
+        return raw, {n: wt * trial[n] + wc * raw[n] for n in raw}
 
     def step(self, batch: Batch) -> StepStats:
         o = self.options

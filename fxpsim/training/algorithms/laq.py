@@ -12,6 +12,10 @@ from the previous codes, exactly ``m = laq_rounds`` rounds::
     α ← Σ d·(q/k)·w / Σ d·(q/k)²        (float64 sums)
     q ← round_half_even(k · clip(w/α, −1, 1))
 
+With ``w_bits = 1`` the projection is LAB's closed form (binary, §1.2 step 4): ``q = sign(w)``
+(+1 at 0), ``α = Σ d·|w| / Σ d``; codes ±1, ``ŵ = α·q``; the QNet's 1-bit quantizer
+(sign, Δ = mean|ŵ| = α) reproduces ``q`` exactly.
+
 Other parameters (biases, BN) take a plain Adam step. When ``w_bits`` is float, ``ŵ = w``.
 The QNet re-quantizes ``ŵ`` at each forward with its max-scaled quantizer: that reproduces
 ``q`` exactly whenever some ``|q| = k`` (Δ = α up to the fp32 rounding of the scale); when no
@@ -21,6 +25,7 @@ half a step of its own rounding — documented, not counted.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch
@@ -59,6 +64,36 @@ def laq_project(w: torch.Tensor, d: torch.Tensor, k: int, rounds: int,
     return alpha, q.to(w.dtype).view_as(w)
 
 
+def lab_project(w: torch.Tensor, d: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """LAB's binary projection: ``q = sign(w)`` (+1 at 0), ``α = Σ d|w| / Σ d`` (float64)."""
+    w64 = w.detach().double().reshape(-1)
+    d64 = d.detach().double().reshape(-1)
+    den = float(d64.sum())
+    alpha = float(torch.dot(d64, w64.abs())) / den if den > 0 else 0.0
+    if not alpha > 0.0:
+        alpha = 1.0
+    q = torch.where(w64 >= 0, 1.0, -1.0)
+    return alpha, q.to(w.dtype).view_as(w)
+
+
+def weight_values(alpha: float, q: torch.Tensor, k: int) -> torch.Tensor:
+    """``ŵ = α·q/k`` (``α·q`` for binary), float64."""
+    return alpha * (q.double() / max(k, 1))
+
+
+def project(w: torch.Tensor, d: torch.Tensor, k: int, rounds: int,
+            q_init: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+    """LAB (``k = 0``: 1-bit weights) or the alternating LAQ projection."""
+    if k == 0:
+        return lab_project(w, d)
+    return laq_project(w, d, k, rounds, q_init)
+
+
+def level_count(bits: int) -> int:
+    """``k`` of the m-bit linear grid ``{-k..k}/k``; 0 marks binary (LAB)."""
+    return 0 if bits == 1 else (1 << (bits - 1)) - 1
+
+
 class LaqAlgorithm(AlgorithmBase):
     """Recipe ``laq``: forward/backward at ŵ, Adam + clip + projection (``update``)."""
 
@@ -80,18 +115,18 @@ class LaqAlgorithm(AlgorithmBase):
             self.master[grp.node] = torch.clamp(w, -o.laq_clip, o.laq_clip).clone()
             if bits is None:
                 continue
-            k = (1 << (bits - 1)) - 1
-            self.levels[grp.node] = k
+            self.levels[grp.node] = level_count(bits)
             # setup projection with uniform curvature (no second moment yet)
             self._project(grp.node, torch.ones_like(w), grp.weight, q_init=None)
 
     def _project(self, node: str, d: torch.Tensor, param: torch.nn.Parameter,
                  q_init: torch.Tensor | None) -> None:
         w = self.master[node]
-        alpha, q = laq_project(w, d, self.levels[node], self.options.laq_rounds, q_init)
+        k = self.levels[node]
+        alpha, q = project(w, d, k, self.options.laq_rounds, q_init)
         self.alpha[node], self.codes[node] = alpha, q
         with torch.no_grad():
-            param.copy_((alpha * (q.double() / self.levels[node])).to(param.dtype))
+            param.copy_(weight_values(alpha, q, k).to(param.dtype))
 
     def _weight_step(self, node: str, mo: AdamMoments) -> torch.Tensor:
         """Master weights after an Adam step with moments ``mo`` (new tensor), clipped."""
@@ -130,3 +165,7 @@ class LaqAlgorithm(AlgorithmBase):
 
     def prepare(self, batch: Batch) -> None:
         """Nothing: the setup projection ran at construction."""
+
+    def weight_codes(self) -> dict[str, np.ndarray]:
+        """The projection's codes q (what the hardware stores), per quantized layer."""
+        return {n: q.numpy().reshape(-1).astype(np.int16) for n, q in self.codes.items()}

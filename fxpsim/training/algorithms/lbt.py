@@ -90,6 +90,7 @@ class LbtAlgorithm(AlgorithmBase):
             gm = gamma_update(self.gammas[node.name], r, target, o.lbt_eta, o.lbt_gamma_min)
             self.gammas[node.name] = gm
             self.net.set_gamma(node.name, gm)  # type: ignore[attr-defined]
+            self.log_value(f"lbt_gamma.{node.name}", gm)
         return 0.0
 
     def prepare(self, batch: Batch) -> None:

@@ -157,6 +157,9 @@ class MetaGradAlgorithm(AlgorithmBase):
             g_hat = (g.double() + s * mlp_eval(self.hyper, u)).to(g.dtype)  # hypernet_fwd
             self._prev[grp.node] = (u.clone(), s)
             self.log.vector(grp.node, "hypernet", "hypernet_fwd", g.numel())
+            gn = float(g.double().norm())
+            if gn > 0.0:  # how far the hypernetwork moved the update: ‖Ĝ‖/‖G‖
+                self.log_value(f"metagrad_gain.{grp.node}", float(g_hat.double().norm()) / gn)
             if self.options.metagrad_update == "hyper":
                 w.grad = g_hat.view_as(w)
         if stepped:

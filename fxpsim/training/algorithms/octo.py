@@ -80,8 +80,10 @@ class OctoAlgorithm(AlgorithmBase):
 
     def after_backward(self, batch: Batch) -> float:
         lam = self.options.octo_lambda
-        return sum(0.5 * lam * float((m.mu.detach() ** 2).sum() + (m.o.detach() ** 2).sum())
-                   for m in self.lac.values())
+        pen = sum(0.5 * lam * float((m.mu.detach() ** 2).sum() + (m.o.detach() ** 2).sum())
+                  for m in self.lac.values())
+        self.log_value("octo_l2_penalty", pen)
+        return pen
 
     @torch.no_grad()
     def update(self) -> None:

@@ -103,6 +103,7 @@ def options_from_run(run: object, **overrides: object) -> AlgoOptions:
         bnrect_lambda=getattr(run, "bnrect_lambda", 1e-4),
         metagrad_hidden=getattr(run, "metagrad_hidden", 100),
         metagrad_update=getattr(run, "metagrad_update", "hyper"),
+        metagrad_lr=getattr(run, "metagrad_lr", 1e-3),
         octo_lambda=getattr(run, "octo_lambda", 0.1),
     )
     base.update(overrides)
