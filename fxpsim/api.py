@@ -80,9 +80,9 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
         run.layer_formats)
     if graph.workload_only and trains(run):
         raise ConfigError("command line", "phase",
-                          f"model={graph.source} is a SCALE-Sim topology (layer sizes only, no "
-                          f"classifier): it can be timed but not trained on {run.dataset}; "
-                          "add steps=0 (or phase=infer)")
+                          f"model={graph.source} is a SCALE-Sim topology: it lists layer sizes "
+                          f"only and has no classifier, so it can be timed but not trained on "
+                          f"{run.dataset}; add steps=0 (or phase=infer)")
     if run.algo == "bnrect" and run.phase == "train" and not any(
             n.op == "batchnorm" for n in graph.nodes):
         raise ConfigError("command line", "algo",

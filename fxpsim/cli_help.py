@@ -54,6 +54,14 @@ MEANING: dict[str, str] = {
     "mapping.objective": "what the per-layer mapping search minimizes",
     "input_shape": "C x H x W the model is built for, e.g. 3x32x32 (torch classes without "
                    "an input_shape attribute need it)",
+    "model_timeout": "seconds a file.py:Class model may take per step (import, trace, forward)",
+    "metagrad.lr": "MetaGrad: hypernetwork learning rate",
+    "octo.backward": "Octo: requant (re-quantize clipped X and W, as its demo) or reuse codes",
+    "lr_schedule": "learning-rate schedule: constant, step or cosine",
+    "warmup": "linear learning-rate warm-up steps",
+    "checkpoint": "file to save the trained network to; with phase=infer, to evaluate",
+    "bn_recalibrate": "batches to re-estimate BatchNorm statistics over before each eval",
+    "zigzag.probe_every": "steps between zig-zag probes on a fixed batch (0 = off)",
 }
 
 

@@ -55,7 +55,7 @@ def test_good_file_loads(tmp_path: Path) -> None:
     ("  - {name: f, op: linear, attrs: {out_features: 3}}\n", "nodes[0].inputs",
      "linear needs a 1-D input"),
     ("  - {name: r, op: relu, formats: {w_bits: 0}}\n", "nodes[0].formats.w_bits",
-     "expected bits in 1..32"),
+     "expected bits in 1..16"),
 ])
 def test_yaml_errors(tmp_path: Path, nodes: str, key: str, msg: str) -> None:
     with pytest.raises(ConfigError) as e:

@@ -91,7 +91,7 @@ def test_memory_size_warning() -> None:
 
 
 def test_warnings_reach_summary_and_terminal(tmp_path: Path) -> None:
-    o = simulate_run({"hw": "edge_npu", "model": "lenet5", "steps": 0, "algo": "bnrect",
+    o = simulate_run({"hw": "edge_npu", "model": "lenet5", "steps": 0, "algo": "laq", "w_bits": "float",
                       "memory.global_sram.size_kib": 512}, progress=False)
     ws = run_warnings(o)
     assert len(ws) == 2

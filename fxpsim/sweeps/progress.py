@@ -34,8 +34,8 @@ class Progress:
         """One line before the first point: how many points, how many kept, where."""
         if not self.quiet:
             kept = f", {self.skipped} from an earlier run" if self.skipped else ""
-            print(f"sweep: {self.total} points{kept}; "
-                  f"{self.total - self.skipped} to run {where}", file=self.stream, flush=True)
+            self._emit(f"sweep: {self.total} points{kept}; "
+                       f"{self.total - self.skipped} to run {where}\n")
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.start
@@ -59,14 +59,21 @@ class Progress:
         if self.quiet:
             return
         if self.tty:
-            self.stream.write("\r\033[K" + self.line())
-            self.stream.flush()
+            self._emit("\r\033[K" + self.line())
         elif finished_ok is not None and (
                 (self.done + self.failed) % self._every == 0
                 or self.done + self.failed + self.skipped == self.total):
-            print(self.line(), file=self.stream, flush=True)
+            self._emit(self.line() + "\n")
 
     def close(self) -> None:
         if self.tty and not self.quiet:
-            self.stream.write("\n")
+            self._emit("\n")
+
+    def _emit(self, text: str) -> None:
+        # progress is a courtesy: a closed pipe or a full stdout must not stop the sweep
+        # (its points and report are written whatever happens to the terminal)
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except (OSError, ValueError):
+            self.quiet = True
