@@ -84,7 +84,7 @@ def _one_line(text: str) -> str:
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line, like every other user error (exit code 2)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         print(f"fxpsim: error: command line: {_one_line(message)} (see fxpsim --help)",
               file=sys.stderr)
         raise SystemExit(2)

@@ -13,7 +13,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import Any, cast
 
 from fxpsim.compare import accuracy_value
 from fxpsim.report import strict_json, svg
@@ -89,8 +89,8 @@ def _display_rows(cmp: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         body.append([
             str(r["variant"]), f"{r['cycles']:,}", "(base)" if first else f"{r['cycles_delta_pct']}%",
             f"{r['energy_uj']:,.3f}", "(base)" if first else f"{r['energy_delta_pct']}%",
-            f"{r['dram_bytes'] / 1e6:,.2f}", f"{r['rng_bits']:,}", f"{r['rng_energy_uj']:,.3f}",
-            f"{r['requant_energy_uj']:,.3f}",
+            f"{cast(float, r['dram_bytes']) / 1e6:,.2f}", f"{r['rng_bits']:,}",
+            f"{r['rng_energy_uj']:,.3f}", f"{r['requant_energy_uj']:,.3f}",
             ("-" if r["accuracy"] == "" else r["accuracy"] if isinstance(r["accuracy"], str)
              else f"{r['accuracy']:.4f}"),
             "" if first or not r["accuracy_delta"] else str(r["accuracy_delta"]),

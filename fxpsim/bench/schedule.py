@@ -123,7 +123,7 @@ def main(options: dict[str, str]) -> int:
         if not use_sub:
             continue
         # the timing reports the target was set for, then without and with report.html
-        timed = {}
+        timed: dict[str, float | None] = {}
         for fmt in dict.fromkeys((fmt_target, "json,csv,md,trace", "json,csv,md,html,trace")):
             tgt = target if fmt == fmt_target else None
             whole = _whole_process({**opts, "format": fmt}, repeats)
@@ -133,7 +133,9 @@ def main(options: dict[str, str]) -> int:
                 rows.append(BenchRow("whole_process", case, whole, 1.0 / whole, "runs/s",
                                      target=tgt, note=note))
         if None not in timed.values():
-            extra = max(timed["json,csv,md,html,trace"] - timed["json,csv,md,trace"], 0.0)
+            with_html, without_html = timed["json,csv,md,html,trace"], timed["json,csv,md,trace"]
+            assert with_html is not None and without_html is not None
+            extra = max(with_html - without_html, 0.0)
             rows.append(BenchRow("whole_process", f"{case}_html_cost", extra,
                                  1.0 / max(extra, 1e-9), "1/s", target=0.5,
                                  note="what writing report.html adds (json,csv,md,html,trace "

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fxpsim.errors import ConfigError
 from fxpsim.graph.build import NodeSpec, adapt_input, build_graph
@@ -42,7 +42,7 @@ _NODE_KEYS = ("name", "op", "inputs", "attrs", "formats")
 def _formats(source: str, key: str, v: Any) -> OperandFormats:
     if not isinstance(v, dict):
         raise ConfigError(source, key, f"expected a mapping of w_bits/a_bits/g_bits, got {v!r}")
-    out: dict[str, int | str] = {}
+    out: dict[str, int | Literal["float"]] = {}
     for k, bits in v.items():
         if k not in ("w_bits", "a_bits", "g_bits"):
             raise ConfigError(source, f"{key}.{k}", "unknown format (allowed: w_bits, a_bits, "

@@ -381,7 +381,8 @@ def _training_metrics(s: Mapping[str, Any]) -> list[str]:
     t = s.get("training")
     if not isinstance(t, Mapping):
         return []
-    z = t.get("zigzag") if isinstance(t.get("zigzag"), Mapping) else {}
+    zigzag = t.get("zigzag")
+    z: Mapping[str, Any] = zigzag if isinstance(zigzag, Mapping) else {}
     rows = [[k, v] for k, v in (
         ("code flip rate (per weight per step)", t.get("code_flip_rate")),
         ("code flip-back rate (A→B→A)", t.get("code_flip_back_rate")),

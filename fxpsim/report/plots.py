@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 DPI = 100
 #: fixed palette (matplotlib's tab10 then tab20 light shades), cycled for more series
@@ -22,7 +23,7 @@ PALETTE: tuple[str, ...] = (
     "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
     "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )
-_RC = {
+_RC: dict[Any, Any] = {  # matplotlib rc names -> values
     "svg.hashsalt": "fxpsim",
     "font.family": "DejaVu Sans",
     "font.size": 9,

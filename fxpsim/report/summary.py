@@ -10,7 +10,9 @@ re-render ``report.md``/``report.html``.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
+from typing import cast
 
 from fxpsim.advice import run_warnings
 from fxpsim.config.area import area_of
@@ -56,7 +58,7 @@ def _training(outcome: RunOutcome) -> dict[str, object]:
         return {"accuracy": {"test": s["test_accuracy"], "train": None, "history": []},
                 "inference": s}
     t = outcome.training.summary()
-    acc = dict(t["accuracy"])  # type: ignore[arg-type]
+    acc = dict(cast(Mapping[str, object], t["accuracy"]))
     acc["history"] = t["history"]
     if t["diverged_at_step"] is not None:
         acc["diverged_at_step"] = t["diverged_at_step"]

@@ -13,7 +13,7 @@ With those equal to the training run's, the accuracy equals its final test accur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -21,6 +21,7 @@ from fxpsim.errors import FxpsimError
 from fxpsim.graph.ir import Graph
 
 if TYPE_CHECKING:
+    from fxpsim.config.hw import HwConfig
     from fxpsim.config.run import RunConfig
 
 
@@ -70,10 +71,10 @@ def evaluate_checkpoint(graph: Graph, hw: object, run: RunConfig) -> InferResult
         raise FxpsimError(f"{path}: trained with other formats: {', '.join(diff)}; pass the "
                           "same formats to evaluate it")
     seed = run.seed if "seed" in run.model_fields_set else ck.seed
-    hw = getattr(hw, "config", hw)
+    hw_config = cast("HwConfig", getattr(hw, "config", hw))
     data_run = run.model_copy(update={"seed": seed})
     ds = load_for(graph, data_run, None, _eval_samples(run, TEST_SAMPLES))
-    net = build_qnet(graph, numerics_for(hw, run.model_copy(update={"algo": ck.algo})),
+    net = build_qnet(graph, numerics_for(hw_config, run.model_copy(update={"algo": ck.algo})),
                      seed=seed)
     algo = make_algorithm(ck.algo, net, graph, options_from_run(run), seed=seed)
     try:

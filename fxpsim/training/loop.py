@@ -134,7 +134,7 @@ def numerics_for(hw: HwConfig, run: RunConfig, source: str = "hwconfig") -> Nume
         grad_interval=GRAD_INTERVAL[run.algo],  # type: ignore[arg-type]
         source=source,
     )
-    requant = run.algo == "octo" and getattr(run, "octo_backward", "requant") == "requant"  # type: ignore[attr-defined]
+    requant = run.algo == "octo" and getattr(run, "octo_backward", "requant") == "requant"
     return replace(nc, bwd_requant=requant) if requant else nc
 
 
@@ -281,8 +281,8 @@ def train(graph: Graph, hw: HwConfig | LoadedHw, run: RunConfig, *, progress: bo
     if getattr(run, "checkpoint", None) and diverged is None:
         from fxpsim.training.checkpoint import Checkpoint, save_checkpoint
 
-        save_checkpoint(str(run.checkpoint), Checkpoint(  # type: ignore[attr-defined]
-            str(run.algo), graph.name, numerics_echo(run), len(losses), seed,  # type: ignore
+        save_checkpoint(str(run.checkpoint), Checkpoint(
+            str(run.algo), graph.name, numerics_echo(run), len(losses), seed,
             net.state_dict(), bsz))
     metrics = RunMetrics(tracker, probe, flips, cum_macs)
     return _result(run, graph, ds, budget, algo, net, history, losses, metrics, opts,

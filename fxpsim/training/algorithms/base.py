@@ -235,7 +235,7 @@ class AlgorithmBase:
         stats = {n: (rt.stats, rt.grad_observer) for n, rt in rts.items()}
         for n, rt in rts.items():
             rt.stats, rt.grad_observer = LayerStats(n), None
-        cfg = net.stats_config  # type: ignore[attr-defined]
+        cfg = net.stats_config
         enabled, cfg.enabled = cfg.enabled, False
         bn = [(b, b.detach().clone()) for m in self._bn_modules() for b in m.buffers()]
         try:
@@ -252,7 +252,7 @@ class AlgorithmBase:
                         buf.copy_(copy)
             for p in self.net.parameters():
                 p.grad = None
-            net.counters.reset()  # type: ignore[attr-defined]
+            net.counters.reset()
             self.net.train()
 
     def _gemm_grads(self) -> dict[str, torch.Tensor]:

@@ -15,9 +15,10 @@ says), so the penalty's gradient goes to γ only and is added to ``γ.grad`` in 
 from __future__ import annotations
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from fxpsim.errors import FxpsimError
-from fxpsim.training.algorithms.base import AlgorithmBase, Batch
+from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 
 
 class BnRectAlgorithm(AlgorithmBase):
@@ -29,11 +30,12 @@ class BnRectAlgorithm(AlgorithmBase):
             raise FxpsimError(f"algo: bnrect rectifies BatchNorm layers; model "
                               f"{self.graph.name} has none")
         self._sigma: dict[str, torch.Tensor] = {}
-        self._bns: dict[str, torch.nn.Module] = {}
+        self._bns: dict[str, _BatchNorm] = {}
         for node in self.graph.nodes:
             if node.op != "batchnorm":
                 continue
-            bn = self.net.layers[node.name.replace(".", "_")].bn  # type: ignore[index]
+            bn = self.net.layers[node.name.replace(".", "_")].bn
+            assert isinstance(bn, _BatchNorm)  # a batchnorm node's layer holds its BatchNorm
             self._bns[node.name] = bn
             bn.register_forward_hook(self._hook(node.name))
 
@@ -53,6 +55,7 @@ class BnRectAlgorithm(AlgorithmBase):
         total = 0.0
         for name, bn in self._bns.items():  # bn_rectify runs in graph order
             if o.bnrect_sigma == "running":
+                assert bn.running_var is not None  # BatchNorm tracks running statistics
                 sigma = torch.sqrt(bn.running_var + bn.eps)
             else:
                 sigma = self._sigma[name]
@@ -66,7 +69,7 @@ class BnRectAlgorithm(AlgorithmBase):
                 ratio = gamma / sigma
                 total += float(o.bnrect_lambda * (ratio * ratio).sum() / c)
                 grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
-            gamma.grad.add_(grad)
+            _grad(gamma).add_(grad)
             self.log.vector(name, "bn_rectify", "bn_rectify", c)
         self.log_value("bnrect_penalty", total)
         return total

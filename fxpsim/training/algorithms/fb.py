@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from fxpsim.training.algorithms.base import Batch, StepStats
+from fxpsim.training.algorithms.base import Batch, StepStats, _grad
 from fxpsim.training.algorithms.execlog import PassNames
 from fxpsim.training.algorithms.laq import LaqAlgorithm, project, weight_values
 from fxpsim.training.algorithms.optim import AdamMoments
@@ -70,7 +70,7 @@ class FbAlgorithm(LaqAlgorithm):
         with self.quiet():
             self.forward_backward(x, y)
             raw = self._gemm_grads()
-            g_cur = {id(p): p.grad.detach().clone() for p in params}
+            g_cur = {id(p): _grad(p).detach().clone() for p in params}
             self._trial_point(g_cur)
             self.forward_backward(x, y)
             trial = self._gemm_grads()
@@ -85,19 +85,20 @@ class FbAlgorithm(LaqAlgorithm):
         o = self.options
         self.log.clear()
         self.net.train()
-        self.net.begin_step(self.step_index)  # type: ignore[attr-defined]
+        self.net.begin_step(self.step_index)
         loss, correct = self.forward_backward(batch.x, batch.y)
         params = [p for grp in self.groups for p in grp.params]
-        g_cur = {id(p): p.grad.detach().clone() for p in params}
+        g_cur = {id(p): _grad(p).detach().clone() for p in params}
         saved = {id(p): p.detach().clone() for p in params}
         bn = self._bn_buffers()
         scratch = self._trial_point(g_cur)
         if o.fb_trial_batch == "next" and batch.next_x is not None:
+            assert batch.next_y is not None  # next_x and next_y are set together
             tx, ty = batch.next_x, batch.next_y
         else:
             tx, ty = batch.x, batch.y
         self.forward_backward(tx, ty, _TRIAL, loss_pass="fb_trial_loss")
-        g_trial = {id(p): p.grad.detach().clone() for p in params}
+        g_trial = {id(p): _grad(p).detach().clone() for p in params}
         with torch.no_grad():  # backtrack: the trial point is not committed
             for p in params:
                 p.copy_(saved[id(p)])

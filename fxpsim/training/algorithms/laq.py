@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fxpsim.training.algorithms.base import AlgorithmBase, Batch
+from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 from fxpsim.training.algorithms.optim import Adam, AdamMoments
 
 _CURV_EPS = 1e-8
@@ -157,7 +157,7 @@ class LaqAlgorithm(AlgorithmBase):
                 self.log.vector(grp.node, pass_name, "laq_projection", grp.weight.numel())
 
     def update(self) -> None:
-        self.commit({id(p): p.grad for grp in self.groups for p in grp.params})
+        self.commit({id(p): _grad(p) for grp in self.groups for p in grp.params})
 
     def weight_views(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         return {g.node: (self.master[g.node].reshape(-1), g.weight.detach().reshape(-1))

@@ -102,7 +102,7 @@ class LbtAlgorithm(AlgorithmBase):
         self.log = ExecLog(self.graph)  # calibration work is not a recipe step
         try:
             self.net.train()
-            self.net.begin_step(0)  # type: ignore[attr-defined]
+            self.net.begin_step(0)
             bn = [(b, b.detach().clone()) for m in self.net.modules()
                   if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
             self.forward_backward(batch.x, batch.y)

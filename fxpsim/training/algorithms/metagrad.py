@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fxpsim.training.algorithms.base import AlgorithmBase, Batch
+from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 from fxpsim.training.algorithms.optim import Adam
 
 
@@ -142,7 +142,7 @@ class MetaGradAlgorithm(AlgorithmBase):
             if not grp.is_gemm:
                 continue
             w = grp.weight
-            g = w.grad.detach().reshape(-1)
+            g = _grad(w).detach().reshape(-1)
             prev = self._prev.get(grp.node)
             if prev is not None:  # hypernet_bwd: φ-gradient through last step's update
                 u_prev, s_prev = prev

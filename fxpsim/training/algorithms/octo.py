@@ -17,11 +17,13 @@ reuses the forward codes. The time plane's ``octo_requant`` pass charges it.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
 from fxpsim.graph.ir import Node
-from fxpsim.training.algorithms.base import AlgorithmBase, Batch
+from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 from fxpsim.training.algorithms.optim import Adam
 
 
@@ -40,11 +42,11 @@ class LacConv(nn.Module):
     # the QNet's conv parameters stay reachable under the same names
     @property
     def weight(self) -> nn.Parameter:
-        return self.inner.weight
+        return cast(nn.Parameter, self.inner.weight)
 
     @property
     def bias(self) -> nn.Parameter | None:
-        return self.inner.bias
+        return cast("nn.Parameter | None", self.inner.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.inner(x)
@@ -70,8 +72,8 @@ class OctoAlgorithm(AlgorithmBase):
             if node.op != "conv2d":
                 continue
             key = node.name.replace(".", "_")
-            wrapped = LacConv(self.net.layers[key], node, gen, self._record)  # type: ignore[index]
-            self.net.layers[key] = wrapped  # type: ignore[index]
+            wrapped = LacConv(self.net.layers[key], node, gen, self._record)
+            self.net.layers[key] = wrapped
             self.lac[node.name] = wrapped
 
     def _record(self, layer: str, pass_name: str, kind: str, elems: int) -> None:
@@ -90,12 +92,12 @@ class OctoAlgorithm(AlgorithmBase):
         lam = self.options.octo_lambda
         for grp in self.groups:
             for p in grp.params:
-                self.adam.step(p, p.grad)
+                self.adam.step(p, _grad(p))
             self.log.vector(grp.node, "update", "adam_update", grp.numel)
             m = self.lac.get(grp.node)
             if m is not None:
-                self.adam.step(m.a, m.a.grad)
-                self.adam.step(m.mu, m.mu.grad + lam * m.mu)
-                self.adam.step(m.o, m.o.grad + lam * m.o)
+                self.adam.step(m.a, _grad(m.a))
+                self.adam.step(m.mu, _grad(m.mu) + lam * m.mu)
+                self.adam.step(m.o, _grad(m.o) + lam * m.o)
                 self.log.vector(grp.node, "update", "adam_update",
                                 m.a.numel() + m.mu.numel() + m.o.numel())
