@@ -1,4 +1,4 @@
-"""Step recipes: every algorithm lowers, its extra vector work is where ALGORITHMS.md puts it."""
+"""Step recipes: every algorithm lowers, its extra vector work is where docs/algorithms.md puts it."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Quantized conv2d / linear as torch autograd Functions running the integer GEMMs.
 
-Per layer and step (ALGORITHMS.md §0.1):
+Per layer and step (docs/algorithms.md §0):
 
 * forward ``Y = X·W``: X and W are quantized (:mod:`fxpsim.training.quantizers`), the GEMM
   of their codes runs on the configured MAC array (:mod:`fxpsim.training.qgemm` ->

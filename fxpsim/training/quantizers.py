@@ -1,4 +1,4 @@
-"""Symmetric restricted-range quantizers (ALGORITHMS.md §0.2) on top of the exact
+"""Symmetric restricted-range quantizers (docs/algorithms.md §0) on top of the exact
 :func:`fxpsim.fixedpoint.quantize`.
 
 For ``b`` bits the codes are ``-(2**(b-1)-1) .. 2**(b-1)-1`` (the most negative code is never

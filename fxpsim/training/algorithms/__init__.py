@@ -1,4 +1,4 @@
-"""Training algorithms of the value plane (ALGORITHMS.md), one module each.
+"""Training algorithms of the value plane (docs/algorithms.md), one module each.
 
 ``ALGORITHMS`` maps the RunConfig ``algo`` names to classes; :func:`make_algorithm` builds
 one around a QNet. :data:`GRAD_INTERVAL` is the gradient-clip policy each algorithm needs

@@ -1,4 +1,4 @@
-"""FQT with BatchNorm rectification (ICLR'23 submission; ALGORITHMS.md §5.2) [interp].
+"""FQT with BatchNorm rectification (ICLR'23 submission; docs/algorithms.md §5) [interp].
 
 Penalty added to the task loss, per BN layer l with C channels::
 

@@ -1,4 +1,4 @@
-"""One-step forward and backtrack LAQ (BLAQ, Ma et al., AAAI 2024; ALGORITHMS.md §2.2).
+"""One-step forward and backtrack LAQ (BLAQ, Ma et al., AAAI 2024; docs/algorithms.md §2).
 
 Step ``t`` (state: master ``w_t``, Adam moments, codes; the recipe ``fb``):
 

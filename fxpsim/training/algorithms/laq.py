@@ -1,4 +1,4 @@
-"""LAQ: loss-aware weight quantization (Hou & Kwok, ICLR 2018; ALGORITHMS.md §1).
+"""LAQ: loss-aware weight quantization (Hou & Kwok, ICLR 2018; docs/algorithms.md §1).
 
 State per quantized GEMM layer: fp32 master weights ``w``, codes ``q`` (integers in
 ``[-k, k]``, level values ``q/k``, ``k = 2^(b-1) - 1`` for ``b = w_bits``: LAQ's m-bit

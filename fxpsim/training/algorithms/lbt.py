@@ -1,4 +1,4 @@
-"""LBT: learnable gradient interval (ALGORITHMS.md §3.3-3.4; rule from the authors' code).
+"""LBT: learnable gradient interval (docs/algorithms.md §3; rule from the authors' code).
 
 The QNet quantizes each GEMM layer's dY with clip ``c = γ·max|dY|`` (``grad_interval =
 "lbt"``). Per layer and step, on the *un-quantized* dY ``G`` (seen through the QNet's

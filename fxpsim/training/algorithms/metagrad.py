@@ -1,4 +1,4 @@
-"""MetaGrad: hypernetwork over quantized weight gradients (ALGORITHMS.md §4.2) [interp].
+"""MetaGrad: hypernetwork over quantized weight gradients (docs/algorithms.md §4) [interp].
 
 One coordinate-wise MLP ``H_φ``: 1 → h (ReLU) → 1 (h = ``metagrad_hidden``, 3h + 1
 parameters) shared by all GEMM layers, trained by its own Adam (``metagrad_lr``). Per GEMM

@@ -1,4 +1,4 @@
-"""Octo: loss-aware compensation + parameterized range clipping (ALGORITHMS.md §6).
+"""Octo: loss-aware compensation + parameterized range clipping (docs/algorithms.md §6).
 
 * LAC: after every quantized conv (after its bias), ``Y' = Y + a ⊙ μ + o`` with learnable
   ``a`` (init 1), ``μ``, ``o`` (init 1e-3·N(0, 1)) of the output feature-map shape C×H×W,

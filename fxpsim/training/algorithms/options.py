@@ -1,5 +1,5 @@
 """Knobs of the training algorithms (:class:`AlgoOptions`), with the defaults of
-ALGORITHMS.md. ``[interp]`` marks our reading where the papers are silent (§10)."""
+docs/algorithms.md. ``[interp]`` marks our reading where the papers are silent."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Plain quantized SGD (recipe ``sgd``): momentum SGD on fp32 master weights; the QNet
 re-quantizes them (min-max per tensor) at every forward and quantizes dY with the run's
-gradient format (ALGORITHMS.md §0, §7.4 "plain FQT")."""
+gradient format (docs/algorithms.md §0, "plain FQT")."""
 
 from __future__ import annotations
 
