@@ -83,6 +83,11 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
                           f"model={graph.source} is a SCALE-Sim topology: it lists layer sizes "
                           f"only and has no classifier, so it can be timed but not trained on "
                           f"{run.dataset}; add steps=0 (or phase=infer)")
+    if trains(run) and graph.num_classes == 0:
+        raise ConfigError("command line", "model",
+                          f"{run.model} has no classifier (a SCALE-Sim topology lists layers "
+                          "only), so it cannot be trained for accuracy: use a model with one, "
+                          "or steps=0 / phase=infer for cycles and energy only")
     if run.algo == "bnrect" and run.phase == "train" and not any(
             n.op == "batchnorm" for n in graph.nodes):
         raise ConfigError("command line", "algo",
@@ -120,11 +125,6 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
     if notes:
         timing = replace(timing, notes=(*notes, *timing.notes))
     training = inference = None
-    if trains(run) and graph.num_classes == 0:
-        raise ConfigError("command line", "model",
-                          f"{run.model} has no classifier (a SCALE-Sim topology lists layers "
-                          "only), so it cannot be trained for accuracy: use a model with one, "
-                          "or steps=0 / phase=infer for cycles and energy only")
     if trains(run):
         from fxpsim.numba_cache import CompileNotice
         from fxpsim.training.loop import run_training

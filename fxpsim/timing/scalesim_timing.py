@@ -60,9 +60,6 @@ DATAFLOW_ALIASES: dict[str, str] = {
 }
 
 
-_SHORT = {"output_stationary": "os", "weight_stationary": "ws", "input_stationary": "is"}
-
-
 @dataclass(frozen=True)
 class ScaleSimDims:
     """SCALE-Sim's operand-matrix view of a layer: rows/cols/temporal extents."""
@@ -74,7 +71,7 @@ class ScaleSimDims:
 
 def _df(dataflow: str) -> str:
     try:
-        return _SHORT[DATAFLOW_ALIASES[dataflow]]
+        return scalesim_memory.DATAFLOWS[DATAFLOW_ALIASES[dataflow]]
     except KeyError:
         raise ValueError(f"dataflow must be os, ws or is, got {dataflow!r}") from None
 
