@@ -112,6 +112,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
         hypernet_hidden=run.metagrad_hidden,
         octo_backward=run.octo_backward,
         objective=run.mapping_objective,
+        schedule=run.schedule,
     )
     try:
         timing = simulate(graph, hw.config, req, trace="trace" in run.format)

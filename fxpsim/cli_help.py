@@ -52,6 +52,7 @@ MEANING: dict[str, str] = {
     "eval_samples": "test images evaluated per epoch (0 = all)",
     "target_loss": "report the first step whose mean training loss reaches this",
     "mapping.objective": "what the per-layer mapping search minimizes",
+    "schedule": "time plane: overlap (engines work at once) or sequential (one op at a time)",
     "input_shape": "C x H x W the model is built for, e.g. 3x32x32 (torch classes without "
                    "an input_shape attribute need it)",
     "model_timeout": "seconds a file.py:Class model may take per step (import, trace, forward)",

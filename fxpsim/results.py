@@ -66,6 +66,9 @@ class Metrics:
     # DRAM bytes (reads + writes) by tensor kind: weights, activations, gradients,
     # saved_activations, optimizer_state, psums
     dram_by_kind: Tally = field(default_factory=Tally)
+    # cycles of this work hidden under other work by the overlapped schedule: ``cycles`` is
+    # its share of the step's timeline, ``cycles + overlap_cycles`` its time alone
+    overlap_cycles: int = 0
 
     def __add__(self, other: Metrics) -> Metrics:
         return Metrics(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})

@@ -19,7 +19,8 @@ import pytest
 from fxpsim.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = REPO / "tests" / "golden" / "tiny_lenet5_train_b2.json"
+GOLDEN = REPO / "tests" / "golden" / "tiny_lenet5_train_b2.json"  # one op at a time
+GOLDEN_OVERLAP = REPO / "tests" / "golden" / "tiny_lenet5_train_b2_overlap.json"
 ARGS = ["hw=tiny", "model=lenet5", "phase=train", "batch=2", "steps=0"]
 
 
@@ -42,12 +43,31 @@ def _pinned(summary: dict) -> dict:
     return keep
 
 
+def _before_overlap(pinned: dict) -> dict:
+    """A pinned summary without what the overlapped schedule added (the ``schedule`` run
+    option, the per-total ``overlap_saved_cycles``): what runs wrote before it."""
+    out = json.loads(json.dumps(pinned))
+    out["run"].pop("schedule", None)
+    for m in (out["totals"], *out["per_pass"].values()):
+        m.pop("overlap_saved_cycles", None)
+    return out
+
+
+def test_golden_summary_sequential_is_unchanged(in_repo: Path, tmp_path: Path) -> None:
+    """``schedule=sequential`` reproduces the one-op-at-a-time results exactly."""
+    summary = json.loads((_run(tmp_path, "schedule=sequential") / "summary.json").read_text())
+    assert _before_overlap(_pinned(summary)) == json.loads(GOLDEN.read_text())
+
+
 def test_golden_summary(in_repo: Path, tmp_path: Path) -> None:
     summary = json.loads((_run(tmp_path) / "summary.json").read_text())
     got = _pinned(summary)
     if os.environ.get("FXPSIM_REGEN_GOLDEN"):
-        GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
-    assert got == json.loads(GOLDEN.read_text())
+        GOLDEN_OVERLAP.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(GOLDEN_OVERLAP.read_text())
+    seq = json.loads(GOLDEN.read_text())
+    assert got["totals"]["cycles"] + got["totals"]["overlap_saved_cycles"] == \
+        seq["totals"]["cycles"]
 
 
 def test_summary_contract_and_csv_columns(in_repo: Path, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from fxpsim.timing.simulate import simulate_ops
 from fxpsim.timing.trace import TraceEvent
 
 TINY = load_hwconfig("tiny").config
-INFER = TimingRequest(phase="infer", batch=1)
+INFER = TimingRequest(phase="infer", batch=1, schedule="sequential")  # each op alone
 
 
 def lin(layer: str, m: int, k: int, n: int, bits: int = 8) -> GemmOp:

@@ -113,6 +113,8 @@ class RunConfig(BaseModel):
         return data
     # what the per-layer mapping search minimizes (time plane)
     mapping_objective: Literal["latency", "energy", "edp"] = "latency"
+    # time plane: engines work at once (overlap) or one op at a time (sequential)
+    schedule: Literal["overlap", "sequential"] = "overlap"
     # seconds a model file's user code may take per step (import, construction, trace,
     # forward); not a simulation input, so not echoed in summary.json
     model_timeout: Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False, exclude=True)
@@ -282,6 +284,7 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "octo.backward": ("octo_backward", _choice(("requant", "reuse"))),
     "eval_samples": ("eval_samples", _optional(_int(0, 1 << 40, "a non-negative integer"))),
     "mapping.objective": ("mapping_objective", _choice(("latency", "energy", "edp"))),
+    "schedule": ("schedule", _choice(("overlap", "sequential"))),
     "target_loss": ("target_loss", _optional(_float(0.0, 1e9, True, "a positive number"))),
     "model_timeout": ("model_timeout", _float(0.0, 86400.0, True, "seconds in (0, 86400]")),
     "input_shape": ("input_shape", _optional(_shape)),

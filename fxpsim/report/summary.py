@@ -65,6 +65,20 @@ def _training(outcome: RunOutcome) -> dict[str, object]:
     return {"accuracy": acc, "training": t}
 
 
+def schedule_dict(outcome: RunOutcome) -> dict[str, object]:
+    """How the step's ops were placed in time: the mode, the step's cycles against one op
+    at a time, what overlap saved, and each engine's utilisation (work / elapsed)."""
+    st = outcome.timing.schedule
+    return {
+        "mode": st.mode,
+        "cycles": st.cycles,
+        "sequential_cycles": st.sequential_cycles,
+        "overlap_saved_cycles": st.saved_cycles,
+        "engine_work_cycles": dict(st.work),
+        "utilization": {k: round(v, 6) for k, v in st.utilization().items()},
+    }
+
+
 def summary_dict(outcome: RunOutcome) -> dict[str, object]:
     hw = outcome.hw.config
     records = outcome.timing.records
@@ -99,6 +113,7 @@ def summary_dict(outcome: RunOutcome) -> dict[str, object]:
         "search": {"objective": outcome.run.mapping_objective,
                    "searches": outcome.timing.search.searches,
                    "mappings_evaluated": outcome.timing.search.evaluated},
+        "schedule": schedule_dict(outcome),
         "totals": metrics_dict(tot, hw.freq_hz),
         "per_pass": {p: metrics_dict(passes[p], hw.freq_hz) for p in ordered_passes(passes)},
         "pass_order": ordered_passes(passes),

@@ -40,6 +40,9 @@ LAYER_COLUMNS: tuple[str, ...] = (
     "on_chip",
     "mapping",
     "search_evaluated",
+    # added by the overlapped schedule: cycles of this op hidden under other ops
+    # (``cycles`` is its share of the step; alone it takes cycles + overlap_cycles)
+    "overlap_cycles",
 )
 
 #: DRAM tensor kinds always reported (summary.json ``dram_bytes_by_kind`` has every kind seen)
@@ -93,7 +96,8 @@ def layer_row(r: LayerPassResult) -> dict[str, object]:
     )
     for k in DRAM_KINDS:
         row[f"dram_{k}_bytes"] = int(m.dram_by_kind.get(k))
-    row.update(on_chip=r.on_chip, mapping=r.mapping, search_evaluated=r.search_evaluated)
+    row.update(on_chip=r.on_chip, mapping=r.mapping, search_evaluated=r.search_evaluated,
+               overlap_cycles=m.overlap_cycles)
     return row
 
 
@@ -105,6 +109,7 @@ def metrics_dict(m: Metrics, freq_hz: float) -> dict[str, object]:
         "compute_cycles": m.compute_cycles,
         "stall_cycles": m.stall_cycles,
         "stalls": {k: int(v) for k, v in m.stalls.items},
+        "overlap_saved_cycles": m.overlap_cycles,
         "macs": m.macs,
         "macs_by_mode": {k: int(v) for k, v in m.macs_by_mode.items},
         "dram_bytes": m.dram_bytes,

@@ -129,6 +129,20 @@ def numerics_words(run: object) -> str:
     return f"{'/'.join(str(b) for b in bits)}-bit W/A/G"
 
 
+def schedule_line(outcome: RunOutcome) -> str:
+    """``schedule: overlap saved ...`` with the per-pass savings and engine utilisation."""
+    st = outcome.timing.schedule
+    util = ", ".join(f"{k} {v:.0%}" for k, v in st.utilization().items())
+    if st.mode == "sequential":
+        return f"schedule: sequential (one op at a time); engine utilisation: {util}"
+    pct = st.saved_cycles / st.sequential_cycles if st.sequential_cycles else 0.0
+    saved = {p: m.overlap_cycles for p, m in per_pass(outcome.timing.records).items()}
+    by_pass = ", ".join(f"{p} {v:,}" for p, v in saved.items() if v)
+    return (f"schedule: overlap saved {st.saved_cycles:,} cycles ({pct:.1%}) of "
+            f"{st.sequential_cycles:,} one op at a time"
+            + (f" ({by_pass})" if by_pass else "") + f"; engine utilisation: {util}")
+
+
 def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
     # a pipe or CI log gets 80 columns from rich by default: too narrow for the table
     console = console or Console()
@@ -154,6 +168,7 @@ def print_run(outcome: RunOutcome, console: Console | None = None) -> None:
         f"total: {tot.cycles:,} cycles = {secs * 1e3:.3f} ms at {hw.clock.freq_mhz:g} MHz, "
         f"{tot.energy_pj / 1e6:,.2f} uJ, {tot.macs:,} MACs, {tot.dram_bytes:,} DRAM bytes, "
         f"stalls {tot.stall_cycles:,} cycles; energy table: {outcome.timing.energy_table}"))
+    console.print(escape(schedule_line(outcome)))
     st = outcome.timing.search
     console.print(f"mapping search ({outcome.run.mapping_objective}): {st.searches} searches, "
                   f"{st.evaluated:,} mappings evaluated in {st.seconds:.2f} s")

@@ -35,6 +35,7 @@ class TimingRequest:
     # demo's LAC conv) or reuse the forward codes ("reuse")
     octo_backward: Literal["requant", "reuse"] = "requant"
     objective: Literal["latency", "energy", "edp"] = "latency"  # mapping search objective
+    schedule: Literal["overlap", "sequential"] = "overlap"  # engines at once, or op by op
 
 
 @dataclass(frozen=True)

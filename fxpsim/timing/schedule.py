@@ -1,27 +1,48 @@
-"""The SimPy schedule: per op, a DMA engine and a compute unit run as concurrent processes.
+"""The SimPy schedule of one step: ``sequential`` (one op at a time) or ``overlap`` (default).
 
-Model of one op (:class:`OpWork`)
----------------------------------
-* the **DMA engine** streams the op's DRAM reads and writes over one shared channel for
-  ``dma_cycles`` (first-request latency + bytes / rate; requests stay in flight, so the
-  latency is paid once per op, not per tile);
-* the **compute unit** (MAC array or vector unit) starts once its first inputs are on chip
-  (``array_start`` cycles: latency + the first tile's bytes), is busy ``array_cycles`` (the
-  binding one of array, SRAM ports and requantizer) and then waits ``tail`` cycles for its
-  last output vector to leave.
+Cost of one op (:class:`OpWork`, from the mapping)
+--------------------------------------------------
+* its **DMA stream** moves the op's DRAM reads then writes for ``dma_cycles`` (first-request
+  latency + bytes / rate; requests stay in flight, so the latency is paid once per op);
+* its **engine** (MAC array or vector unit) starts once its first inputs are on chip
+  (``array_start`` cycles after the stream starts: latency + the first tile's bytes), is busy
+  ``array_cycles`` (the binding one of array, SRAM ports and requantizer) and its last output
+  vector leaves ``tail`` cycles later.
 
-The op ends when both processes end: ``max(dma_cycles, array_start + array_cycles + tail)``.
-Double-buffered SRAM tiles let the DMA run ahead of the array, so within an op neither
-waits for the other except at the start and the end. Ops run one after another in
-lowering order (each consumes the previous one's result; overlapping ops is not modeled).
+Alone, an op takes ``max(dma_cycles, array_start + array_cycles + tail)`` (:attr:`OpWork.cycles`).
+
+``sequential``: ops run one after another in lowering order, each alone (:func:`run_schedule`).
+
+``overlap`` (:func:`run_overlapped`): the engines are SimPy resources that work at once:
+
+* **DRAM**: one ``PriorityResource``; the DMA read and write channels share its bandwidth
+  (one op's stream at a time, reads then writes, at the full configured rate);
+* **MAC array** and **vector unit**: one ``PriorityResource`` each; the requantizer sits on
+  the array's output path and works while the array does;
+* **on-chip buffers**: one ``Container`` per SRAM (capacity = its size). A GEMM takes its
+  tile set (``footprint``) when its DMA stream starts and gives it back when it ends; in a
+  double-buffered SRAM it holds a second tile set while its stream runs (the buffer being
+  filled while the array reads the other one).
+
+Rules. An op's engine starts when its inputs exist (every op of ``deps`` has produced its
+output), its first tile has arrived and the engine is free. A GEMM's DMA stream (its
+weights and inputs: the prefetch) may start while the previous GEMM computes, once that
+one's engine has started and the buffers can hold its tiles; a vector op streams its
+operands once its inputs exist. An op ends when its output exists and its stream is done;
+outputs written back by the stream overlap the next op's compute. Ops with no dependency
+between them (a layer's weight update on the vector unit, the next layer's backward GEMM on
+the array) run at once. Ties: the DRAM and each engine go to the waiting op that comes
+first in lowering order; buffers are granted first come, first served; SimPy processes
+events at equal times in the order they were scheduled, so the same input gives the same
+events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fxpsim.timing.trace import TraceEvent
+from fxpsim.timing.trace import Counter, TraceEvent
 
 
 @dataclass(frozen=True)
@@ -36,6 +57,11 @@ class OpWork:
     tail: int = 0
     requant: bool = False  # a GEMM whose outputs pass the requantizer
     vector: bool = False  # runs on the vector unit, not the MAC array
+    write_cycles: int = 0  # of dma_cycles: the writes (the stream's last part)
+    deps: tuple[int, ...] = ()  # earlier ops (indices) whose outputs this op reads
+    # (memory, bytes held from the stream's start to the op's end, bytes held in addition
+    # while the stream runs): the GEMM's tile set and, double-buffered, the buffer it fills
+    footprint: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def cycles(self) -> int:
@@ -86,3 +112,202 @@ def run_schedule(
     env.run()
     events.sort(key=lambda e: (e.start, e.track, e.end))
     return tuple(spans), tuple(events)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one op ran on the overlapped timeline (integer cycles, ``end`` exclusive)."""
+
+    dma_start: int  # its DMA stream began (prefetch: may be before its inputs exist)
+    compute_start: int  # its engine began (MAC array or vector unit)
+    ready: int  # its output exists on chip (engine done + output tail)
+    end: int  # its DMA stream and its output are both done
+    stall: str  # what the engine waited for last before this op ("" = it did not wait)
+
+
+@dataclass(frozen=True)
+class Overlapped:
+    """The overlapped schedule of a step: one :class:`Slot` per op, the engines' busy
+    cycles (work) and the timeline's length."""
+
+    slots: tuple[Slot, ...]
+    work: tuple[tuple[str, int], ...]  # engine -> busy cycles
+    makespan: int
+    events: tuple[TraceEvent, ...] = ()
+    counters: tuple[Counter, ...] = ()
+    flows: tuple[tuple[int, int], ...] = ()  # (producer op, consumer op) indices
+
+
+def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
+                   trace: bool = False) -> Overlapped:
+    """Simulate ``works`` on concurrent engines (see the module doc for the rules)."""
+    import simpy
+
+    env = simpy.Environment()
+    # priority at tile granularity: a waiting op earlier in lowering order takes the DRAM
+    # or an engine from a later one (which resumes where it stopped)
+    res = {k: simpy.PreemptiveResource(env, capacity=1)
+           for k in ("dram", "mac_array", "vector_unit")}
+    mems = {m: simpy.Container(env, capacity=c, init=c) for m, c in capacity.items() if c > 0}
+    n = len(works)
+    ready = [env.event() for _ in range(n)]
+    started = [env.event() for _ in range(n)]  # the op's engine began
+    streaming = [env.event() for _ in range(n)]  # the op's reads began (or it has none)
+    at = [0] * n  # when its reads began
+    slots: list[Slot | None] = [None] * n
+    events: list[TraceEvent] = []
+    counters: list[Counter] = []
+    busy = {"dma_read": 0, "dma_write": 0, "mac_array": 0, "requantizer": 0, "vector_unit": 0}
+    level = {m: 0 for m in mems}
+    buffer_wait = [False] * n
+
+    def hold(mem: str, delta: int) -> None:
+        level[mem] += delta
+        if trace:
+            counters.append(Counter(f"buffer {mem}", int(env.now), level[mem]))
+
+    def unhold(w: OpWork, which: int):  # noqa: ANN202
+        for mem, keep, extra in w.footprint:
+            nbytes_ = extra if which == 2 else keep
+            if mem in mems and nbytes_:
+                yield mems[mem].put(nbytes_)
+                hold(mem, -nbytes_)
+
+    def mark(ev_: simpy.Event, i: int) -> None:
+        if not ev_.triggered:
+            if ev_ is streaming[i]:
+                at[i] = int(env.now)
+            ev_.succeed()
+
+    def serve(i: int, w: OpWork, unit: str, track: str, prio: int, cycles: int,
+              first: simpy.Event):  # noqa: ANN202
+        """``cycles`` of service on ``unit``, possibly in several slices (preempted)."""
+        left = cycles
+        while left > 0:
+            req = res[unit].request(priority=prio, preempt=True)
+            try:
+                yield req
+            except simpy.Interrupt:  # granted and taken back at the same cycle
+                res[unit].release(req)
+                continue
+            t0 = env.now
+            mark(first, i)
+            if unit == "dram" and trace:
+                counters.append(Counter("dram_bw_in_use", int(t0), 100))
+            try:
+                yield env.timeout(left)
+            except simpy.Interrupt:
+                pass
+            res[unit].release(req)
+            left -= int(env.now - t0)
+            busy[track] += int(env.now - t0)
+            if w.requant and unit == "mac_array":
+                busy["requantizer"] += int(env.now - t0)
+            if trace and env.now > t0:
+                if unit == "dram":
+                    counters.append(Counter("dram_bw_in_use", int(env.now), 0))
+                name = {"dma_read": "read", "dma_write": "write", "mac_array": "tiles",
+                        "vector_unit": "vector"}[track]
+                events.append(TraceEvent(track, name, int(t0), int(env.now), w.layer,
+                                         w.pass_name, i))
+                if w.requant and unit == "mac_array":
+                    events.append(TraceEvent("requantizer", "requant", int(t0), int(env.now),
+                                             w.layer, w.pass_name, i))
+
+    def dma(i: int, w: OpWork):  # noqa: ANN202
+        reads = w.dma_cycles - w.write_cycles
+        if not reads:
+            mark(streaming[i], i)
+        # reads before writes: write-back drains when no op is waiting for its inputs
+        yield from serve(i, w, "dram", "dma_read", i, reads, streaming[i])
+        yield from unhold(w, 2)  # the buffer it filled is free once its reads are in
+        if w.write_cycles:  # outputs leave once the engine makes them
+            yield started[i]
+            yield from serve(i, w, "dram", "dma_write", n + i, w.write_cycles, env.event())
+
+    def op(i: int, w: OpWork, after: int):  # noqa: ANN202
+        engine = "vector_unit" if w.vector else "mac_array"
+        if w.vector:  # a vector op streams its operands once they exist: no prefetch
+            yield env.all_of([ready[d] for d in w.deps])
+        else:
+            if after >= 0:  # one GEMM of lookahead: prefetch while the previous one computes
+                yield started[after]
+            for mem, keep, extra in w.footprint:
+                if mem in mems and keep + extra:
+                    t_ask = env.now
+                    yield mems[mem].get(keep + extra)
+                    buffer_wait[i] = buffer_wait[i] or env.now > t_ask
+                    hold(mem, keep + extra)
+        t_dma = env.now
+        stream = env.process(dma(i, w)) if w.dma_cycles else None
+        if stream is None:
+            mark(streaming[i], i)
+        # the engine waits for: its inputs (deps), its first tile (array_start after its
+        # reads begin), its turn
+        stall = ""
+        waits = [ready[d] for d in w.deps if not ready[d].triggered]
+        if waits:
+            yield env.all_of(waits)
+            stall = "wait_input"
+        if not streaming[i].triggered:
+            yield streaming[i]
+            stall = "wait_dram"
+        if env.now < at[i] + w.array_start:
+            yield env.timeout(at[i] + w.array_start - env.now)
+            stall = "wait_buffer" if buffer_wait[i] else "wait_dram"
+        t_want = env.now
+        if w.array_cycles:
+            yield from serve(i, w, engine, engine, i, w.array_cycles, started[i])
+        else:
+            started[i].succeed()
+        if w.tail:
+            yield env.timeout(w.tail)
+        ready[i].succeed()
+        t_ready = env.now
+        if stream is not None:
+            yield stream
+        yield from unhold(w, 1)
+        if first_start[i] > t_want and not stall:
+            stall = "wait_engine"
+        slots[i] = Slot(int(t_dma), first_start[i], int(t_ready), int(env.now), stall)
+
+    first_start = [-1] * n
+
+    def note_start(i: int):  # noqa: ANN202
+        yield started[i]
+        first_start[i] = int(env.now)
+
+    prev_gemm = -1
+    for i, w in enumerate(works):
+        env.process(note_start(i))
+        env.process(op(i, w, -1 if w.vector else prev_gemm))
+        if not w.vector:
+            prev_gemm = i
+    env.run()
+    done = tuple(s for s in slots if s is not None)
+    if len(done) != n:  # a dependency cycle or a buffer no op can get: a bug, not a config
+        raise RuntimeError("overlapped schedule did not finish every op")
+    makespan = max((s.end for s in done), default=0)
+    if trace:
+        events.extend(_stall_slices(works, done, events))
+    events.sort(key=lambda e: (e.start, e.track, e.end, e.op))
+    flows = tuple((d, i) for i, w in enumerate(works) for d in w.deps) if trace else ()
+    return Overlapped(done, tuple(busy.items()), makespan, tuple(events), tuple(counters), flows)
+
+
+def _stall_slices(works: Sequence[OpWork], slots: Sequence[Slot],
+                  events: Sequence[TraceEvent]) -> list[TraceEvent]:
+    """Per engine, each idle gap before an op's work, named by what that op waited for
+    (``idle``: nothing was asked of the engine)."""
+    out: list[TraceEvent] = []
+    for engine in ("mac_array", "vector_unit"):
+        free, seen = 0, set()
+        for e in sorted((e for e in events if e.track == engine), key=lambda e: e.start):
+            if e.start > free:
+                w = works[e.op]
+                why = "preempted" if e.op in seen else slots[e.op].stall or "idle"
+                out.append(TraceEvent(engine, why, free, e.start, w.layer, w.pass_name, e.op,
+                                      stall=True))
+            free = max(free, e.end)
+            seen.add(e.op)
+    return out

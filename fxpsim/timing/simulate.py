@@ -43,11 +43,11 @@ from fxpsim.graph.ir import Graph
 from fxpsim.results import LayerPassResult, Metrics, Tally
 from fxpsim.timing import scalesim_timing
 from fxpsim.timing.arraymap import buffer_bytes, mode_rate
-from fxpsim.timing.energy import energy_components, is_stochastic
+from fxpsim.timing.energy import energy_components, is_stochastic, leakage_pj
 from fxpsim.timing.loopnest import ceil_div, nbytes, op_shape
 from fxpsim.timing.mapping import hw_source, pass_kind, widest_mode
 from fxpsim.timing.ops import GemmOp, Op, TimingRequest, VectorOp
-from fxpsim.timing.schedule import OpWork, run_schedule
+from fxpsim.timing.schedule import OpWork, Overlapped, run_overlapped, run_schedule
 from fxpsim.timing.search import (
     Mapping,
     SearchCache,
@@ -58,7 +58,7 @@ from fxpsim.timing.search import (
     port_cycles,
     search,
 )
-from fxpsim.timing.trace import TraceEvent
+from fxpsim.timing.trace import Counter, TraceEvent
 
 _OPS_CYCLES_ALIAS = {"cmp": "max", "min": "max", "sub": "add"}
 
@@ -74,12 +74,34 @@ class SearchStats:
 
 
 @dataclass(frozen=True)
+class ScheduleStats:
+    """How the step's ops were placed in time: ``cycles`` (the step, = the sum of the
+    records' cycles) against ``sequential_cycles`` (one op at a time, = the sum of each op
+    alone); ``work`` is each engine's busy cycles (utilisation = work / cycles)."""
+
+    mode: str = "overlap"
+    cycles: int = 0
+    sequential_cycles: int = 0
+    work: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def saved_cycles(self) -> int:
+        return self.sequential_cycles - self.cycles
+
+    def utilization(self) -> dict[str, float]:
+        return {k: (v / self.cycles if self.cycles else 0.0) for k, v in self.work}
+
+
+@dataclass(frozen=True)
 class TimingResult:
     records: tuple[LayerPassResult, ...]
     events: tuple[TraceEvent, ...]
     energy_table: str
     notes: tuple[str, ...] = ()  # caveats the reports must show (e.g. float baseline timing)
     search: SearchStats = field(default_factory=SearchStats)
+    schedule: ScheduleStats = field(default_factory=ScheduleStats)
+    counters: tuple[Counter, ...] = ()  # trace counter samples (overlap schedule, trace on)
+    flows: tuple[tuple[int, int], ...] = ()  # (producer op, consumer op) for trace arrows
 
 
 def simulate(graph: Graph, hw: HwConfig, req: TimingRequest, *,
@@ -116,6 +138,11 @@ class _Ctx:
 
     def dma(self, nbytes_: int) -> int:
         return self.lat + self.transfer(nbytes_) if nbytes_ > 0 else 0
+
+    def writes(self, read_bytes: int, write_bytes: int) -> int:
+        """The cycles of a stream of ``read_bytes + write_bytes`` that the writes take."""
+        return self.transfer(read_bytes + write_bytes) - self.transfer(read_bytes) \
+            if write_bytes else 0
 
 
 def _acc_n(mem: Memory | None, elems: int, bits: int) -> int:
@@ -249,9 +276,10 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
         cyc, _ = scalesim_timing.op_timing(hw, op, ctx.scalesim_geometry)
         work = OpWork(op.layer, op.pass_name, array_cycles=cyc, requant=requant)
     elif total:
+        wr = int(sum(v for _, v in writes.items()))
         work = OpWork(op.layer, op.pass_name, dma_cycles=ctx.dma(total),
                       array_start=ctx.lat + c.prologue, array_cycles=side, tail=c.epilogue,
-                      requant=requant)
+                      requant=requant, write_cycles=ctx.writes(total - wr, wr))
     else:
         work = OpWork(op.layer, op.pass_name, array_cycles=side, requant=requant)
     g = _Gemm(op, mp, Tally.of(reads), Tally.of(writes), Tally.of(accesses), work, side, ports)
@@ -318,14 +346,111 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
         else:
             cyc, rd, wr, mem, kind, carry = _vector(ctx, op, carry, nxt)
             works.append(OpWork(op.layer, op.pass_name, dma_cycles=ctx.dma(rd + wr),
-                                array_cycles=cyc, vector=True))
+                                array_cycles=cyc, vector=True, write_cycles=ctx.writes(rd, wr)))
             parts.append(_Vec(op, cyc, rd, wr, mem, kind))
-    spans, events = run_schedule(works, trace=trace)
-    records = tuple(_record(ctx, p, cyc) for p, cyc in zip(parts, spans, strict=True))
     t = hw.technology
     table = f"{t.energy_reference} scaled x{t.node_scale_from_45nm:g} to {t.node_nm:g} nm"
     stats = SearchStats(ctx.cache.searches, ctx.cache.evaluated, ctx.cache.seconds)
-    return TimingResult(records, events, table, search=stats)
+    work = engine_work(works)
+    if req.schedule == "sequential":
+        spans, events = run_schedule(works, trace=trace)
+        records = tuple(_record(ctx, p, cyc) for p, cyc in zip(parts, spans, strict=True))
+        sched = ScheduleStats("sequential", sum(spans), sum(spans), work)
+        return TimingResult(records, events, table, search=stats, schedule=sched)
+    works = [replace(w, deps=d, footprint=_footprint(hw, p))
+             for w, d, p in zip(works, dependencies(ops), parts, strict=True)]
+    ov = run_overlapped(works, _capacities(hw), trace=trace)
+    elapsed = _elapsed(ov)
+    records = tuple(_overlapped(ctx, _record(ctx, p, w.cycles), e)
+                    for p, w, e in zip(parts, works, elapsed, strict=True))
+    sched = ScheduleStats("overlap", ov.makespan, sum(w.cycles for w in works), work)
+    return TimingResult(records, ov.events, table, search=stats, schedule=sched,
+                        counters=ov.counters, flows=ov.flows)
+
+
+def engine_work(works: Sequence[OpWork]) -> tuple[tuple[str, int], ...]:
+    """Busy cycles per engine (the same in both schedules: only the placement changes)."""
+    acc = {"dma_read": 0, "dma_write": 0, "mac_array": 0, "requantizer": 0, "vector_unit": 0}
+    for w in works:
+        acc["dma_read"] += w.dma_cycles - w.write_cycles
+        acc["dma_write"] += w.write_cycles
+        acc["vector_unit" if w.vector else "mac_array"] += w.array_cycles
+        if w.requant:
+            acc["requantizer"] += w.array_cycles
+    return tuple(acc.items())
+
+
+def _is_update(op: Op) -> bool:
+    return isinstance(op, VectorOp) and "update" in op.pass_name
+
+
+def dependencies(ops: Sequence[Op]) -> list[tuple[int, ...]]:
+    """The data dependencies of each op (earlier op indices), from the lowering's order.
+
+    The step is one chain of activations then gradients (forward, loss, backward-data and
+    the vector ops between them each read the chain's latest tensor). Off the chain:
+    backward-weight ops read the chain's gradient but nothing on the chain reads their
+    weight gradient; update ops (passes named ``*update``) read their layer's latest op
+    (its weight gradient, or the previous update step of that layer), and a later GEMM of
+    the layer (e.g. a trial forward) reads the updated weights.
+    """
+    deps: list[tuple[int, ...]] = []
+    chain = -1
+    last_of_layer: dict[str, int] = {}
+    update_of_layer: dict[str, int] = {}
+    for i, op in enumerate(ops):
+        if _is_update(op):
+            d = {last_of_layer.get(op.layer, -1)}
+            update_of_layer[op.layer] = i
+        else:
+            d = {chain, update_of_layer.get(op.layer, -1)}
+            if "backward_weight" not in op.pass_name:
+                chain = i
+        last_of_layer[op.layer] = i
+        deps.append(tuple(sorted(x for x in d if x >= 0)))
+    return deps
+
+
+def _capacities(hw: HwConfig) -> dict[str, int]:
+    return {m.name: m.size_bytes for m in hw.memory if m.is_sram}
+
+
+def _footprint(hw: HwConfig, part: _Gemm | _Vec) -> tuple[tuple[str, int, int], ...]:
+    """A GEMM's tile set per SRAM (and, double-buffered, the buffer its stream fills)."""
+    if not isinstance(part, _Gemm):
+        return ()
+    op, fp = part.op, part.mp.dram.footprint
+    acc: dict[str, list[int]] = {}
+    for kind, b in zip((op.a_kind, op.b_kind, op.out_kind), fp, strict=True):
+        mem = memory_of(hw, kind)
+        if mem is not None and b:
+            e = acc.setdefault(mem.name, [0, 0])
+            e[0] += b
+            e[1] += b if mem.double_buffered else 0
+    return tuple((k, v[0], v[1]) for k, v in acc.items())
+
+
+def _elapsed(ov: Overlapped) -> list[int]:
+    """Per op, the cycles it adds to the step: how far its end passes every earlier op's
+    (so the ops' shares sum to the step's cycles)."""
+    out, front = [], 0
+    for s in ov.slots:
+        out.append(max(0, s.end - front))
+        front = max(front, s.end)
+    return out
+
+
+def _overlapped(ctx: _Ctx, r: LayerPassResult, elapsed: int) -> LayerPassResult:
+    """``r`` (costed alone) placed on the overlapped timeline: ``cycles`` becomes its share
+    of the step and ``overlap_cycles`` what overlap hid; leakage follows the step's time."""
+    m = r.metrics
+    energy = dict(m.energy_by_component.items)
+    if "leakage" in energy:
+        energy["leakage"] = leakage_pj(ctx.hw, elapsed)
+    comp = Tally.of(energy)
+    m = replace(m, cycles=elapsed, overlap_cycles=m.cycles - elapsed, energy_by_component=comp,
+                energy_pj=comp.total)
+    return replace(r, metrics=m)
 
 
 def _binding(ctx: _Ctx, g: _Gemm, cycles: int) -> str:

@@ -1,0 +1,195 @@
+"""The overlapped schedule (``schedule=overlap``, the default): exact cycles on
+hwconfigs/tiny.yaml computed by hand, ``schedule=sequential`` equal to the one-op-at-a-time
+results on every shipped config, and the step-level physics with overlap on.
+
+tiny (see tests/test_timing_schedule.py): 4x4 WS array at 1 GHz, DRAM 4 B/cycle with 10
+cycles latency, global SRAM 4096 B double-buffered, weight load 4 cycles per tile, systolic
+fill/drain 6 cycles per op. Alone, an op takes max(DMA, P + C + E): DMA = 10 + bytes / 4,
+P = 10 + the first tile's bytes / 4, C the array's cycles, E the last output vector.
+With overlap: the DRAM serves waiting reads first (lowest op index), then writes; a GEMM's
+stream (its prefetch) may start once the previous GEMM's array has started and its tile set
+fits the buffers (twice, double-buffered, while it streams); an engine starts an op once
+its inputs exist, its first tile is in (P after its reads begin) and it is free.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fxpsim.config.hw import HwConfig
+from fxpsim.config.load import load_hwconfig
+from fxpsim.graph.resolve import list_models, load_model
+from fxpsim.timing.ops import GemmOp, TimingRequest, VectorOp
+from fxpsim.timing.simulate import simulate, simulate_ops
+from fxpsim.timing.trace import Counter, TraceEvent
+
+TINY = load_hwconfig("tiny").config
+OVERLAP = TimingRequest(phase="infer", batch=1)
+SEQUENTIAL = TimingRequest(phase="infer", batch=1, schedule="sequential")
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "golden" / "schedule_sequential_b2.json"
+
+
+def lin(layer: str, m: int, k: int, n: int, pass_name: str = "forward",
+        kinds: tuple[str, str, str] = ("activations", "weights", "activations")) -> GemmOp:
+    return GemmOp(layer, "linear", pass_name, m, k, n, 1, *kinds, 8, 8, 8,  # type: ignore[arg-type]
+                  "rne", (("B", m), ("C", k), ("K", n)))
+
+
+def update(layer: str, elems: int) -> VectorOp:
+    """An SGD step on ``elems`` weights whose state fits on chip: no DRAM traffic."""
+    return VectorOp(layer=layer, op="linear", pass_name="update", kind="sgd_update",
+                    elems=elems, alu=(("mul", 1), ("add", 1)), bits=8, read_bytes=elems,
+                    write_bytes=elems)
+
+
+def both(ops: list[Any], hw: HwConfig = TINY) -> tuple[Any, Any]:
+    return simulate_ops(ops, hw, SEQUENTIAL), simulate_ops(ops, hw, OVERLAP, trace=True)
+
+
+def cycles(res: Any) -> list[tuple[str, int, int]]:
+    return [(r.layer, r.metrics.cycles, r.metrics.overlap_cycles) for r in res.records]
+
+
+def test_next_layers_weights_prefetched_under_compute_whole_event_log() -> None:
+    """l1 8x16 @ 16x16 then l2 8x16 @ 16x4 (l1's output stays on chip for l2).
+    Alone: l1 reads 384 B -> DMA 10 + 96 = 106; array P 15 + C 198 (+ E 0: kept) = 213.
+    l2 reads its 64 B of weights (10 + 16 = 26 cycles) and writes 32 B (8): DMA 34; array
+    P 15 + C 54 + E 1 = 70. Sequential: 213 + 70 = 283.
+    Overlap: l2's stream may start when l1's array starts (15); its tile set (A 128 + B 16 +
+    O 8 = 152 B, twice while streaming) fits beside l1's (152 B after l1's reads) in 4096 B,
+    so it waits only for the DRAM: reads [106, 132). l2's array waits for l1's output (213)
+    and its first tile (106 + 15 = 121): [213, 267); its write goes once its array has
+    started: [213, 221); the last vector leaves at 268. Step 268: 15 cycles (l2's latency
+    and first tile) hidden."""
+    seq, ov = both([lin("l1", 8, 16, 16), lin("l2", 8, 16, 4)])
+    assert cycles(seq) == [("l1", 213, 0), ("l2", 70, 0)]
+    assert cycles(ov) == [("l1", 213, 0), ("l2", 55, 15)]
+    assert (ov.schedule.cycles, ov.schedule.sequential_cycles, ov.schedule.saved_cycles) == (
+        268, 283, 15)
+    assert list(ov.events) == [
+        TraceEvent("dma_read", "read", 0, 106, "l1", "forward", 0),
+        TraceEvent("mac_array", "wait_dram", 0, 15, "l1", "forward", 0, stall=True),
+        TraceEvent("mac_array", "tiles", 15, 213, "l1", "forward", 0),
+        TraceEvent("requantizer", "requant", 15, 213, "l1", "forward", 0),
+        TraceEvent("dma_read", "read", 106, 132, "l2", "forward", 1),
+        TraceEvent("dma_write", "write", 213, 221, "l2", "forward", 1),
+        TraceEvent("mac_array", "tiles", 213, 267, "l2", "forward", 1),
+        TraceEvent("requantizer", "requant", 213, 267, "l2", "forward", 1),
+    ]
+    # buffer: l1 304 B while streaming, + l2's 304 B from 15; each gives back its second
+    # tile set when its reads end (106, 132) and the rest at its end (213, 268)
+    assert list(ov.counters) == [
+        Counter("buffer global_sram", 0, 304), Counter("dram_bw_in_use", 0, 100),
+        Counter("buffer global_sram", 15, 608), Counter("dram_bw_in_use", 106, 0),
+        Counter("buffer global_sram", 106, 456), Counter("dram_bw_in_use", 106, 100),
+        Counter("dram_bw_in_use", 132, 0), Counter("buffer global_sram", 132, 304),
+        Counter("buffer global_sram", 213, 152), Counter("dram_bw_in_use", 213, 100),
+        Counter("dram_bw_in_use", 221, 0), Counter("buffer global_sram", 268, 0),
+    ]
+    assert ov.flows == ((0, 1),)
+    # engine work is the same in both schedules: DMA reads 106 + 26, writes 8, array
+    # 198 + 54 (the requantizer works with it)
+    assert dict(ov.schedule.work) == dict(seq.schedule.work) == {
+        "dma_read": 132, "dma_write": 8, "mac_array": 252, "requantizer": 252,
+        "vector_unit": 0}
+    assert ov.schedule.utilization()["mac_array"] == 252 / 268
+
+
+def test_buffer_too_small_to_prefetch_no_overlap() -> None:
+    """The same two layers with a 384 B global SRAM (192 B per buffer). l1's 128 B output
+    takes more than half a buffer: written (32 cycles) and read back by l2. Alone: l1 DMA
+    10 + (384 + 128) / 4 = 138, array 15 + 198 + E 1 = 214; l2 reads A 128 + W 64 = 192 B
+    and writes 32 B: DMA 10 + 56 = 66, array 15 + 54 + 1 = 70. Sequential 284.
+    Overlap: l1 keeps its 152 B tile set after its reads; l2 needs 2 x 152 = 304 B while it
+    streams, 152 + 304 > 384: it waits for l1's end (214). Reads [214, 272), array from
+    214 + 15 = 229 to 283, write [272, 280), last vector 284: the same 284."""
+    raw = TINY.model_dump()
+    raw["memory"][0]["size_kib"] = 0.375
+    small = HwConfig.model_validate(raw)
+    seq, ov = both([lin("l1", 8, 16, 16), lin("l2", 8, 16, 4)], small)
+    assert cycles(seq) == [("l1", 214, 0), ("l2", 70, 0)]
+    assert cycles(ov) == [("l1", 214, 0), ("l2", 70, 0)]
+    assert ov.schedule.cycles == seq.schedule.cycles == 284
+    l2 = [e for e in ov.events if e.op == 1]
+    assert [(e.track, e.name, e.start, e.end) for e in l2] == [
+        ("mac_array", "wait_buffer", 213, 229),
+        ("dma_read", "read", 214, 272),
+        ("mac_array", "tiles", 229, 283),
+        ("requantizer", "requant", 229, 283),
+        ("dma_write", "write", 272, 280),
+    ]
+
+
+def test_write_back_overlaps_the_next_ops_compute() -> None:
+    """l1 4x4 @ 4x64 (forward) writes its 256 B output (l2 does not read activations); l2
+    is a backward-data GEMM (dY 16 B + W 64 B read, dX 64 B written) after it.
+    Alone: l1 reads 16 + 256 = 272 B (10 + 68 = 78), writes 64 cycles: DMA 142; array 16
+    n-folds x (4 + 4) + 6 = 134: 15 + 134 + 1 = 150. l2: DMA 10 + 144 / 4 = 46; array 4
+    k-folds x (4 + 4) + 6 = 38: 15 + 38 + 1 = 54. Sequential 204.
+    Overlap: l1 reads [0, 78), array [15, 149). l2's reads, waiting since 15, go before
+    l1's write-back: [78, 108); l1 writes [108, 172) while l2's array runs [150, 188) (it
+    waits for l1's output at 150); l2 writes [172, 188), its last vector leaves at 189."""
+    back = lin("l2", 4, 16, 4, "backward_data", ("gradients", "weights", "gradients"))
+    seq, ov = both([lin("l1", 4, 4, 64), back])
+    assert cycles(seq) == [("l1", 150, 0), ("l2", 54, 0)]
+    assert ov.schedule.cycles == 189
+    # l1 ends with its write-back at 172 (22 later than alone); l2 adds 189 - 172
+    assert cycles(ov) == [("l1", 172, -22), ("l2", 17, 37)]
+    got = [(e.track, e.start, e.end, e.op) for e in ov.events
+           if e.track in ("dma_write", "mac_array") and not e.stall]
+    assert got == [("mac_array", 15, 149, 0), ("dma_write", 108, 172, 0),
+                   ("mac_array", 150, 188, 1), ("dma_write", 172, 188, 1)]
+
+
+def test_two_independent_vector_ops_beside_a_gemm() -> None:
+    """Two SGD updates of 64 weights each (16 lane-steps x (mul + add) = 32 cycles, state
+    on chip: no DRAM), then a GEMM l1 8x16 @ 16x16 whose output is written (nothing
+    follows): DMA 10 + (384 + 128) / 4 = 138, array 15 + 198 + 1 = 214. Sequential
+    32 + 32 + 214 = 278. Overlap: nothing links them, so the vector unit runs the updates
+    [0, 32), [32, 64) while the array runs l1 [15, 213): the step is l1's 214."""
+    seq, ov = both([update("p", 64), update("q", 64), lin("l1", 8, 16, 16)])
+    assert seq.schedule.cycles == 278 and ov.schedule.cycles == 214
+    assert cycles(ov) == [("p", 32, 0), ("q", 32, 0), ("l1", 150, 64)]
+    vec = [(e.start, e.end, e.layer) for e in ov.events if e.track == "vector_unit"]
+    assert vec == [(0, 32, "p"), (32, 64, "q")]
+    assert ov.flows == ()
+
+
+def test_same_input_same_events() -> None:
+    ops = [update("p", 64), lin("l1", 8, 16, 16), update("l1", 256), lin("l2", 8, 16, 4)]
+    a = simulate_ops(ops, TINY, OVERLAP, trace=True)
+    b = simulate_ops(ops, TINY, OVERLAP, trace=True)
+    assert a.records == b.records and a.events == b.events and a.counters == b.counters
+
+
+HWDIR = REPO / "hwconfigs"
+CONFIGS = sorted(p.name for p in HWDIR.iterdir() if p.suffix in (".yaml", ".cfg"))
+MODELS = sorted(m.name for m in list_models())
+
+
+@functools.cache
+def _hw(name: str) -> HwConfig:
+    return load_hwconfig(name).config
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_sequential_reproduces_the_one_op_at_a_time_results(cfg: str) -> None:
+    """Golden per-record cycles written by the schedule before overlap existed (batch 2,
+    every built-in model, train and infer)."""
+    golden = json.loads(GOLDEN.read_text())
+    hw = _hw(cfg)
+    for name in MODELS:
+        graph = load_model(name)
+        for phase in ("infer", "train"):
+            want = golden[f"{cfg}|{name}|{phase}"]
+            req = TimingRequest(phase=phase, batch=2, schedule="sequential")  # type: ignore[arg-type]
+            res = simulate(graph, hw, req)
+            got = [r.metrics.cycles for r in res.records]
+            assert [sum(got), got] == want, (cfg, name, phase)
+            assert res.schedule.cycles == res.schedule.sequential_cycles == sum(got)
