@@ -152,13 +152,30 @@ class MacArray(_Model):
         raise KeyError(name)
 
 
+#: vector ops that can sit on the MAC array's output path (``vector_unit.fused_ops``)
+FusedOp = Literal["requant", "relu", "bn_infer", "maxpool", "avgpool"]
+
+
 class VectorUnit(_Model):
+    """The vector unit. ``fused_ops``: the vector ops built into the array's output path: a
+    fused op right after a GEMM (or another fused op) costs no DRAM round trip and no pass
+    of its own, only its throughput beside the array."""
+
     lanes: Lanes
     datapath_bits: Annotated[int, Field(gt=0, le=4096)]
     precisions: list[str] = Field(min_length=1)
     ops_cycles: dict[str, Annotated[int, Field(gt=0, le=1 << 20)]] = Field(min_length=1)
     supports: list[str] = Field(default_factory=list)
     stochastic_rounding: str | None = None
+    fused_ops: list[FusedOp] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_fusion(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # configs without fusion dump (and digest) exactly as before the key existed
+        data = handler(self)
+        if not self.fused_ops:
+            data.pop("fused_ops", None)
+        return data
 
 
 class Ports(_Model):

@@ -227,8 +227,12 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
 
     def op(i: int, w: OpWork, after: int):  # noqa: ANN202
         engine = "vector_unit" if w.vector else "mac_array"
+        stall = ""
         if w.vector:  # a vector op streams its operands once they exist: no prefetch
-            yield env.all_of([ready[d] for d in w.deps])
+            waits = [ready[d] for d in w.deps if not ready[d].triggered]
+            if waits:
+                yield env.all_of(waits)
+                stall = "wait_input"
         else:
             if after >= 0:  # one GEMM of lookahead: prefetch while the previous one computes
                 yield started[after]
@@ -244,7 +248,6 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
             mark(streaming[i], i)
         # the engine waits for: its inputs (deps), its first tile (array_start after its
         # reads begin), its turn
-        stall = ""
         waits = [ready[d] for d in w.deps if not ready[d].triggered]
         if waits:
             yield env.all_of(waits)

@@ -194,6 +194,7 @@ class _Vec:
     wr: int
     mem: Memory
     kind: str  # DRAM tensor kind
+    fused: bool = False  # runs on the array's output path (vector_unit.fused_ops)
 
 
 @dataclass
@@ -216,11 +217,14 @@ def _read_kind(ctx: _Ctx, op: GemmOp, kind: str) -> str:
 
 
 def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
-          saved_fit: bool) -> tuple[_Gemm, tuple[str, int] | None]:
+          saved_fit: bool, fused: Sequence[VectorOp] = ()
+          ) -> tuple[_Gemm, tuple[str, int] | None]:
+    """``fused``: the vector ops on the array's output path after ``op`` (their output,
+    not the GEMM's, is what stays on chip or goes to DRAM)."""
     hw = ctx.hw
     role = _carried_role(op, carry)
-    keep = _consumes(nxt, op.out_kind) and _stays(hw, op.out_kind,
-                                                  nbytes(op.groups * op.m * op.n, op.out_bits))
+    out_bytes = fused[-1].write_bytes if fused else nbytes(op.groups * op.m * op.n, op.out_bits)
+    keep = _consumes(nxt, op.out_kind) and _stays(hw, op.out_kind, out_bytes)
     spill = 0
     mp = None
     for r in ((role, None) if role else (None,)):
@@ -250,7 +254,8 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
     put(reads, _read_kind(ctx, op, kinds[1]), dp.reads[1])
     put(reads, "psums", dp.psum_bytes[0])
     put(writes, "psums", dp.psum_bytes[1])
-    put(writes, norm_kind(kinds[2]), dp.writes[2] - dp.psum_bytes[1])
+    out_w = dp.writes[2] - dp.psum_bytes[1]
+    put(writes, norm_kind(kinds[2]), min(out_w, out_bytes) if fused and out_w else out_w)
     extra = 0
     if spill:
         put(writes, carry[0] if carry else "activations", spill)
@@ -265,12 +270,13 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
     if extra and amem is not None:
         key = f"{amem.name}.read"
         accesses[key] = accesses.get(key, 0) + _acc_n(amem, extra * 8, 1)
-    total = dp.dram_bytes + extra
+    total = int(sum(v for _, v in reads.items()) + sum(v for _, v in writes.items()))
     c = mp.cost
     ports = max((port_cycles(m, accesses.get(f"{m.name}.read", 0),
                              accesses.get(f"{m.name}.write", 0))
                  for m in hw.memory if m.is_sram), default=0)
-    side = max(c.side, ports)
+    # fused stages work beside the array, each at its own throughput
+    side = max(c.side, ports, *(_vector_cycles(ctx, v) for v in fused))
     requant = op.out_bits < hw.mac_array.accumulator.bits
     if ctx.req.timing == "scalesim":
         cyc, _ = scalesim_timing.op_timing(hw, op, ctx.scalesim_geometry)
@@ -283,14 +289,11 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
     else:
         work = OpWork(op.layer, op.pass_name, array_cycles=side, requant=requant)
     g = _Gemm(op, mp, Tally.of(reads), Tally.of(writes), Tally.of(accesses), work, side, ports)
-    new_carry = (norm_kind(op.out_kind), nbytes(op.groups * op.m * op.n, op.out_bits)) \
-        if mp.kept else None
+    new_carry = (norm_kind(op.out_kind), out_bytes) if mp.kept else None
     return g, new_carry
 
 
-def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | None
-            ) -> tuple[int, int, int, Memory, str, tuple[str, int] | None]:
-    """(cycles, DRAM read bytes, write bytes, memory, DRAM kind, carry after)."""
+def _vector_cycles(ctx: _Ctx, vo: VectorOp) -> int:
     hw = ctx.hw
     vu = hw.vector_unit
     per_elem = 0
@@ -301,7 +304,41 @@ def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | No
                               f"no cycle count for ALU op {alu!r} needed by {vo.layer} "
                               f"({vo.kind})")
         per_elem += cnt * vu.ops_cycles[key]
-    cycles = ceil_div(vo.elems, vu.lanes) * per_elem
+    return ceil_div(vo.elems, vu.lanes) * per_elem
+
+
+#: ``vector_unit.fused_ops`` names -> the lowering's vector-op kinds they cover
+FUSED_KINDS: dict[str, tuple[str, ...]] = {
+    "requant": ("quantize",), "relu": ("relu", "relu6"), "bn_infer": ("batchnorm_infer",),
+    "maxpool": ("maxpool",), "avgpool": ("avgpool",)}
+
+
+def fused_groups(ops: Sequence[Op], hw: HwConfig) -> dict[int, tuple[int, ...]]:
+    """GEMM index -> the vector ops right after it (same pass) that its output path runs."""
+    kinds = {k for name in hw.vector_unit.fused_ops for k in FUSED_KINDS[name]}
+    out: dict[int, tuple[int, ...]] = {}
+    if not kinds:
+        return out
+    for i, op in enumerate(ops):
+        if not isinstance(op, GemmOp):
+            continue
+        j = i + 1
+        while j < len(ops):
+            v = ops[j]
+            if not (isinstance(v, VectorOp) and v.kind in kinds
+                    and v.pass_name == op.pass_name):
+                break
+            j += 1
+        if j > i + 1:
+            out[i] = tuple(range(i + 1, j))
+    return out
+
+
+def _vector(ctx: _Ctx, vo: VectorOp, carry: tuple[str, int] | None, nxt: Op | None
+            ) -> tuple[int, int, int, Memory, str, tuple[str, int] | None]:
+    """(cycles, DRAM read bytes, write bytes, memory, DRAM kind, carry after)."""
+    hw = ctx.hw
+    cycles = _vector_cycles(ctx, vo)
     rd, wr = vo.dram_read_bytes, vo.dram_write_bytes
     upd = vo.kind.endswith("_update")
     mem = memory_of(hw, "optimizer_state" if upd else "activations") or next(
@@ -337,12 +374,20 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
     works: list[OpWork] = []
     parts: list[_Gemm | _Vec] = []
     carry: tuple[str, int] | None = None
+    groups = fused_groups(ops, hw)
+    fused_in = {j for js in groups.values() for j in js}
     for i, op in enumerate(ops):
-        nxt = ops[i + 1] if i + 1 < len(ops) else None
+        fused = tuple(ops[j] for j in groups.get(i, ()))
+        after = i + 1 + len(fused)
+        nxt = ops[after] if after < len(ops) else None
         if isinstance(op, GemmOp):
-            g, carry = _gemm(ctx, op, carry, nxt, saved_fit)
+            g, carry = _gemm(ctx, op, carry, nxt, saved_fit, fused)  # type: ignore[arg-type]
             works.append(g.work)
             parts.append(g)
+        elif i in fused_in:  # on the output path of the GEMM before it: no pass of its own
+            mem = memory_of(hw, "activations") or next(m for m in hw.memory if m.is_sram)
+            works.append(OpWork(op.layer, op.pass_name, vector=True))
+            parts.append(_Vec(op, _vector_cycles(ctx, op), 0, 0, mem, "activations", True))
         else:
             cyc, rd, wr, mem, kind, carry = _vector(ctx, op, carry, nxt)
             works.append(OpWork(op.layer, op.pass_name, dma_cycles=ctx.dma(rd + wr),
@@ -510,8 +555,12 @@ def _record(ctx: _Ctx, part: _Gemm | _Vec, cycles: int) -> LayerPassResult:
                                binding=_binding(ctx, part, cycles), on_chip=mp.on_chip(),
                                search_evaluated=mp.evaluated)
     vo, vcyc, rd, wr, mem, kind = part.op, part.cycles, part.rd, part.wr, part.mem, part.kind
-    sram = Tally.of({f"{mem.name}.read": _acc_n(mem, vo.read_bytes * 8, 1),
-                     f"{mem.name}.write": _acc_n(mem, vo.write_bytes * 8, 1)})
+    if part.fused:  # its cycles are inside the GEMM's; its data never leaves the path
+        vcyc = 0
+        sram = Tally()
+    else:
+        sram = Tally.of({f"{mem.name}.read": _acc_n(mem, vo.read_bytes * 8, 1),
+                         f"{mem.name}.write": _acc_n(mem, vo.write_bytes * 8, 1)})
     n_ops = sum(vo.elems * cnt for _, cnt in vo.alu)
     rq = vo.elems * sum(cnt for alu, cnt in vo.alu if alu == "requant")
     energy = energy_components(
@@ -525,6 +574,6 @@ def _record(ctx: _Ctx, part: _Gemm | _Vec, cycles: int) -> LayerPassResult:
         bound_compute_cycles=vcyc, bound_dram_cycles=ctx.transfer(rd + wr),
         energy_pj=energy.total, stalls=Tally.of({"dram": cycles - vcyc}), sram_accesses=sram,
         energy_by_component=energy, dram_by_kind=Tally.of({kind: rd + wr}))
-    binding = "dram" if cycles > vcyc else "vector"
+    binding = "fused" if part.fused else "dram" if cycles > vcyc else "vector"
     return LayerPassResult(vo.layer, vo.op, vo.pass_name, m, precision=f"int{vo.bits}",
                            binding=binding)
