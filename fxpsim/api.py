@@ -165,7 +165,9 @@ def report_files(outcome: RunOutcome) -> dict[str, str]:
         from fxpsim.report.perfetto import trace_json
 
         files["trace.json"] = trace_json(outcome.timing.events, outcome.hw.config.clock.freq_mhz,
-                                         run_name=outcome.name)
+                                         run_name=outcome.name,
+                                         counters=outcome.timing.counters,
+                                         flows=outcome.timing.flows)
     wanted = {FORMAT_FILES[f] for f in formats}
     return {name: text for name, text in files.items() if name in wanted}
 

@@ -61,7 +61,10 @@ def variant(hw: HwConfig, change: str) -> HwConfig:
 
 def run(hw: HwConfig, graph: Graph, phase: str, batch: int = BATCH,
         bits: int = 8) -> tuple[LayerPassResult, ...]:
-    req = TimingRequest(phase=phase, batch=batch, w_bits=bits, a_bits=bits, g_bits=bits)  # type: ignore[arg-type]
+    """Each layer x pass costed alone (``schedule=sequential``): the per-op cost model.
+    The overlapped step is checked by :func:`test_overlapped_step_physics`."""
+    req = TimingRequest(phase=phase, batch=batch, w_bits=bits, a_bits=bits, g_bits=bits,  # type: ignore[arg-type]
+                        schedule="sequential")
     return simulate(graph, hw, req).records
 
 
@@ -86,6 +89,29 @@ def test_roofline_and_more_hardware_never_worse(cfg: str, name: str, phase: str)
             if change == "sram":
                 assert b.metrics.dram_bytes <= a.metrics.dram_bytes, (key(a), a.mapping,
                                                                       b.mapping)
+
+
+@pytest.mark.parametrize("cfg,name,phase", CASES)
+def test_overlapped_step_physics(cfg: str, name: str, phase: str) -> None:
+    """With overlap on (the default): the step never takes longer than one op at a time,
+    never beats its busiest engine (the DRAM's reads + writes, the MAC array, the vector
+    unit) nor the roofline of its totals; 2x DRAM bandwidth, rows, columns or SRAM never add
+    step cycles; energy components sum to the total; the records' cycles sum to the step."""
+    from fxpsim.results import total
+
+    hw, graph = base_hw(cfg), model(name)
+    req = TimingRequest(phase=phase, batch=BATCH)  # type: ignore[arg-type]
+    res = simulate(graph, hw, req)
+    st, t = res.schedule, total(res.records)
+    work = dict(st.work)
+    assert st.mode == "overlap" and st.cycles == t.cycles
+    assert st.cycles <= st.sequential_cycles
+    assert st.cycles >= max(work["dma_read"] + work["dma_write"], work["mac_array"],
+                            work["vector_unit"], t.bound_compute_cycles, t.bound_dram_cycles)
+    assert t.energy_pj == pytest.approx(t.energy_by_component.total, rel=1e-12)
+    for change in ("bw", "rows", "cols", "sram"):
+        other = simulate(graph, variant(hw, change), req).schedule.cycles
+        assert other <= st.cycles, (change, other, st.cycles)
 
 
 def _has_int4(hw: HwConfig) -> bool:
@@ -184,7 +210,9 @@ def test_search_objectives_pull_their_way(cfg: str) -> None:
 
     got = {}
     for obj in ("latency", "energy", "edp"):
-        req = TimingRequest(phase="train", batch=8, objective=obj)  # type: ignore[arg-type]
+        # the objective picks each op's mapping: compare the ops' own costs
+        req = TimingRequest(phase="train", batch=8, objective=obj,  # type: ignore[arg-type]
+                            schedule="sequential")
         t = total(simulate(model("resnet20"), base_hw(cfg), req).records)
         got[obj] = (t.cycles, t.energy_pj)
     assert got["latency"][0] <= got["energy"][0]

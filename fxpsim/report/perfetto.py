@@ -15,6 +15,14 @@ so the UI shows nanoseconds. The exact cycle numbers are kept in each slice's ``
 expected on a hardware track: each is one resource) go to an extra lane ``<track> #2`` so
 the viewer never has to nest slices that do not nest.
 
+With the overlapped schedule (the default) the engine threads also carry **stall slices**
+(``cat`` ``stall``, named by what the engine waited for: ``wait_input``, ``wait_dram``,
+``wait_buffer``, ``wait_engine``, ``preempted``, ``idle``) between their work slices, so
+work / elapsed per engine can be read off the timeline; **counter tracks** (``"C"`` events)
+give the DRAM bandwidth in use (percent of the configured bandwidth) and each buffer's
+occupancy (bytes); **flow arrows** (``"s"``/``"f"`` events, ``cat`` ``dataflow``) go from
+each producer op's last work slice to its consumer's first.
+
 Output is deterministic: events in schedule order, keys sorted, no timestamps.
 """
 
@@ -26,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring_ascii as _str
 
 from fxpsim.report import strict_json
-from fxpsim.timing.trace import TRACKS, TraceEvent
+from fxpsim.timing.trace import TRACKS, Counter, TraceEvent
 
 PID = 1
 TRACE_SCHEMA = "fxpsim.trace/1"
@@ -81,9 +89,10 @@ def _slice_rows(events: Sequence[TraceEvent]) -> tuple[dict[str, int], list[_Row
     for track in (*TRACKS, *sorted(set(by_track) - set(TRACKS))):
         mine = sorted(by_track.get(track, ()), key=lambda e: e.start)
         if mine:
-            grouped[track] = [(f"{e.layer} {e.pass_name}: {e.name}", e.start, e.end, e.layer,
-                               e.pass_name, e.name) for e in mine]
-    ordered = sorted(events, key=lambda e: (e.start, e.end))
+            grouped[track] = [(f"{e.name}" if e.stall else f"{e.layer} {e.pass_name}: {e.name}",
+                               e.start, e.end, e.layer, "stall" if e.stall else e.pass_name,
+                               e.name) for e in mine]
+    ordered = sorted((e for e in events if not e.stall), key=lambda e: (e.start, e.end))
     passes: list[_Pre] = [(str(k), s, t, None, str(k), None)
                           for k, s, t in _spans(ordered, lambda e: e.pass_name)]
     if passes:
@@ -153,11 +162,49 @@ def _slice_text(row: _Row, freq_mhz: float) -> str:
             f'"ph":"X","pid":{PID},"tid":{tid},"ts":{ts!r}}}')
 
 
+def counter_events(counters: Sequence[Counter], freq_mhz: float) -> list[dict[str, object]]:
+    """``"C"`` events: one per counter and cycle (the last value set at that cycle)."""
+    last: dict[tuple[str, int], int] = {}
+    for c in counters:
+        last[(c.name, c.at)] = c.value
+    unit = {True: "percent", False: "bytes"}
+    return [{"ph": "C", "pid": PID, "name": name, "ts": cycles_to_us(at, freq_mhz),
+             "args": {unit[name.startswith("dram")]: value}}
+            for (name, at), value in sorted(last.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def flow_events(events: Sequence[TraceEvent], flows: Sequence[tuple[int, int]],
+                thread_ids: dict[str, int], freq_mhz: float) -> list[dict[str, object]]:
+    """Flow arrows producer -> consumer: from the producer's last work slice (bound at its
+    start) to the consumer's first (``bp: e``: bound to the slice it lands in)."""
+    first: dict[int, TraceEvent] = {}
+    last: dict[int, TraceEvent] = {}
+    for e in events:
+        if e.stall or e.op < 0 or e.track not in ("mac_array", "vector_unit"):
+            continue
+        if e.op not in first or e.start < first[e.op].start:
+            first[e.op] = e
+        if e.op not in last or e.start > last[e.op].start:
+            last[e.op] = e
+    out: list[dict[str, object]] = []
+    for k, (src, dst) in enumerate(flows):
+        a, b = last.get(src), first.get(dst)
+        if a is None or b is None or a.track not in thread_ids or b.track not in thread_ids:
+            continue
+        common = {"pid": PID, "cat": "dataflow", "name": f"{a.layer} -> {b.layer}", "id": k + 1}
+        out.append({"ph": "s", "tid": thread_ids[a.track],
+                    "ts": cycles_to_us(a.start, freq_mhz), **common})
+        out.append({"ph": "f", "bp": "e", "tid": thread_ids[b.track],
+                    "ts": cycles_to_us(b.start, freq_mhz), **common})
+    return out
+
+
 def trace_json(events: Sequence[TraceEvent], freq_mhz: float, *, run_name: str = "",
-               title: str = "accelerator") -> str:
+               title: str = "accelerator", counters: Sequence[Counter] = (),
+               flows: Sequence[tuple[int, int]] = ()) -> str:
     """The whole ``trace.json`` document (a JSON object, deterministic bytes): exactly
-    ``json.dumps({"traceEvents": trace_events(...), ...}, sort_keys=True,
-    separators=(",", ":"))``."""
+    ``json.dumps({"traceEvents": trace_events(...) + counters + flows, ...},
+    sort_keys=True, separators=(",", ":"))``."""
     thread_ids, rows = _slice_rows(events)
     other = {"schema": TRACE_SCHEMA, "run": run_name, "freq_mhz": freq_mhz,
              "time_unit": "ts/dur in microseconds = cycles / freq_mhz"}
@@ -166,6 +213,8 @@ def trace_json(events: Sequence[TraceEvent], freq_mhz: float, *, run_name: str =
     try:
         texts = [dump(m) for m in _meta(thread_ids, title)]
         texts += [_slice_text(r, freq_mhz) for r in rows]
+        texts += [dump(c) for c in counter_events(counters, freq_mhz)]
+        texts += [dump(f) for f in flow_events(events, flows, thread_ids, freq_mhz)]
     except ValueError:  # a non-finite time: name it like every other report
         dump(trace_events(events, freq_mhz, title))
         raise

@@ -223,8 +223,11 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
     not the GEMM's, is what stays on chip or goes to DRAM)."""
     hw = ctx.hw
     role = _carried_role(op, carry)
-    out_bytes = fused[-1].write_bytes if fused else nbytes(op.groups * op.m * op.n, op.out_bits)
-    keep = _consumes(nxt, op.out_kind) and _stays(hw, op.out_kind, out_bytes)
+    full = nbytes(op.groups * op.m * op.n, op.out_bits)
+    out_bytes = fused[-1].write_bytes if fused else full
+    # residency is decided on the GEMM's own output (the mapping search keeps that on
+    # chip); what stays or is written is the output path's result
+    keep = _consumes(nxt, op.out_kind) and _stays(hw, op.out_kind, full)
     spill = 0
     mp = None
     for r in ((role, None) if role else (None,)):
