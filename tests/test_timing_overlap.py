@@ -61,9 +61,9 @@ def test_next_layers_weights_prefetched_under_compute_whole_event_log() -> None:
     Alone: l1 reads 384 B -> DMA 10 + 96 = 106; array P 15 + C 198 (+ E 0: kept) = 213.
     l2 reads its 64 B of weights (10 + 16 = 26 cycles) and writes 32 B (8): DMA 34; array
     P 15 + C 54 + E 1 = 70. Sequential: 213 + 70 = 283.
-    Overlap: l2's stream may start when l1's array starts (15); its tile set (A 128 + B 16 +
-    O 8 = 152 B, twice while streaming) fits beside l1's (152 B after l1's reads) in 4096 B,
-    so it waits only for the DRAM: reads [106, 132). l2's array waits for l1's output (213)
+    Overlap: l2's stream may start once l1's reads are in (106): its tile set (A 128 + B 16
+    + O 8 = 152 B, twice while streaming) fits beside l1's (152 B after its reads) in
+    4096 B: reads [106, 132). l2's array waits for l1's output (213)
     and its first tile (106 + 15 = 121): [213, 267); its write goes once its array has
     started: [213, 221); the last vector leaves at 268. Step 268: 15 cycles (l2's latency
     and first tile) hidden."""
@@ -82,11 +82,12 @@ def test_next_layers_weights_prefetched_under_compute_whole_event_log() -> None:
         TraceEvent("mac_array", "tiles", 213, 267, "l2", "forward", 1),
         TraceEvent("requantizer", "requant", 213, 267, "l2", "forward", 1),
     ]
-    # buffer: l1 304 B while streaming, + l2's 304 B from 15; each gives back its second
-    # tile set when its reads end (106, 132) and the rest at its end (213, 268)
+    # buffer: l1 holds 304 B while streaming; when its reads are in (106) it gives back
+    # the buffer it filled (152 B left) and l2 takes its 304 B; l2 gives back 152 B when
+    # its reads are in (132), l1 the rest at its end (213), l2 at its end (268)
     assert list(ov.counters) == [
         Counter("buffer global_sram", 0, 304), Counter("dram_bw_in_use", 0, 100),
-        Counter("buffer global_sram", 15, 608), Counter("dram_bw_in_use", 106, 0),
+        Counter("dram_bw_in_use", 106, 0), Counter("buffer global_sram", 106, 152),
         Counter("buffer global_sram", 106, 456), Counter("dram_bw_in_use", 106, 100),
         Counter("dram_bw_in_use", 132, 0), Counter("buffer global_sram", 132, 304),
         Counter("buffer global_sram", 213, 152), Counter("dram_bw_in_use", 213, 100),
@@ -127,24 +128,25 @@ def test_buffer_too_small_to_prefetch_no_overlap() -> None:
 
 
 def test_write_back_overlaps_the_next_ops_compute() -> None:
-    """l1 4x4 @ 4x64 (forward) writes its 256 B output (l2 does not read activations); l2
-    is a backward-data GEMM (dY 16 B + W 64 B read, dX 64 B written) after it.
-    Alone: l1 reads 16 + 256 = 272 B (10 + 68 = 78), writes 64 cycles: DMA 142; array 16
-    n-folds x (4 + 4) + 6 = 134: 15 + 134 + 1 = 150. l2: DMA 10 + 144 / 4 = 46; array 4
-    k-folds x (4 + 4) + 6 = 38: 15 + 38 + 1 = 54. Sequential 204.
-    Overlap: l1 reads [0, 78), array [15, 149). l2's reads, waiting since 15, go before
-    l1's write-back: [78, 108); l1 writes [108, 172) while l2's array runs [150, 188) (it
-    waits for l1's output at 150); l2 writes [172, 188), its last vector leaves at 189."""
-    back = lin("l2", 4, 16, 4, "backward_data", ("gradients", "weights", "gradients"))
-    seq, ov = both([lin("l1", 4, 4, 64), back])
-    assert cycles(seq) == [("l1", 150, 0), ("l2", 54, 0)]
-    assert ov.schedule.cycles == 189
-    # l1 ends with its write-back at 172 (22 later than alone); l2 adds 189 - 172
-    assert cycles(ov) == [("l1", 172, -22), ("l2", 17, 37)]
-    got = [(e.track, e.start, e.end, e.op) for e in ov.events
-           if e.track in ("dma_write", "mac_array") and not e.stall]
-    assert got == [("mac_array", 15, 149, 0), ("dma_write", 108, 172, 0),
-                   ("mac_array", 150, 188, 1), ("dma_write", 172, 188, 1)]
+    """tiny with DRAM at 2 B/cycle. l1 4x4 @ 4x512 writes its 2048 B output (more than half
+    the 2048 B buffer: it cannot stay), then the SGD update of l1 (64 weights, state on
+    chip: 16 lane-steps x (mul + add) = 32 cycles on the vector unit, after l1's output).
+    l1 alone: reads 16 + 2048 B -> 10 + 1032 = 1042, writes 1024: DMA 2066; array 128
+    n-folds x (4 + 4) + 6 = 1030, P = 10 + (16 + 4) / 2 = 20, E = 4 B / 2 = 2: 1052.
+    DRAM-bound: 2066. Sequential 2066 + 32 = 2098.
+    Overlap: l1's array is done at 1050 and its output exists at 1052; its write-back
+    streams [1042, 2066) while the update runs [1052, 1084): step 2066."""
+    raw = TINY.model_dump()
+    raw["dram"]["bandwidth_gb_s"] = 2
+    slow = HwConfig.model_validate(raw)
+    seq, ov = both([lin("l1", 4, 4, 512), update("l1", 64)], slow)
+    assert cycles(seq) == [("l1", 2066, 0), ("l1", 32, 0)]
+    assert cycles(ov) == [("l1", 2066, 0), ("l1", 0, 32)]
+    got = [(e.track, e.start, e.end, e.op) for e in ov.events if not e.stall
+           and e.track != "requantizer"]
+    assert got == [("dma_read", 0, 1042, 0), ("mac_array", 20, 1050, 0),
+                   ("dma_write", 1042, 2066, 0), ("vector_unit", 1052, 1084, 1)]
+    assert ov.flows == ((0, 1),)  # the update reads l1's weight gradient
 
 
 def test_two_independent_vector_ops_beside_a_gemm() -> None:

@@ -153,6 +153,7 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
     ready = [env.event() for _ in range(n)]
     started = [env.event() for _ in range(n)]  # the op's engine began
     streaming = [env.event() for _ in range(n)]  # the op's reads began (or it has none)
+    loaded = [env.event() for _ in range(n)]  # the op's reads are in (or it has none)
     at = [0] * n  # when its reads began
     slots: list[Slot | None] = [None] * n
     events: list[TraceEvent] = []
@@ -220,10 +221,11 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
             mark(streaming[i], i)
         # reads before writes: write-back drains when no op is waiting for its inputs
         yield from serve(i, w, "dram", "dma_read", i, reads, streaming[i])
+        loaded[i].succeed()
         yield from unhold(w, 2)  # the buffer it filled is free once its reads are in
         if w.write_cycles:  # outputs leave once the engine makes them
             yield started[i]
-            yield from serve(i, w, "dram", "dma_write", n + i, w.write_cycles, env.event())
+            yield from serve(i, w, "dram", "dma_write", i, w.write_cycles, env.event())
 
     def op(i: int, w: OpWork, after: int):  # noqa: ANN202
         engine = "vector_unit" if w.vector else "mac_array"
@@ -234,8 +236,8 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
                 yield env.all_of(waits)
                 stall = "wait_input"
         else:
-            if after >= 0:  # one GEMM of lookahead: prefetch while the previous one computes
-                yield started[after]
+            if after >= 0:  # one GEMM of lookahead: prefetch once the previous one's reads
+                yield loaded[after]  # are in (its filling buffer is free)
             for mem, keep, extra in w.footprint:
                 if mem in mems and keep + extra:
                     t_ask = env.now
@@ -246,6 +248,7 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
         stream = env.process(dma(i, w)) if w.dma_cycles else None
         if stream is None:
             mark(streaming[i], i)
+            loaded[i].succeed()
         # the engine waits for: its inputs (deps), its first tile (array_start after its
         # reads begin), its turn
         waits = [ready[d] for d in w.deps if not ready[d].triggered]
@@ -276,13 +279,12 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
 
     first_start = [-1] * n
 
-    def note_start(i: int):  # noqa: ANN202
-        yield started[i]
-        first_start[i] = int(env.now)
+    def note_start(i: int) -> None:
+        started[i].callbacks.append(lambda _: first_start.__setitem__(i, int(env.now)))
 
     prev_gemm = -1
     for i, w in enumerate(works):
-        env.process(note_start(i))
+        note_start(i)
         env.process(op(i, w, -1 if w.vector else prev_gemm))
         if not w.vector:
             prev_gemm = i
