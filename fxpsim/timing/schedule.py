@@ -15,26 +15,28 @@ Alone, an op takes ``max(dma_cycles, array_start + array_cycles + tail)`` (:attr
 
 ``overlap`` (:func:`run_overlapped`): the engines are SimPy resources that work at once:
 
-* **DRAM**: one ``PriorityResource``; the DMA read and write channels share its bandwidth
-  (one op's stream at a time, reads then writes, at the full configured rate);
-* **MAC array** and **vector unit**: one ``PriorityResource`` each; the requantizer sits on
-  the array's output path and works while the array does;
+* **DRAM**: the DMA read and write channels share its bandwidth (one transfer at a time, at
+  the full configured rate). An op's stream is its reads, then its writes, which start
+  once its engine has started (outputs leave as the engine makes them);
+* **MAC array** and **vector unit**: one resource each; the requantizer sits on the array's
+  output path and works while the array does;
 * **on-chip buffers**: one ``Container`` per SRAM (capacity = its size). A GEMM takes its
-  tile set (``footprint``) when its DMA stream starts and gives it back when it ends; in a
-  double-buffered SRAM it holds a second tile set while its stream runs (the buffer being
+  tile set (``footprint``) when its stream starts and gives it back when it ends; in a
+  double-buffered SRAM it holds a second tile set while its reads run (the buffer being
   filled while the array reads the other one).
 
 Rules. An op's engine starts when its inputs exist (every op of ``deps`` has produced its
-output), its first tile has arrived and the engine is free. A GEMM's DMA stream (its
-weights and inputs: the prefetch) may start while the previous GEMM computes, once that
-one's engine has started and the buffers can hold its tiles; a vector op streams its
-operands once its inputs exist. An op ends when its output exists and its stream is done;
-outputs written back by the stream overlap the next op's compute. Ops with no dependency
-between them (a layer's weight update on the vector unit, the next layer's backward GEMM on
-the array) run at once. Ties: the DRAM and each engine go to the waiting op that comes
-first in lowering order; buffers are granted first come, first served; SimPy processes
-events at equal times in the order they were scheduled, so the same input gives the same
-events.
+output), its first tile has arrived (``array_start`` after its reads begin) and the engine
+is free. A GEMM's stream (its weights and inputs: the prefetch) may start once the previous
+GEMM's reads are in and the buffers can hold its tiles; a vector op streams its operands
+once its inputs exist. An op ends when its output exists and its stream is done; consumers
+wait only for the output, so write-back overlaps the next op's compute. Ops with no
+dependency between them (a layer's weight update on the vector unit, the next layer's
+backward GEMM on the array) run at once. Ties: the DRAM and each engine serve the waiting
+op that comes first in lowering order, and take the resource from a later op, which resumes
+where it stopped (priority at tile granularity); buffers are granted first come, first
+served; SimPy processes events at equal times in the order they were scheduled, so the same
+input gives the same events.
 """
 
 from __future__ import annotations
