@@ -61,12 +61,16 @@ def test_next_layers_weights_prefetched_under_compute_whole_event_log() -> None:
     Alone: l1 reads 384 B -> DMA 10 + 96 = 106; array P 15 + C 198 (+ E 0: kept) = 213.
     l2 reads its 64 B of weights (10 + 16 = 26 cycles) and writes 32 B (8): DMA 34; array
     P 15 + C 54 + E 1 = 70. Sequential: 213 + 70 = 283.
-    Overlap: l2's stream may start once l1's reads are in (106): its tile set (A 128 + B 16
-    + O 8 = 152 B, twice while streaming) fits beside l1's (152 B after its reads) in
-    4096 B: reads [106, 132). l2's array waits for l1's output (213)
-    and its first tile (106 + 15 = 121): [213, 267); its write goes once its array has
-    started: [213, 221); the last vector leaves at 268. Step 268: 15 cycles (l2's latency
-    and first tile) hidden."""
+    Buffers (global SRAM, 4096 B): a GEMM holds one tile set from its stream's start to its
+    end, plus a second buffer for each tensor that moves in more than one tile while its
+    reads run past the first tiles. l1: A 128 (read once: one tile) + B 16 (256 B read:
+    second buffer 16) + O 8 (kept: nothing written) = 152 + 16; its first tiles are
+    10 + (128 + 16) / 4 = 46 cycles of its reads. l2: A is carried (not counted), B 16 (64
+    B read: +16), O 8 (32 B written: +8) = 24 + 24; first tiles 10 + 16 / 4 = 14 cycles.
+    Overlap: l2's stream may start once l1's reads are in (106) and its tiles fit: reads
+    [106, 132). l2's array waits for l1's output (213) and its first tile (106 + 15): [213,
+    267); its write goes once its array has started: [213, 221); the last vector leaves at
+    268. Step 268: 15 cycles (l2's latency and first tile) hidden."""
     seq, ov = both([lin("l1", 8, 16, 16), lin("l2", 8, 16, 4)])
     assert cycles(seq) == [("l1", 213, 0), ("l2", 70, 0)]
     assert cycles(ov) == [("l1", 213, 0), ("l2", 55, 15)]
@@ -82,15 +86,16 @@ def test_next_layers_weights_prefetched_under_compute_whole_event_log() -> None:
         TraceEvent("mac_array", "tiles", 213, 267, "l2", "forward", 1),
         TraceEvent("requantizer", "requant", 213, 267, "l2", "forward", 1),
     ]
-    # buffer: l1 holds 304 B while streaming; when its reads are in (106) it gives back
-    # the buffer it filled (152 B left) and l2 takes its 304 B; l2 gives back 152 B when
-    # its reads are in (132), l1 the rest at its end (213), l2 at its end (268)
+    # the DRAM turns off and on where a transfer ends and the next begins at one cycle
     assert list(ov.counters) == [
-        Counter("buffer global_sram", 0, 304), Counter("dram_bw_in_use", 0, 100),
-        Counter("dram_bw_in_use", 106, 0), Counter("buffer global_sram", 106, 152),
-        Counter("buffer global_sram", 106, 456), Counter("dram_bw_in_use", 106, 100),
-        Counter("dram_bw_in_use", 132, 0), Counter("buffer global_sram", 132, 304),
-        Counter("buffer global_sram", 213, 152), Counter("dram_bw_in_use", 213, 100),
+        Counter("buffer global_sram", 0, 152), Counter("dram_bw_in_use", 0, 100),
+        Counter("dram_bw_in_use", 46, 0), Counter("buffer global_sram", 46, 168),
+        Counter("dram_bw_in_use", 46, 100), Counter("dram_bw_in_use", 106, 0),
+        Counter("buffer global_sram", 106, 152), Counter("buffer global_sram", 106, 176),
+        Counter("dram_bw_in_use", 106, 100), Counter("dram_bw_in_use", 120, 0),
+        Counter("buffer global_sram", 120, 200), Counter("dram_bw_in_use", 120, 100),
+        Counter("dram_bw_in_use", 132, 0), Counter("buffer global_sram", 132, 176),
+        Counter("buffer global_sram", 213, 24), Counter("dram_bw_in_use", 213, 100),
         Counter("dram_bw_in_use", 221, 0), Counter("buffer global_sram", 268, 0),
     ]
     assert ov.flows == ((0, 1),)
@@ -103,15 +108,15 @@ def test_next_layers_weights_prefetched_under_compute_whole_event_log() -> None:
 
 
 def test_buffer_too_small_to_prefetch_no_overlap() -> None:
-    """The same two layers with a 384 B global SRAM (192 B per buffer). l1's 128 B output
-    takes more than half a buffer: written (32 cycles) and read back by l2. Alone: l1 DMA
+    """The same two layers with a single-buffered 192 B global SRAM. l1's 128 B output takes
+    more than half of it: written (32 cycles) and read back by l2. Alone: l1 DMA
     10 + (384 + 128) / 4 = 138, array 15 + 198 + E 1 = 214; l2 reads A 128 + W 64 = 192 B
     and writes 32 B: DMA 10 + 56 = 66, array 15 + 54 + 1 = 70. Sequential 284.
-    Overlap: l1 keeps its 152 B tile set after its reads; l2 needs 2 x 152 = 304 B while it
-    streams, 152 + 304 > 384: it waits for l1's end (214). Reads [214, 272), array from
-    214 + 15 = 229 to 283, write [272, 280), last vector 284: the same 284."""
+    Overlap: each holds its tile set, A 128 + B 16 + O 8 = 152 B; 152 + 152 > 192, so l2's
+    stream waits for l1's end (214): reads [214, 272), array from 214 + 15 = 229 to 283,
+    write [272, 280), last vector 284: the same 284, no overlap."""
     raw = TINY.model_dump()
-    raw["memory"][0]["size_kib"] = 0.375
+    raw["memory"][0].update(size_kib=0.1875, double_buffered=False)
     small = HwConfig.model_validate(raw)
     seq, ov = both([lin("l1", 8, 16, 16), lin("l2", 8, 16, 4)], small)
     assert cycles(seq) == [("l1", 214, 0), ("l2", 70, 0)]
@@ -125,6 +130,8 @@ def test_buffer_too_small_to_prefetch_no_overlap() -> None:
         ("requantizer", "requant", 229, 283),
         ("dma_write", "write", 272, 280),
     ]
+    assert [c.value for c in ov.counters if c.name == "buffer global_sram"] == [
+        152, 0, 152, 0]
 
 
 def test_write_back_overlaps_the_next_ops_compute() -> None:

@@ -20,10 +20,11 @@ Alone, an op takes ``max(dma_cycles, array_start + array_cycles + tail)`` (:attr
   once its engine has started (outputs leave as the engine makes them);
 * **MAC array** and **vector unit**: one resource each; the requantizer sits on the array's
   output path and works while the array does;
-* **on-chip buffers**: one ``Container`` per SRAM (capacity = its size). A GEMM takes its
+* **on-chip buffers**: one ``Container`` per SRAM (capacity = its size). A GEMM takes one
   tile set (``footprint``) when its stream starts and gives it back when it ends; in a
-  double-buffered SRAM it holds a second tile set while its reads run (the buffer being
-  filled while the array reads the other one).
+  double-buffered SRAM its reads past the first tile set (``first_reads``) need a second
+  tile set (the buffer being filled while the array reads the other one), held until its
+  reads are in.
 
 Rules. An op's engine starts when its inputs exist (every op of ``deps`` has produced its
 output), its first tile has arrived (``array_start`` after its reads begin) and the engine
@@ -65,6 +66,9 @@ class OpWork:
     # (memory, bytes held from the stream's start to the op's end, bytes held in addition
     # while the stream runs): the GEMM's tile set and, double-buffered, the buffer it fills
     footprint: tuple[tuple[str, int, int], ...] = ()
+    # of its reads, the cycles (latency included) that fill its first tile set: the part
+    # of its stream that needs only one buffer (the rest waits for the second)
+    first_reads: int = 0
 
     @property
     def cycles(self) -> int:
@@ -222,8 +226,13 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
         reads = w.dma_cycles - w.write_cycles
         if not reads:
             mark(streaming[i], i)
-        # reads before writes: write-back drains when no op is waiting for its inputs
-        yield from serve(i, w, "dram", "dma_read", i, reads, streaming[i])
+        extra = [(m, x) for m, _, x in w.footprint if m in mems and x]
+        first = min(reads, w.first_reads) if extra else reads
+        yield from serve(i, w, "dram", "dma_read", i, first, streaming[i])
+        for mem, nbytes_ in extra:  # the second buffer, for the rest of its tiles
+            yield mems[mem].get(nbytes_)
+            hold(mem, nbytes_)
+        yield from serve(i, w, "dram", "dma_read", i, reads - first, streaming[i])
         loaded[i].succeed()
         yield from unhold(w, 2)  # the buffer it filled is free once its reads are in
         if w.write_cycles:  # outputs leave once the engine makes them
@@ -241,12 +250,12 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
         else:
             if after >= 0:  # one GEMM of lookahead: prefetch once the previous one's reads
                 yield loaded[after]  # are in (its filling buffer is free)
-            for mem, keep, extra in w.footprint:
-                if mem in mems and keep + extra:
+            for mem, keep, _ in w.footprint:  # one buffer for its first tiles
+                if mem in mems and keep:
                     t_ask = env.now
-                    yield mems[mem].get(keep + extra)
+                    yield mems[mem].get(keep)
                     buffer_wait[i] = buffer_wait[i] or env.now > t_ask
-                    hold(mem, keep + extra)
+                    hold(mem, keep)
         t_dma = env.now
         stream = env.process(dma(i, w)) if w.dma_cycles else None
         if stream is None:
@@ -305,6 +314,7 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
         raise RuntimeError("overlapped schedule did not finish every op")
     makespan = max((s.end for s in done), default=0)
     if trace:
+        events = _merged(events)
         events.extend(_stall_slices(works, done, events))
     events.sort(key=lambda e: (e.start, e.track, e.end, e.op))
     flows = tuple((d, i) for i, w in enumerate(works) for d in w.deps) if trace else ()
@@ -326,4 +336,20 @@ def _stall_slices(works: Sequence[OpWork], slots: Sequence[Slot],
                                       stall=True))
             free = max(free, e.end)
             seen.add(e.op)
+    return out
+
+
+def _merged(events: list[TraceEvent]) -> list[TraceEvent]:
+    """Back-to-back slices of one op on one track as one slice (an op's stream served in
+    parts that nothing came between)."""
+    out: list[TraceEvent] = []
+    last: dict[tuple[str, int], int] = {}
+    for e in sorted(events, key=lambda e: (e.track, e.op, e.start)):
+        k = (e.track, e.op)
+        j = last.get(k)
+        if j is not None and out[j].end == e.start and not e.stall:
+            out[j] = TraceEvent(e.track, e.name, out[j].start, e.end, e.layer, e.pass_name, e.op)
+        else:
+            last[k] = len(out)
+            out.append(e)
     return out

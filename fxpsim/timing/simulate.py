@@ -405,7 +405,7 @@ def simulate_ops(ops: Sequence[Op], hw: HwConfig, req: TimingRequest, *,
         records = tuple(_record(ctx, p, cyc) for p, cyc in zip(parts, spans, strict=True))
         sched = ScheduleStats("sequential", sum(spans), sum(spans), work)
         return TimingResult(records, events, table, search=stats, schedule=sched)
-    works = [replace(w, deps=d, footprint=_footprint(hw, p))
+    works = [replace(w, deps=d, footprint=_footprint(hw, p), first_reads=_first_reads(ctx, p))
              for w, d, p in zip(works, dependencies(ops), parts, strict=True)]
     ov = run_overlapped(works, _capacities(hw), trace=trace)
     elapsed = _elapsed(ov)
@@ -464,18 +464,32 @@ def _capacities(hw: HwConfig) -> dict[str, int]:
 
 
 def _footprint(hw: HwConfig, part: _Gemm | _Vec) -> tuple[tuple[str, int, int], ...]:
-    """A GEMM's tile set per SRAM (and, double-buffered, the buffer its stream fills)."""
+    """A GEMM's tile set per SRAM (and, double-buffered, the buffer its stream fills when a
+    tensor moves in more than one tile). An
+    operand carried on chip from the op before is not streamed and already has its place
+    (the residency rule keeps it within half of its buffer): it is left out."""
     if not isinstance(part, _Gemm):
         return ()
-    op, fp = part.op, part.mp.dram.footprint
+    op, dp = part.op, part.mp.dram
+    moved = (dp.reads[0], dp.reads[1], dp.writes[2])
     acc: dict[str, list[int]] = {}
-    for kind, b in zip((op.a_kind, op.b_kind, op.out_kind), fp, strict=True):
+    for role, kind, b, n in zip("ABO", (op.a_kind, op.b_kind, op.out_kind), dp.footprint,
+                                moved, strict=True):
         mem = memory_of(hw, kind)
-        if mem is not None and b:
+        if mem is not None and b and role != part.mp.carried:
             e = acc.setdefault(mem.name, [0, 0])
             e[0] += b
-            e[1] += b if mem.double_buffered else 0
+            # a second buffer only for a tensor that moves in more than one tile
+            e[1] += b if mem.double_buffered and n > b else 0
     return tuple((k, v[0], v[1]) for k, v in acc.items())
+
+
+def _first_reads(ctx: _Ctx, part: _Gemm | _Vec) -> int:
+    """Cycles of a GEMM's stream that bring its first A and B tiles (latency included)."""
+    if not isinstance(part, _Gemm):
+        return 0
+    fp, carried = part.mp.dram.footprint, part.mp.carried
+    return ctx.dma(sum(b for role, b in zip("AB", fp[:2], strict=True) if role != carried))
 
 
 def _elapsed(ov: Overlapped) -> list[int]:
