@@ -192,3 +192,12 @@ def test_counters_stalls_and_flows_hand_built() -> None:
     layers = [e["args"] for e in doc["traceEvents"] if e["ph"] == "X"
               and threads[e["tid"]] == "layer"]
     assert [(a["layer"], a["start_cycle"]) for a in layers] == [("l1", 15), ("relu", 213)]
+
+
+def test_counter_text_is_json_dumps() -> None:
+    from fxpsim.report.perfetto import _counter_text, counter_events
+    from fxpsim.timing.trace import Counter
+
+    cs = counter_events([Counter("buffer a\"b", 3, 7), Counter("dram_bw_in_use", 5, 100)], 3.0)
+    assert [_counter_text(c) for c in cs] == [
+        json.dumps(c, sort_keys=True, separators=(",", ":")) for c in cs]
