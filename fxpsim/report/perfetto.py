@@ -180,7 +180,7 @@ def _counter_text(c: dict[str, object]) -> str:
     ts = c["ts"]
     if not math.isfinite(ts):  # type: ignore[arg-type]
         raise ValueError(ts)
-    return (f'{{"args":{{"{unit}":{value}}},"name":{_str(c["name"])},"ph":"C",'
+    return (f'{{"args":{{"{unit}":{value}}},"name":{_str(str(c["name"]))},"ph":"C",'
             f'"pid":{PID},"ts":{ts!r}}}')
 
 
