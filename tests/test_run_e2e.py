@@ -89,7 +89,13 @@ def test_summary_contract_and_csv_columns(in_repo: Path, tmp_path: Path) -> None
     # 2 conv + 3 fc layers: forward MACs of batch 2
     fwd = sum(int(r["macs"]) for r in rows if r["pass"] == "forward")
     assert fwd == 2 * s["model"]["macs_per_sample"]
-    assert "## Per pass" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "## Per pass" in md
+    sc = s["schedule"]
+    assert sc["mode"] == "overlap" and sc["cycles"] == s["totals"]["cycles"]
+    assert sc["sequential_cycles"] - sc["cycles"] == s["totals"]["overlap_saved_cycles"] > 0
+    assert f"Schedule `overlap`: {sc['cycles']:,} cycles" in md
+    assert sum(int(r["overlap_cycles"]) for r in rows) == s["totals"]["overlap_saved_cycles"]
 
 
 def test_reruns_are_byte_identical(in_repo: Path, tmp_path: Path) -> None:

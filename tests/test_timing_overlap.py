@@ -244,3 +244,15 @@ def test_fused_relu_and_requant_vs_unfused() -> None:
     assert not [e for e in fov.events if e.track == "vector_unit"]
     # only one of them fused: the other is still a pass of its own
     assert both(ops, _fused(["requant"]))[0].schedule.cycles == 213 + 32 + 70
+
+
+def test_bad_schedule_or_fused_op_is_a_one_line_error(tmp_path: Path, capsys: Any) -> None:
+    from fxpsim.cli import main
+
+    out = tmp_path / "never"
+    for bad in ("schedule=parallel", "vector_unit.fused_ops=[relu,softmax]"):
+        assert main(["run", "hw=tiny", "model=lenet5", "steps=0", bad, f"out={out}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fxpsim: error: ") and err.count("\n") == 1, err
+        assert ("schedule" in err) if bad.startswith("schedule") else ("fused_ops" in err)
+        assert not out.exists()

@@ -39,6 +39,19 @@ def _md_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def _schedule_lines(s: Mapping[str, Any]) -> list[str]:
+    """The schedule under the totals: what overlap saved, each engine's utilisation
+    (summaries written before the overlapped schedule have none)."""
+    sc = s.get("schedule")
+    if not sc:
+        return []
+    util = ", ".join(f"{k} {v:.0%}" for k, v in sc["utilization"].items())
+    seq = sc["sequential_cycles"]
+    saved = f"{sc['overlap_saved_cycles'] / seq:.1%}" if seq else "0.0%"
+    return ["", f"Schedule `{sc['mode']}`: {sc['cycles']:,} cycles, {saved} less than "
+                f"{seq:,} one op at a time; engine utilisation (work / elapsed): {util}."]
+
+
 def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
     """``report.md``: run description, totals, per pass, energy by component, per layer;
     an accuracy section when the run trained (``summary["accuracy"]``)."""
@@ -65,6 +78,7 @@ def report_md(s: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> str:
             [[f"{t['cycles']:,}", f"{t['seconds'] * 1e3:.4f}", f"{t['energy_pj'] / 1e6:.3f}",
               f"{t['macs']:,}", f"{t['dram_bytes']:,}", f"{t['stall_cycles']:,}", t["bound"]]],
         ),
+        *_schedule_lines(s),
         "",
         "## Per pass",
         "",
