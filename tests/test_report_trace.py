@@ -83,7 +83,9 @@ def test_slices_are_the_schedule_and_span_the_step(run_folder: Path) -> None:
     # dma_read also counts each stream's first-request latency, which is a slice too
     assert {k: v for k, v in work.items()} == {k: v for k, v in want.items() if v}
     assert max(ends) == total and stalls <= {"wait_input", "wait_dram", "wait_buffer",
-                                             "wait_engine", "preempted", "idle"}
+                                             "wait_engine", "preempted", "idle",
+                                             "wait_sram", "wait_requant", "weight_load",
+                                             "fill_drain"}
     assert "wait_input" in stalls
     for name, slices in _engine_slices(doc).items():
         spans = sorted(slices)

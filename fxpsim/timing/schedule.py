@@ -69,6 +69,14 @@ class OpWork:
     # of its reads, the cycles (latency included) that fill its first tile set: the part
     # of its stream that needs only one buffer (the rest waits for the second)
     first_reads: int = 0
+    # of array_cycles, the cycles the array does not stream operands, by cause (exposed
+    # weight loads, fill/drain, SRAM ports, the requantizer or an output-path stage
+    # slower than it): shown after its work in the trace, left out of its work
+    inner: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def inner_stall(self) -> int:
+        return sum(c for _, c in self.inner)
 
     @property
     def cycles(self) -> int:
@@ -134,11 +142,10 @@ class Slot:
 
 @dataclass(frozen=True)
 class Overlapped:
-    """The overlapped schedule of a step: one :class:`Slot` per op, the engines' busy
-    cycles (work) and the timeline's length."""
+    """The overlapped schedule of a step: one :class:`Slot` per op and the timeline's
+    length (with ``trace``: its events, counter samples and producer -> consumer flows)."""
 
     slots: tuple[Slot, ...]
-    work: tuple[tuple[str, int], ...]  # engine -> busy cycles
     makespan: int
     events: tuple[TraceEvent, ...] = ()
     counters: tuple[Counter, ...] = ()
@@ -165,7 +172,6 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
     slots: list[Slot | None] = [None] * n
     events: list[TraceEvent] = []
     counters: list[Counter] = []
-    busy = {"dma_read": 0, "dma_write": 0, "mac_array": 0, "requantizer": 0, "vector_unit": 0}
     level = {m: 0 for m in mems}
     buffer_wait = [False] * n
 
@@ -208,9 +214,6 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
                 pass
             res[unit].release(req)
             left -= int(env.now - t0)
-            busy[track] += int(env.now - t0)
-            if w.requant and unit == "mac_array":
-                busy["requantizer"] += int(env.now - t0)
             if trace and env.now > t0:
                 if unit == "dram":
                     counters.append(Counter("dram_bw_in_use", int(env.now), 0))
@@ -314,11 +317,11 @@ def run_overlapped(works: Sequence[OpWork], capacity: Mapping[str, int], *,
         raise RuntimeError("overlapped schedule did not finish every op")
     makespan = max((s.end for s in done), default=0)
     if trace:
-        events = _merged(events)
+        events = _inner_stalls(works, _merged(events))
         events.extend(_stall_slices(works, done, events))
     events.sort(key=lambda e: (e.start, e.track, e.end, e.op))
     flows = tuple((d, i) for i, w in enumerate(works) for d in w.deps) if trace else ()
-    return Overlapped(done, tuple(busy.items()), makespan, tuple(events), tuple(counters), flows)
+    return Overlapped(done, makespan, tuple(events), tuple(counters), flows)
 
 
 def _stall_slices(works: Sequence[OpWork], slots: Sequence[Slot],
@@ -352,4 +355,34 @@ def _merged(events: list[TraceEvent]) -> list[TraceEvent]:
         else:
             last[k] = len(out)
             out.append(e)
+    return out
+
+
+def _inner_stalls(works: Sequence[OpWork], events: list[TraceEvent]) -> list[TraceEvent]:
+    """An engine's slices of an op cut where its own work ends: the rest of its time (the
+    array waiting on SRAM ports or the requantizer) becomes stall slices."""
+    out: list[TraceEvent] = []
+    done: dict[int, int] = {}
+    for e in sorted(events, key=lambda e: (e.op, e.start)):
+        w = works[e.op] if e.op >= 0 else None
+        if w is None or not w.inner_stall or e.track not in ("mac_array", "vector_unit"):
+            out.append(e)
+            continue
+        # the op's service time in order: its work, then each cause's cycles
+        parts = [(e.name, w.array_cycles - w.inner_stall, False),
+                 *((cause, c, True) for cause, c in w.inner)]
+        skip, t = done.get(e.op, 0), e.start  # service drawn in its earlier slices
+        for name, length, stall in parts:
+            if skip >= length:
+                skip -= length
+                continue
+            n = min(length - skip, e.end - t)
+            skip = 0
+            if n > 0:
+                out.append(TraceEvent(e.track, name, t, t + n, e.layer, e.pass_name, e.op,
+                                      stall=stall))
+                t += n
+            if t >= e.end:
+                break
+        done[e.op] = done.get(e.op, 0) + e.duration
     return out

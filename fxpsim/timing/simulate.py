@@ -284,13 +284,17 @@ def _gemm(ctx: _Ctx, op: GemmOp, carry: tuple[str, int] | None, nxt: Op | None,
     if ctx.req.timing == "scalesim":
         cyc, _ = scalesim_timing.op_timing(hw, op, ctx.scalesim_geometry)
         work = OpWork(op.layer, op.pass_name, array_cycles=cyc, requant=requant)
-    elif total:
-        wr = int(sum(v for _, v in writes.items()))
-        work = OpWork(op.layer, op.pass_name, dma_cycles=ctx.dma(total),
-                      array_start=ctx.lat + c.prologue, array_cycles=side, tail=c.epilogue,
-                      requant=requant, write_cycles=ctx.writes(total - wr, wr))
     else:
-        work = OpWork(op.layer, op.pass_name, array_cycles=side, requant=requant)
+        wr = int(sum(v for _, v in writes.items()))
+        busy = max(c.array, ports)
+        ap = mp.array
+        inner = tuple((k, v) for k, v in (
+            ("weight_load", ap.load_cycles), ("fill_drain", ap.fill_cycles),
+            ("wait_sram", busy - c.array), ("wait_requant", side - busy)) if v > 0)
+        work = OpWork(op.layer, op.pass_name, dma_cycles=ctx.dma(total),
+                      array_start=ctx.lat + c.prologue if total else 0, array_cycles=side,
+                      tail=c.epilogue if total else 0, requant=requant,
+                      write_cycles=ctx.writes(total - wr, wr), inner=inner)
     g = _Gemm(op, mp, Tally.of(reads), Tally.of(writes), Tally.of(accesses), work, side, ports)
     new_carry = (norm_kind(op.out_kind), out_bytes) if mp.kept else None
     return g, new_carry
@@ -422,7 +426,7 @@ def engine_work(works: Sequence[OpWork]) -> tuple[tuple[str, int], ...]:
     for w in works:
         acc["dma_read"] += w.dma_cycles - w.write_cycles
         acc["dma_write"] += w.write_cycles
-        acc["vector_unit" if w.vector else "mac_array"] += w.array_cycles
+        acc["vector_unit" if w.vector else "mac_array"] += w.array_cycles - w.inner_stall
         if w.requant:
             acc["requantizer"] += w.array_cycles
     return tuple(acc.items())

@@ -5,7 +5,9 @@ schedule, where an op's stream is one slice), ``mac_array``, ``requantizer``,
 ``vector_unit``. One event per op and track (the DMA stream, the array's tiles, the vector
 op), never per MAC; with overlap on, an engine's idle gaps are events too (``stall``), named
 by what the engine waited for (``wait_input``: an earlier op's output; ``wait_dram``: its
-first tile; ``wait_buffer``: buffer space for its tiles; ``wait_engine``; ``idle``).
+first tile; ``wait_buffer``: buffer space for its tiles; ``wait_engine``; ``preempted``;
+``idle``; inside the array's own op, drawn after its work: ``weight_load``,
+``fill_drain``, ``wait_sram``, ``wait_requant``).
 Counters (:class:`Counter`) sample DRAM bandwidth in use and each buffer's occupancy. Times
 are integer cycles from the start of the simulated step; ``end`` is exclusive.
 """
