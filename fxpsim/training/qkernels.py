@@ -273,7 +273,7 @@ def col_minmax(acc, lo, hi):
             hi[j] = max(hi[j], bhi[t, j])
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)  # weight-sized work: serial (a thread-pool launch per call costs more)
 def weight_mat(w, k0, k1, flip, out):
     """GEMM operand of conv weight codes w (K, C, kh, kw), any strides, one pass (a torch
     permute + reshape of a large int8 tensor gathers with the worst stride innermost).
@@ -283,27 +283,27 @@ def weight_mat(w, k0, k1, flip, out):
     _, nc_, kh, kw = w.shape
     ng = k1 - k0
     if flip:  # a row per (i, j, k): contiguous writes along c
-        for k in prange(ng):
+        for k in range(ng):
             for i in range(kh):
                 for j in range(kw):
                     dst = out[(i * kw + j) * ng + k]
                     for c in range(nc_):
                         dst[c] = w[k0 + k, c, kh - 1 - i, kw - 1 - j]
         return
-    for c in prange(nc_):  # for each (i, j, c) a row written along k
+    for c in range(nc_):  # for each (i, j, c) a row written along k
         for k in range(ng):
             for i in range(kh):
                 for j in range(kw):
                     out[(i * kw + j) * nc_ + c, k] = w[k0 + k, c, i, j]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)  # weight-sized work: serial, as weight_mat
 def scaled_kcij(vals, scale, out):
     """out[k, c, i, j] = fp32(fl64(vals[k, (i·kw + j)·C + c]) · scale) for out (K, C, kh, kw)
     (backward-weight's pixel-major result, rescaled as :func:`fxpsim.training.qgemm.scaled`
     and laid out as the weights in one pass)."""
     nk, nc_, kh, kw = out.shape
-    for k in prange(nk):
+    for k in range(nk):
         row = vals[k]
         for c in range(nc_):
             for i in range(kh):
