@@ -154,3 +154,19 @@ def test_requant_kernel_matches_oracle(shift, rounding):
     codes = np.asarray(want).reshape(nb, oh, ow, n).transpose(0, 3, 1, 2)
     assert np.array_equal(out, (codes * 0.25).astype(np.float32))
     assert n_ovf == want_ovf > 0
+
+
+def test_default_probe_spacing_gives_about_ten_pairs():
+    """The zig-zag probe's default spacing (each probed step is one more forward and
+    backward pass): the default 60-step run probes 20 steps, 10 consecutive pairs."""
+    from types import SimpleNamespace
+
+    from fxpsim.training.loop import probe_every_for
+    from fxpsim.training.metrics import probe_steps
+
+    auto = SimpleNamespace(zigzag_probe_every=None)
+    assert probe_every_for(auto, 60) == 6
+    at = probe_steps(probe_every_for(auto, 60), 60)
+    assert len(at) == 20 and sum(1 for t in at if t + 1 in at) == 10
+    assert probe_every_for(auto, 300) == 30 and probe_every_for(auto, 6) == 1
+    assert probe_every_for(SimpleNamespace(zigzag_probe_every=1), 60) == 1
