@@ -106,6 +106,16 @@ class OpShape:
         idx = "".join(t.role for t in self.tensors if _indexes(t, dim))
         return {"AO": "AO", "BO": "BO", "AB": "AB"}.get(idx, "AB")
 
+    def dim_groups(self) -> dict[str, str]:
+        """:meth:`group_of` of every dim, in one pass over the tensors' axes."""
+        used: dict[str, str] = {d: "" for d, _ in self.dims}
+        for t in self.tensors:
+            names = {ax.dim for ax in t.axes} | {ax.filt for ax in t.axes if ax.filt}
+            for d in used:
+                if d in names:
+                    used[d] += t.role
+        return {d: idx if idx in ("AO", "BO", "AB") else "AB" for d, idx in used.items()}
+
     def footprint(self, role: Role, tiles: dict[str, int]) -> int:
         """Elements of one tile of tensor ``role`` (per group)."""
         t = self.tensors[ROLES.index(role)]
@@ -218,9 +228,10 @@ class _GroupEntry:
     sums: tuple[int, int, int]  # per tensor: product of its axes' extent sums over positions
 
 
-def _group_entries(shape: OpShape, group: str) -> tuple[_GroupEntry, ...]:
+def _group_entries(shape: OpShape, group: str, groups: dict[str, str]
+                   ) -> tuple[_GroupEntry, ...]:
     full = dict(shape.dims)
-    dims = tuple((d, e) for d, e in shape.dims if shape.group_of(d) == group)
+    dims = tuple((d, e) for d, e in shape.dims if groups[d] == group)
     names = {d for d, _ in dims}
     axes = tuple(tuple(ax for ax in t.axes if ax.dim in names) for t in shape.tensors)
     filt = tuple(sorted({(ax.filt, full.get(ax.filt, 1)) for t_axes in axes for ax in t_axes
@@ -293,7 +304,8 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
     else), so only that one is costed. Deterministic: candidates come in a fixed order
     (largest tiles first) and the first best wins.
     """
-    ao, bo, ab = (_group_entries(shape, g) for g in GROUPS)
+    dim_groups = shape.dim_groups()
+    ao, bo, ab = (_group_entries(shape, g, dim_groups) for g in GROUPS)
     bits = [t.bits for t in shape.tensors]
     g = shape.groups
     pb = shape.psum_bits

@@ -208,14 +208,21 @@ class SearchCache:
     evaluated: int = 0
     seconds: float = 0.0
     #: the config the constants below belong to, and its constants for the array scan
-    consts: tuple[HwConfig, HwConsts] | None = field(default=None, repr=False)
+    consts: tuple[HwConfig, HwConsts, Fraction] | None = field(default=None, repr=False)
 
     def hw_consts(self, hw: HwConfig) -> HwConsts:
+        return self._consts(hw)[1]
+
+    def dram_rate(self, hw: HwConfig) -> Fraction:
+        """:func:`dram_rate` of ``hw``, computed once."""
+        return self._consts(hw)[2]
+
+    def _consts(self, hw: HwConfig) -> tuple[HwConfig, HwConsts, Fraction]:
         if self.consts is None or self.consts[0] is not hw:
             rate = dram_rate(hw)
             self.consts = (hw, hw_consts(hw, rate.numerator, rate.denominator,
-                                         dram_latency_cycles(hw)))
-        return self.consts[1]
+                                         dram_latency_cycles(hw)), rate)
+        return self.consts
 
 
 def _key(op: GemmOp, carried: str, keep: bool) -> tuple[object, ...]:
@@ -288,8 +295,8 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
             packing, used = cands[pick]
             ap = plan_array(hw, op, axes, mode, packing, used, mems)
             assert ap is not None
-            cost = op_cost(hw, op, ap, dp, op.out_bits < acc.bits, dram_rate(hw),
-                           dram_latency_cycles(hw))
+            cost = op_cost(hw, op, ap, dp, op.out_bits < acc.bits, cache.dram_rate(hw),
+                           cache.hw_consts(hw).lat)
             result = Mapping(kind, mode.name, ap, dp, carried or "", keep_out, cost,
                              evaluated, shape)
     cache.searches += 1
