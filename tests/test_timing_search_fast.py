@@ -95,3 +95,24 @@ def test_fast_scan_matches_reference_on_random_gemms() -> None:
                           "activations", "weights", "activations", bits, bits,
                           rng.choice((8, 32)), "rne", ()))
     assert _compare(hw, ops) > 150
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_pruned_dram_tiling_equals_the_full_scan(name: str) -> None:
+    """The DRAM tiling search skips tile pairs by a lower bound on their bytes; with the
+    bound off every pair is costed. Same plan (tiles, order, traffic, count) either way."""
+    hw = load_hwconfig(name).config
+    ops = _ops("resnet20", 3, "train") + _ops("mobilenetv2", 2, "train")
+    n = 0
+    for op in ops:
+        acc = hw.mac_array.accumulator
+        shape = op_shape(op, pass_kind(op), acc.psum_bits or acc.bits)
+        for carried, keep in ((None, False), ("A", True), ("B", False)):
+            for bytes_first in (True, False):
+                args = dict(carried=carried, keep_out=keep, bytes_first=bytes_first,
+                            read_pj=7.5, write_pj=9.0)
+                fast = best_dram_plan(shape, _capacity(hw, op), **args)  # type: ignore[arg-type]
+                full = best_dram_plan(shape, _capacity(hw, op), prune=False, **args)  # type: ignore[arg-type]
+                assert fast == full, (name, op.layer, op.pass_name, carried, keep)
+                n += fast is not None
+    assert n > 100

@@ -139,6 +139,8 @@ def best_array(hc: HwConsts, hw: HwConfig, op: GemmOp, axes: tuple[str, str, str
     o_cols = cols_ax in TENSOR_AXES["O"]
     best: tuple[float, ...] | None = None
     pick: int | None = None
+    latency = objective == "latency"
+    pro = epi = 0
     for idx, ((pa, pb), (ur, uc)) in enumerate(cands):
         if pa * pb > 1:
             pe_num = pe_den = 1
@@ -168,6 +170,21 @@ def best_array(hc: HwConsts, hw: HwConfig, op: GemmOp, axes: tuple[str, str, str
         if hc.systolic:
             fill = -(-min(ur, e_r) // pa) + -(-min(uc, e_c) // pb) - 2
         side = g * stream + g * load + fill
+        if total:
+            first_r, first_c = rc[0][1], cc[0][1]
+            pro_b = 0
+            if stat != "O":
+                pro_b = -(-(first_r * first_c * sbits) // 8)
+            pro_b += -(-((first_r if sx_rows else first_c) * sx_bits) // 8)
+            epi_b = -(-((min(uc, e_c) if o_cols else min(ur, e_r)) * op.out_bits) // 8)
+            pro = -(-(pro_b * rd) // rn) if any_reads else 0
+            epi = -(-(epi_b * rd) // rn) if o_writes else 0
+        if latency and best is not None:
+            # ports and the requantizer only add to ``side``: a candidate whose array alone
+            # is slower than the best so far cannot win
+            low = side if total == 0 else lat + max(pro + side + epi, d)
+            if low > best[0]:
+                continue
         folds = (nr, nc, nt)
         acc = base[:] if nslots else base
         if slot_a >= 0:
@@ -193,14 +210,6 @@ def best_array(hc: HwConsts, hw: HwConfig, op: GemmOp, axes: tuple[str, str, str
         if total == 0:
             cycles = side
         else:
-            first_r, first_c = rc[0][1], cc[0][1]
-            pro_b = 0
-            if stat != "O":
-                pro_b = -(-(first_r * first_c * sbits) // 8)
-            pro_b += -(-((first_r if sx_rows else first_c) * sx_bits) // 8)
-            epi_b = -(-((min(uc, e_c) if o_cols else min(ur, e_r)) * op.out_bits) // 8)
-            pro = -(-(pro_b * rd) // rn) if any_reads else 0
-            epi = -(-(epi_b * rd) // rn) if o_writes else 0
             cycles = lat + max(pro + side + epi, d)
         e = 0.0
         for i in range(nslots):

@@ -135,8 +135,10 @@ def _indexes(t: TensorUse, dim: str) -> bool:
 _PLAIN = {"forward": ("B", "C", "K"), "dgrad": ("B", "K", "C"), "wgrad": ("C", "B", "K")}
 
 
+@functools.lru_cache(maxsize=1024)
 def op_shape(op: GemmOp, kind: str, psum_bits: int) -> OpShape:
-    """Rebuild ``op``'s loop nest (see the module docstring)."""
+    """Rebuild ``op``'s loop nest (see the module docstring). Memoised: the schedule and the
+    search both ask for the op in hand."""
     if op.loop_dims:
         dims = tuple(op.loop_dims)
     else:
@@ -292,7 +294,8 @@ def _group_entries_of(dims_ext: tuple[tuple[str, int], ...],
 
 def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None = None,
                    keep_out: bool = False, read_pj: float = 1.0,
-                   write_pj: float = 1.0, bytes_first: bool = True) -> DramPlan | None:
+                   write_pj: float = 1.0, bytes_first: bool = True,
+                   prune: bool = True) -> DramPlan | None:
     """The DRAM tiling with the fewest DRAM bytes (then least DRAM energy; energy first
     with ``bytes_first=False``) that fits; None if none fits. Reads and writes share the
     channel, so bytes set the transfer time and a bigger buffer never adds any.
@@ -302,7 +305,9 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
     largest reduction tile that fits is the best one in every loop order (fewer reduction
     trips mean fewer partial sums and less halo, and the reduction tile changes nothing
     else), so only that one is costed. Deterministic: candidates come in a fixed order
-    (largest tiles first) and the first best wins.
+    (largest tiles first) and the first best wins. ``prune`` skips the loop orders of a
+    tile pair whose lower bound on bytes exceeds the best so far (the same plan; off, every
+    pair is costed: the tests' reference).
     """
     dim_groups = shape.dim_groups()
     ao, bo, ab = (_group_entries(shape, g, dim_groups) for g in GROUPS)
@@ -339,6 +344,9 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
     n_mem = len(names)
     psum_cap = capacity.psum
     no_a, no_b = carried == "A", carried == "B"
+    # a lower bound on a pair's bytes, whatever reduction tile fits and whatever loop order:
+    # each input read at least once from its smallest extent sum, plus the output write
+    min_a, min_b, min_o = (min((e.sums[x] for e in ab), default=1) for x in range(3))
     for i, ea in enumerate(ao):
         start = 0
         ea0, ea1, ea2 = ea.fp
@@ -370,6 +378,13 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
                     break
             if k_fit < 0:
                 break  # bigger BO tiles fit even less
+            if prune and bytes_first and best is not None:
+                lo_a = 0 if no_a else -(-(g * ea.sums[0] * eb.sums[0] * min_a * b0) // 8)
+                lo_b = 0 if no_b else -(-(g * ea.sums[1] * eb.sums[1] * min_b * b1) // 8)
+                lo_o = 0 if keep_out else -(-(g * ea.sums[2] * eb.sums[2] * min_o * b2) // 8)
+                lo = lo_o + min(lo_a * eb.trips + lo_b, lo_a + lo_b * ea.trips)
+                if lo > best[0]:
+                    continue  # no loop order of this pair can move fewer bytes
             ec = ab[k_fit]
             red = ec.trips
             s_a = -(-(g * ea.sums[0] * eb.sums[0] * ec.sums[0] * b0) // 8)
