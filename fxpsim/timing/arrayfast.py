@@ -141,19 +141,29 @@ def best_array(hc: HwConsts, hw: HwConfig, op: GemmOp, axes: tuple[str, str, str
     pick: int | None = None
     latency = objective == "latency"
     pro = epi = 0
+    r_num, r_den = rate.numerator, rate.denominator
+    rows_cls: dict[int, tuple[tuple[int, int], ...]] = {}
+    cols_cls: dict[int, tuple[tuple[int, int], ...]] = {}
     for idx, ((pa, pb), (ur, uc)) in enumerate(cands):
         if pa * pb > 1:
             pe_num = pe_den = 1
         else:
-            pe_num, pe_den = rate.denominator, rate.numerator
+            pe_num, pe_den = r_den, r_num
         chunk = e_t
         if red_spatial and psum is not None and -(-e_k // (ur if k_on_rows else uc)) > 1:
             lim = psum[3] // ((uc if k_on_rows else ur) * pbits)
             if lim < 1:
                 continue
-            chunk = -(-e_t // -(-e_t // min(chunk, lim)))
+            chunk = -(-e_t // -(-e_t // (chunk if chunk < lim else lim)))
         nr, nc, nt = -(-e_r // ur), -(-e_c // uc), -(-e_t // chunk)
-        rc, cc = _classes(e_r, ur), _classes(e_c, uc)
+        rc = rows_cls.get(ur)
+        if rc is None:
+            rc = rows_cls[ur] = _classes(e_r, ur)
+        cc = cols_cls.get(uc)
+        if cc is None:
+            cc = cols_cls[uc] = _classes(e_c, uc)
+        mr = ur if ur < e_r else e_r
+        mc = uc if uc < e_c else e_c
         stream = load = 0
         for ct, t in _classes(e_t, chunk):
             s = -(-(t * pe_num) // pe_den)
@@ -168,7 +178,7 @@ def best_array(hc: HwConsts, hw: HwConfig, op: GemmOp, axes: tuple[str, str, str
                     load += ct * cr * ccnt * ld
         fill = 0
         if hc.systolic:
-            fill = -(-min(ur, e_r) // pa) + -(-min(uc, e_c) // pb) - 2
+            fill = -(-mr // pa) + -(-mc // pb) - 2
         side = g * stream + g * load + fill
         if total:
             first_r, first_c = rc[0][1], cc[0][1]
@@ -176,7 +186,7 @@ def best_array(hc: HwConsts, hw: HwConfig, op: GemmOp, axes: tuple[str, str, str
             if stat != "O":
                 pro_b = -(-(first_r * first_c * sbits) // 8)
             pro_b += -(-((first_r if sx_rows else first_c) * sx_bits) // 8)
-            epi_b = -(-((min(uc, e_c) if o_cols else min(ur, e_r)) * op.out_bits) // 8)
+            epi_b = -(-((mc if o_cols else mr) * op.out_bits) // 8)
             pro = -(-(pro_b * rd) // rn) if any_reads else 0
             epi = -(-(epi_b * rd) // rn) if o_writes else 0
         if latency and best is not None:

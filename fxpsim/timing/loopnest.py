@@ -382,8 +382,8 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
                 lo_a = 0 if no_a else -(-(g * ea.sums[0] * eb.sums[0] * min_a * b0) // 8)
                 lo_b = 0 if no_b else -(-(g * ea.sums[1] * eb.sums[1] * min_b * b1) // 8)
                 lo_o = 0 if keep_out else -(-(g * ea.sums[2] * eb.sums[2] * min_o * b2) // 8)
-                lo = lo_o + min(lo_a * eb.trips + lo_b, lo_a + lo_b * ea.trips)
-                if lo > best[0]:
+                via_ao, via_bo = lo_a * eb.trips + lo_b, lo_a + lo_b * ea.trips
+                if lo_o + (via_ao if via_ao < via_bo else via_bo) > best[0]:
                     continue  # no loop order of this pair can move fewer bytes
             ec = ab[k_fit]
             red = ec.trips
