@@ -88,13 +88,13 @@ def test_fast_scan_matches_reference_on_random_gemms() -> None:
     rng = random.Random(13)
     hw = load_hwconfig("server_npu").config
     ops = []
-    for i in range(60):
-        m, k, n = rng.randint(1, 3000), rng.randint(1, 2000), rng.randint(1, 700)
+    for i in range(25):
+        m, k, n = rng.randint(1, 1500), rng.randint(1, 1000), rng.randint(1, 300)
         bits = rng.choice((4, 8))
         ops.append(GemmOp(f"g{i}", "linear", "forward", m, k, n, rng.choice((1, 1, 2)),
                           "activations", "weights", "activations", bits, bits,
                           rng.choice((8, 32)), "rne", ()))
-    assert _compare(hw, ops) > 150
+    assert _compare(hw, ops) > 60
 
 
 @pytest.mark.parametrize("name", CONFIGS)
