@@ -132,7 +132,8 @@ def two_level_sequential(a: Operand, b: Operand, tile: int, psum_bits: int, psum
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, psum events, acc events) in hardware order: per k-tile a sequential psum,
     then a register add of the tile's psum into the accumulator (one fused kernel)."""
-    return _k.two_level(a.data, b.data, tile, psum_bits, psum_overflow, acc_bits, acc_overflow)
+    return _k.two_level(a.data, b.data, tile, psum_bits, psum_overflow, acc_bits, acc_overflow,
+                        a.max_abs, b.max_abs)
 
 
 def _static_ok(a: Operand, b: Operand, model: ArrayModel) -> bool:
