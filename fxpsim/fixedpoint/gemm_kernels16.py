@@ -28,12 +28,11 @@ thread count cannot change any result. The oracle is
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import literally, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -100,195 +99,189 @@ class _Phis:
             p.add_incoming(v, pred)
 
 
-def _make_strip(rule_p: str | None, rule_a: str, mr: int, nv: int) -> Any:
-    """Intrinsic for one block of ``mr`` rows x ``nv*32`` columns over k in [0, kcount):
+def _literal(ty: Any) -> Any:
+    return ty.literal_value if isinstance(ty, types.Literal) else None
 
-    ``strip(a, a_rs, b, b_rs, kcount, tile, acc, ev_a, ev_p, lo_p, hi_p, sh_p, lo_a, hi_a,
-    sh_a)`` -- addresses (int64) of int16 ``a[m0, k0]`` (row stride ``a_rs`` bytes), int16
-    ``b[k0, n0]`` (row stride ``b_rs``), the block's int16 register state ``acc`` and its int64
-    event totals. ``rule_p`` None: one register per output (k order). Otherwise two levels:
-    per tile of ``tile`` k's a psum register from 0, then one add of it into ``acc``
-    (``kcount`` is a multiple of ``tile`` or the end of K)."""
+
+@intrinsic
+def _strip(typingctx, rule_p_ty, rule_a_ty, mr_ty, nv_ty, a_addr, a_rs, b_addr, b_rs, kcount,
+           tile, acc_addr, eva_addr, evp_addr, lo_p, hi_p, sh_p, lo_a, hi_a, sh_a):
+    """One block of ``mr`` rows x ``nv*32`` columns over k in [0, kcount):
+
+    ``_strip(rule_p, rule_a, mr, nv, a, a_rs, b, b_rs, kcount, tile, acc, ev_a, ev_p, lo_p,
+    hi_p, sh_p, lo_a, hi_a, sh_a)`` -- the first four are compile-time literals (rules as in
+    :func:`_register_add`, ``rule_p`` "none" for one register per output), then addresses
+    (int64) of int16 ``a[m0, k0]`` (row stride ``a_rs`` bytes), int16 ``b[k0, n0]`` (row
+    stride ``b_rs``), the block's int16 register state ``acc`` and its int64 event totals.
+    Two levels: per tile of ``tile`` k's a psum register from 0, then one add of it into
+    ``acc`` (``kcount`` is a multiple of ``tile`` or the end of K)."""
+    lits = [_literal(t) for t in (rule_p_ty, rule_a_ty, mr_ty, nv_ty)]
+    if any(v is None for v in lits):
+        return None
+    rule_p, rule_a, mr, nv = lits
+    rule_p = None if rule_p == "none" else rule_p
     n = mr * nv
+    sig = types.void(rule_p_ty, rule_a_ty, mr_ty, nv_ty, a_addr, a_rs, b_addr, b_rs, kcount,
+                     tile, acc_addr, eva_addr, evp_addr, lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
+    def codegen(context, builder, sig, args):
+        v = [context.cast(builder, x, t, types.int64) for x, t in zip(args[4:],
+                                                                        sig.args[4:],
+                                                                        strict=True)]
+        a_addr, a_rs, b_addr, b_rs, kcount, tile, acc_addr, eva_addr, evp_addr = v[:9]
+        prm_p = tuple(_splat(builder, builder.trunc(x, _I16)) for x in v[9:12])
+        prm_a = tuple(_splat(builder, builder.trunc(x, _I16)) for x in v[12:15])
+        zero = _const(0)
+        # a runtime 1 (tile >> 62 is 0): with a constant LLVM turns the counter's
+        # select into ev - sext(mask), one more instruction than a masked add
+        one = builder.add(_splat(builder, builder.trunc(
+            builder.lshr(tile, ir.Constant(_I64, 62)), _I16)), _const(1))
+        acc0 = [builder.load(_ptr(builder, acc_addr, 64 * i, _VEC), align=2)
+                for i in range(n)]
+        fn, entry = builder.function, builder.block
+        exit_bb = fn.append_basic_block("strip_exit")
 
-    @intrinsic
-    def strip(typingctx, a_addr, a_rs, b_addr, b_rs, kcount, tile, acc_addr, eva_addr,
-              evp_addr, lo_p, hi_p, sh_p, lo_a, hi_a, sh_a):
-        sig = types.void(a_addr, a_rs, b_addr, b_rs, kcount, tile, acc_addr, eva_addr,
-                         evp_addr, lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
+        def products(k: _Value) -> list[_Value]:
+            kb = builder.mul(k, ir.Constant(_I64, 2))
+            asplat = [_splat(builder, builder.load(_ptr(builder, a_addr, builder.add(
+                builder.mul(ir.Constant(_I64, r), a_rs), kb), _I16), align=2))
+                for r in range(mr)]
+            brow = builder.add(b_addr, builder.mul(k, b_rs))
+            out: list[_Value] = [None] * n
+            for j in range(nv):
+                bv = builder.load(_ptr(builder, brow, 64 * j, _VEC), align=2)
+                for r in range(mr):
+                    out[r * nv + j] = builder.mul(asplat[r], bv)
+            return out
 
-        def codegen(context, builder, sig, args):
-            v = [context.cast(builder, x, t, types.int64) for x, t in zip(args, sig.args,
+        def count(ev: _Value, e: _Value) -> _Value:
+            return builder.select(e, builder.add(ev, one), ev)
+
+        def adds(rule: str, regs: list[_Value], ys: list[_Value], evs: list[_Value],
+                 prm: tuple[_Value, _Value, _Value]) -> tuple[list[_Value], list[_Value]]:
+            out = [_register_add(builder, rule, x, y, prm) for x, y in zip(regs, ys,
                                                                             strict=True)]
-            a_addr, a_rs, b_addr, b_rs, kcount, tile, acc_addr, eva_addr, evp_addr = v[:9]
-            prm_p = tuple(_splat(builder, builder.trunc(x, _I16)) for x in v[9:12])
-            prm_a = tuple(_splat(builder, builder.trunc(x, _I16)) for x in v[12:15])
-            zero = _const(0)
-            # a runtime 1 (tile >> 62 is 0): with a constant LLVM turns the counter's
-            # select into ev - sext(mask), one more instruction than a masked add
-            one = builder.add(_splat(builder, builder.trunc(
-                builder.lshr(tile, ir.Constant(_I64, 62)), _I16)), _const(1))
-            acc0 = [builder.load(_ptr(builder, acc_addr, 64 * i, _VEC), align=2)
-                    for i in range(n)]
-            fn, entry = builder.function, builder.block
-            exit_bb = fn.append_basic_block("strip_exit")
+            return [c for c, _ in out], [count(ev, e) for ev, (_, e) in zip(evs, out,
+                                                                             strict=True)]
 
-            def products(k: _Value) -> list[_Value]:
-                kb = builder.mul(k, ir.Constant(_I64, 2))
-                asplat = [_splat(builder, builder.load(_ptr(builder, a_addr, builder.add(
-                    builder.mul(ir.Constant(_I64, r), a_rs), kb), _I16), align=2))
-                    for r in range(mr)]
-                brow = builder.add(b_addr, builder.mul(k, b_rs))
-                out: list[_Value] = [None] * n
-                for j in range(nv):
-                    bv = builder.load(_ptr(builder, brow, 64 * j, _VEC), align=2)
-                    for r in range(mr):
-                        out[r * nv + j] = builder.mul(asplat[r], bv)
-                return out
+        nonempty = builder.icmp_signed(">", kcount, ir.Constant(_I64, 0))
+        if rule_p is None:
+            loop = fn.append_basic_block("k_loop")
+            builder.cbranch(nonempty, loop, exit_bb)
+            builder.position_at_end(loop)
+            k = builder.phi(_I64)
+            k.add_incoming(ir.Constant(_I64, 0), entry)
+            acc, eva = _Phis(builder, n, acc0, entry), _Phis(builder, n, [zero] * n, entry)
+            new_acc, new_ea = adds(rule_a, acc.phis, products(k), eva.phis, prm_a)
+            k1 = builder.add(k, ir.Constant(_I64, 1))
+            end = builder.block
+            k.add_incoming(k1, end)
+            acc.close(new_acc, end)
+            eva.close(new_ea, end)
+            builder.cbranch(builder.icmp_signed("<", k1, kcount), loop, exit_bb)
+            new_ep: list[_Value] = []
+        else:
+            head = fn.append_basic_block("tile_head")
+            inner = fn.append_basic_block("tile_k")
+            tend = fn.append_basic_block("tile_end")
+            builder.cbranch(nonempty, head, exit_bb)
+            builder.position_at_end(head)
+            t0 = builder.phi(_I64)
+            t0.add_incoming(ir.Constant(_I64, 0), entry)
+            acc = _Phis(builder, n, acc0, entry)
+            eva = _Phis(builder, n, [zero] * n, entry)
+            evp = _Phis(builder, n, [zero] * n, entry)
+            t1 = builder.add(t0, tile)
+            kend = builder.select(builder.icmp_signed("<", t1, kcount), t1, kcount)
+            builder.branch(inner)
+            builder.position_at_end(inner)
+            k = builder.phi(_I64)
+            k.add_incoming(t0, head)
+            ps = _Phis(builder, n, [zero] * n, head)
+            ep = _Phis(builder, n, evp.phis, head)
+            new_ps, new_ep = adds(rule_p, ps.phis, products(k), ep.phis, prm_p)
+            k1 = builder.add(k, ir.Constant(_I64, 1))
+            iend = builder.block
+            k.add_incoming(k1, iend)
+            ps.close(new_ps, iend)
+            ep.close(new_ep, iend)
+            builder.cbranch(builder.icmp_signed("<", k1, kend), inner, tend)
+            builder.position_at_end(tend)
+            new_acc, new_ea = adds(rule_a, acc.phis, new_ps, eva.phis, prm_a)
+            t0.add_incoming(t1, tend)
+            acc.close(new_acc, tend)
+            eva.close(new_ea, tend)
+            evp.close(new_ep, tend)
+            builder.cbranch(builder.icmp_signed("<", t1, kcount), head, exit_bb)
+            end = tend
+        builder.position_at_end(exit_bb)
 
-            def count(ev: _Value, e: _Value) -> _Value:
-                return builder.select(e, builder.add(ev, one), ev)
+        def final(init: list[_Value], last: list[_Value]) -> list[_Value]:
+            out = []
+            for i0, i1 in zip(init, last, strict=True):
+                p = builder.phi(_VEC)
+                p.add_incoming(i0, entry)
+                p.add_incoming(i1, end)
+                out.append(p)
+            return out
 
-            def adds(rule: str, regs: list[_Value], ys: list[_Value], evs: list[_Value],
-                     prm: tuple[_Value, _Value, _Value]) -> tuple[list[_Value], list[_Value]]:
-                out = [_register_add(builder, rule, x, y, prm) for x, y in zip(regs, ys,
-                                                                                strict=True)]
-                return [c for c, _ in out], [count(ev, e) for ev, (_, e) in zip(evs, out,
-                                                                                 strict=True)]
+        def flush(addr: _Value, evs: list[_Value]) -> None:
+            for i, e16 in enumerate(evs):
+                p = _ptr(builder, addr, 8 * LANES * i, _VEC64)
+                builder.store(builder.add(builder.load(p, align=8),
+                                          builder.sext(e16, _VEC64)), p, align=8)
 
-            nonempty = builder.icmp_signed(">", kcount, ir.Constant(_I64, 0))
-            if rule_p is None:
-                loop = fn.append_basic_block("k_loop")
-                builder.cbranch(nonempty, loop, exit_bb)
-                builder.position_at_end(loop)
-                k = builder.phi(_I64)
-                k.add_incoming(ir.Constant(_I64, 0), entry)
-                acc, eva = _Phis(builder, n, acc0, entry), _Phis(builder, n, [zero] * n, entry)
-                new_acc, new_ea = adds(rule_a, acc.phis, products(k), eva.phis, prm_a)
-                k1 = builder.add(k, ir.Constant(_I64, 1))
-                end = builder.block
-                k.add_incoming(k1, end)
-                acc.close(new_acc, end)
-                eva.close(new_ea, end)
-                builder.cbranch(builder.icmp_signed("<", k1, kcount), loop, exit_bb)
-                new_ep: list[_Value] = []
-            else:
-                head = fn.append_basic_block("tile_head")
-                inner = fn.append_basic_block("tile_k")
-                tend = fn.append_basic_block("tile_end")
-                builder.cbranch(nonempty, head, exit_bb)
-                builder.position_at_end(head)
-                t0 = builder.phi(_I64)
-                t0.add_incoming(ir.Constant(_I64, 0), entry)
-                acc = _Phis(builder, n, acc0, entry)
-                eva = _Phis(builder, n, [zero] * n, entry)
-                evp = _Phis(builder, n, [zero] * n, entry)
-                t1 = builder.add(t0, tile)
-                kend = builder.select(builder.icmp_signed("<", t1, kcount), t1, kcount)
-                builder.branch(inner)
-                builder.position_at_end(inner)
-                k = builder.phi(_I64)
-                k.add_incoming(t0, head)
-                ps = _Phis(builder, n, [zero] * n, head)
-                ep = _Phis(builder, n, evp.phis, head)
-                new_ps, new_ep = adds(rule_p, ps.phis, products(k), ep.phis, prm_p)
-                k1 = builder.add(k, ir.Constant(_I64, 1))
-                iend = builder.block
-                k.add_incoming(k1, iend)
-                ps.close(new_ps, iend)
-                ep.close(new_ep, iend)
-                builder.cbranch(builder.icmp_signed("<", k1, kend), inner, tend)
-                builder.position_at_end(tend)
-                new_acc, new_ea = adds(rule_a, acc.phis, new_ps, eva.phis, prm_a)
-                t0.add_incoming(t1, tend)
-                acc.close(new_acc, tend)
-                eva.close(new_ea, tend)
-                evp.close(new_ep, tend)
-                builder.cbranch(builder.icmp_signed("<", t1, kcount), head, exit_bb)
-                end = tend
-            builder.position_at_end(exit_bb)
+        # every phi first: a block must start with its phis
+        last_acc, last_ea = final(acc0, new_acc), final([zero] * n, new_ea)
+        last_ep = final([zero] * n, new_ep) if new_ep else []
+        for i, x in enumerate(last_acc):
+            builder.store(x, _ptr(builder, acc_addr, 64 * i, _VEC), align=2)
+        flush(eva_addr, last_ea)
+        if last_ep:
+            flush(evp_addr, last_ep)
+        return context.get_dummy_value()
 
-            def final(init: list[_Value], last: list[_Value]) -> list[_Value]:
-                out = []
-                for i0, i1 in zip(init, last, strict=True):
-                    p = builder.phi(_VEC)
-                    p.add_incoming(i0, entry)
-                    p.add_incoming(i1, end)
-                    out.append(p)
-                return out
-
-            def flush(addr: _Value, evs: list[_Value]) -> None:
-                for i, e16 in enumerate(evs):
-                    p = _ptr(builder, addr, 8 * LANES * i, _VEC64)
-                    builder.store(builder.add(builder.load(p, align=8),
-                                              builder.sext(e16, _VEC64)), p, align=8)
-
-            # every phi first: a block must start with its phis
-            last_acc, last_ea = final(acc0, new_acc), final([zero] * n, new_ea)
-            last_ep = final([zero] * n, new_ep) if new_ep else []
-            for i, x in enumerate(last_acc):
-                builder.store(x, _ptr(builder, acc_addr, 64 * i, _VEC), align=2)
-            flush(eva_addr, last_ea)
-            if last_ep:
-                flush(evp_addr, last_ep)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return strip
+    return sig, codegen
 
 
-def _make_driver(rule_p: str | None, rule_a: str, mr: int, nv: int) -> Callable[..., None]:
-    """Numba kernel over all (row group, column strip) blocks of one problem."""
-    block, single = _make_strip(rule_p, rule_a, mr, nv), _make_strip(rule_p, rule_a, 1, nv)
+@njit(parallel=True, cache=True)
+def _run_blocks(a16, b16, tile, chunk, prm, values, ev_a, ev_p, rule_p, rule_a, mr, nv):
+    """All (row group, column strip) blocks of one problem; the last four arguments are
+    compiled in as literals (one cached specialization per rule pair and block shape)."""
+    literally(rule_p)
+    literally(rule_a)
+    literally(mr)
+    literally(nv)
     width = nv * LANES
-
-    # not cache=True: every variant is a closure of the same name, which Numba's cache keys
-    # on; each process compiles the variants it uses (a few seconds each)
-    @njit(parallel=True)
-    def run(a16, b16, tile, chunk, prm, values, ev_a, ev_p):
-        m_rows, k_len = a16.shape
-        n_cols = values.shape[1]
-        n_strips = b16.shape[1] // width
-        a_base, b_base = np.int64(a16.ctypes.data), np.int64(b16.ctypes.data)
-        a_rs, b_rs = np.int64(2 * k_len), np.int64(2 * b16.shape[1])
-        lo_p, hi_p, sh_p, lo_a, hi_a, sh_a = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
-        for g in prange(((m_rows + mr - 1) // mr) * n_strips):
-            m0, n0 = (g // n_strips) * mr, (g % n_strips) * width
-            rows = min(mr, m_rows - m0)
-            acc = np.zeros(mr * width, np.int16)
-            ea = np.zeros(mr * width, np.int64)
-            ep = np.zeros(mr * width, np.int64)
-            acc_p, ea_p, ep_p = (np.int64(acc.ctypes.data), np.int64(ea.ctypes.data),
-                                 np.int64(ep.ctypes.data))
-            for k0 in range(0, k_len, chunk):
-                kc = min(chunk, k_len - k0)
-                pa, pb = a_base + m0 * a_rs + 2 * k0, b_base + k0 * b_rs + 2 * n0
-                if rows == mr:
-                    block(pa, a_rs, pb, b_rs, kc, tile, acc_p, ea_p, ep_p, lo_p, hi_p, sh_p,
-                          lo_a, hi_a, sh_a)
-                else:
-                    for r in range(rows):
-                        single(pa + r * a_rs, a_rs, pb, b_rs, kc, tile, acc_p + 2 * r * width,
-                               ea_p + 8 * r * width, ep_p + 8 * r * width, lo_p, hi_p, sh_p,
-                               lo_a, hi_a, sh_a)
-            for r in range(rows):
-                for j in range(min(width, n_cols - n0)):
-                    values[m0 + r, n0 + j] = acc[r * width + j]
-                    ev_a[m0 + r, n0 + j] = ea[r * width + j]
-                    ev_p[m0 + r, n0 + j] = ep[r * width + j]
-
-    return run
-
-
-_DRIVERS: dict[tuple[str | None, str, int, int], Callable[..., None]] = {}
-
-
-def _driver(rule_p: str | None, rule_a: str, mr: int, nv: int) -> Callable[..., None]:
-    key = (rule_p, rule_a, mr, nv)
-    if key not in _DRIVERS:
-        _DRIVERS[key] = _make_driver(*key)
-    return _DRIVERS[key]
+    m_rows, k_len = a16.shape
+    n_cols = values.shape[1]
+    n_strips = b16.shape[1] // width
+    a_base, b_base = np.int64(a16.ctypes.data), np.int64(b16.ctypes.data)
+    a_rs, b_rs = np.int64(2 * k_len), np.int64(2 * b16.shape[1])
+    lo_p, hi_p, sh_p, lo_a, hi_a, sh_a = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
+    for g in prange(((m_rows + mr - 1) // mr) * n_strips):
+        m0, n0 = (g // n_strips) * mr, (g % n_strips) * width
+        rows = min(mr, m_rows - m0)
+        acc = np.zeros(mr * width, np.int16)
+        ea = np.zeros(mr * width, np.int64)
+        ep = np.zeros(mr * width, np.int64)
+        acc_p, ea_p, ep_p = (np.int64(acc.ctypes.data), np.int64(ea.ctypes.data),
+                             np.int64(ep.ctypes.data))
+        for k0 in range(0, k_len, chunk):
+            kc = min(chunk, k_len - k0)
+            pa, pb = a_base + m0 * a_rs + 2 * k0, b_base + k0 * b_rs + 2 * n0
+            if rows == mr:
+                _strip(rule_p, rule_a, mr, nv, pa, a_rs, pb, b_rs, kc, tile, acc_p, ea_p, ep_p,
+                       lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
+            else:
+                for r in range(rows):
+                    _strip(rule_p, rule_a, 1, nv, pa + r * a_rs, a_rs, pb, b_rs, kc, tile,
+                           acc_p + 2 * r * width, ea_p + 8 * r * width, ep_p + 8 * r * width,
+                           lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
+        for r in range(rows):
+            for j in range(min(width, n_cols - n0)):
+                values[m0 + r, n0 + j] = acc[r * width + j]
+                ev_a[m0 + r, n0 + j] = ea[r * width + j]
+                ev_p[m0 + r, n0 + j] = ep[r * width + j]
 
 
 def _rule(bits: int, overflow: str) -> tuple[str, int, int, int]:
@@ -345,7 +338,8 @@ def _run(a: np.ndarray, b: np.ndarray, rule_p: str | None, prm_p: tuple[int, int
     # transposed views, which a caller that transposes back gets as contiguous arrays
     kshape = (shape[1], shape[0]) if swap else shape
     values, ev_a, ev_p = (np.empty(kshape, dtype=np.int64) for _ in range(3))
-    _driver(rule_p, rule_a, mr, nv)(a16, b16, tile, chunk, prm, values, ev_a, ev_p)
+    _run_blocks(a16, b16, tile, chunk, prm, values, ev_a, ev_p,
+                "none" if rule_p is None else rule_p, rule_a, mr, nv)
     if swap:
         return values.T, ev_p.T, ev_a.T
     return values, ev_p, ev_a
