@@ -28,11 +28,12 @@ thread count cannot change any result. The oracle is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from llvmlite import ir
-from numba import literally, njit, prange, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -243,45 +244,61 @@ def _strip(typingctx, rule_p_ty, rule_a_ty, mr_ty, nv_ty, a_addr, a_rs, b_addr, 
     return sig, codegen
 
 
-@njit(parallel=True, cache=True)
-def _run_blocks(a16, b16, tile, chunk, prm, values, ev_a, ev_p, rule_p, rule_a, mr, nv):
-    """All (row group, column strip) blocks of one problem; the last four arguments are
-    compiled in as literals (one cached specialization per rule pair and block shape)."""
-    literally(rule_p)
-    literally(rule_a)
-    literally(mr)
-    literally(nv)
+def _make_driver(rule_p: str, rule_a: str, mr: int, nv: int, parallel: bool
+                 ) -> Callable[..., None]:
+    """Numba kernel over all (row group, column strip) blocks of one problem. The closure's
+    variables are compile-time literals for :func:`_strip`; Numba's cache keys closures on
+    their (pickled) values, so every variant is compiled once per machine, not per process."""
     width = nv * LANES
-    m_rows, k_len = a16.shape
-    n_cols = values.shape[1]
-    n_strips = b16.shape[1] // width
-    a_base, b_base = np.int64(a16.ctypes.data), np.int64(b16.ctypes.data)
-    a_rs, b_rs = np.int64(2 * k_len), np.int64(2 * b16.shape[1])
-    lo_p, hi_p, sh_p, lo_a, hi_a, sh_a = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
-    for g in prange(((m_rows + mr - 1) // mr) * n_strips):
-        m0, n0 = (g // n_strips) * mr, (g % n_strips) * width
-        rows = min(mr, m_rows - m0)
-        acc = np.zeros(mr * width, np.int16)
-        ea = np.zeros(mr * width, np.int64)
-        ep = np.zeros(mr * width, np.int64)
-        acc_p, ea_p, ep_p = (np.int64(acc.ctypes.data), np.int64(ea.ctypes.data),
-                             np.int64(ep.ctypes.data))
-        for k0 in range(0, k_len, chunk):
-            kc = min(chunk, k_len - k0)
-            pa, pb = a_base + m0 * a_rs + 2 * k0, b_base + k0 * b_rs + 2 * n0
-            if rows == mr:
-                _strip(rule_p, rule_a, mr, nv, pa, a_rs, pb, b_rs, kc, tile, acc_p, ea_p, ep_p,
-                       lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
-            else:
-                for r in range(rows):
-                    _strip(rule_p, rule_a, 1, nv, pa + r * a_rs, a_rs, pb, b_rs, kc, tile,
-                           acc_p + 2 * r * width, ea_p + 8 * r * width, ep_p + 8 * r * width,
-                           lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
-        for r in range(rows):
-            for j in range(min(width, n_cols - n0)):
-                values[m0 + r, n0 + j] = acc[r * width + j]
-                ev_a[m0 + r, n0 + j] = ea[r * width + j]
-                ev_p[m0 + r, n0 + j] = ep[r * width + j]
+
+    @njit(parallel=parallel, cache=True)
+    def run(a16, b16, tile, chunk, prm, values, ev_a, ev_p):
+        m_rows, k_len = a16.shape
+        n_cols = values.shape[1]
+        n_strips = b16.shape[1] // width
+        a_base, b_base = np.int64(a16.ctypes.data), np.int64(b16.ctypes.data)
+        a_rs, b_rs = np.int64(2 * k_len), np.int64(2 * b16.shape[1])
+        lo_p, hi_p, sh_p, lo_a, hi_a, sh_a = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
+        for g in prange(((m_rows + mr - 1) // mr) * n_strips):
+            m0, n0 = (g // n_strips) * mr, (g % n_strips) * width
+            rows = min(mr, m_rows - m0)
+            acc = np.zeros(mr * width, np.int16)
+            ea = np.zeros(mr * width, np.int64)
+            ep = np.zeros(mr * width, np.int64)
+            acc_p, ea_p, ep_p = (np.int64(acc.ctypes.data), np.int64(ea.ctypes.data),
+                                 np.int64(ep.ctypes.data))
+            for k0 in range(0, k_len, chunk):
+                kc = min(chunk, k_len - k0)
+                pa, pb = a_base + m0 * a_rs + 2 * k0, b_base + k0 * b_rs + 2 * n0
+                if rows == mr:
+                    _strip(rule_p, rule_a, mr, nv, pa, a_rs, pb, b_rs, kc, tile, acc_p, ea_p,
+                           ep_p, lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
+                else:
+                    for r in range(rows):
+                        _strip(rule_p, rule_a, 1, nv, pa + r * a_rs, a_rs, pb, b_rs, kc, tile,
+                               acc_p + 2 * r * width, ea_p + 8 * r * width,
+                               ep_p + 8 * r * width, lo_p, hi_p, sh_p, lo_a, hi_a, sh_a)
+            for r in range(rows):
+                for j in range(min(width, n_cols - n0)):
+                    values[m0 + r, n0 + j] = acc[r * width + j]
+                    ev_a[m0 + r, n0 + j] = ea[r * width + j]
+                    ev_p[m0 + r, n0 + j] = ep[r * width + j]
+
+    return run
+
+
+_DRIVERS: dict[tuple[str, str, int, int, bool], Callable[..., None]] = {}
+# below this many MACs one thread is faster than waking the others (a parallel launch costs
+# tens of microseconds idle, milliseconds on a loaded machine)
+PARALLEL_MACS = 1 << 21
+
+
+def _driver(rule_p: str, rule_a: str, mr: int, nv: int, parallel: bool
+            ) -> Callable[..., None]:
+    key = (rule_p, rule_a, mr, nv, parallel)
+    if key not in _DRIVERS:
+        _DRIVERS[key] = _make_driver(*key)
+    return _DRIVERS[key]
 
 
 def _rule(bits: int, overflow: str) -> tuple[str, int, int, int]:
@@ -338,8 +355,9 @@ def _run(a: np.ndarray, b: np.ndarray, rule_p: str | None, prm_p: tuple[int, int
     # transposed views, which a caller that transposes back gets as contiguous arrays
     kshape = (shape[1], shape[0]) if swap else shape
     values, ev_a, ev_p = (np.empty(kshape, dtype=np.int64) for _ in range(3))
-    _run_blocks(a16, b16, tile, chunk, prm, values, ev_a, ev_p,
-                "none" if rule_p is None else rule_p, rule_a, mr, nv)
+    parallel = shape[0] * shape[1] * a.shape[1] >= PARALLEL_MACS
+    _driver("none" if rule_p is None else rule_p, rule_a, mr, nv, parallel)(
+        a16, b16, tile, chunk, prm, values, ev_a, ev_p)
     if swap:
         return values.T, ev_p.T, ev_a.T
     return values, ev_p, ev_a
