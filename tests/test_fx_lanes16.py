@@ -140,3 +140,25 @@ def test_public_paths_take_the_lanes_and_match():
         assert [r.values.tolist(), r.events_psum.tolist(), r.events_acc.tolist()] == list(want)
     rt = array_gemm(np.ascontiguousarray(b.T).T.T, np.ascontiguousarray(a.T).T.T, model)
     assert rt.values.tolist() == np.array(want[0]).T.tolist()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_parallel_blocks_match_oracle(monkeypatch, threads):
+    """The multi-threaded driver (forced on small data) equals the oracle at any thread count:
+    each output belongs to one (row group, column strip) block."""
+    import numba
+
+    monkeypatch.setattr(k16, "PARALLEL_MACS", 0)
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        rng = np.random.default_rng(21)
+        for m, k, n in ((9, 70, 130), (130, 40, 70), (66, 50, 66)):
+            a, b = swinging(rng, m, k, n, run=10)
+            v, e = k16.sequential16(a, b, 16, "saturate")
+            assert (v.tolist(), e.tolist()) == matmul_oracle(a, b, 16, "saturate")
+            got = k16.two_level16(a, b, 16, 16, "wrap", 16, "wrap")
+            assert [x.tolist() for x in got] == list(
+                two_level_oracle(a, b, 16, 16, "wrap", 16, "wrap"))
+    finally:
+        numba.set_num_threads(old)
