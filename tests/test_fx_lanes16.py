@@ -162,3 +162,17 @@ def test_parallel_blocks_match_oracle(monkeypatch, threads):
                 two_level_oracle(a, b, 16, 16, "wrap", 16, "wrap"))
     finally:
         numba.set_num_threads(old)
+
+
+def test_most_negative_code_does_not_pass_for_a_small_one():
+    """-32768 in an int16 operand (np.abs would wrap it to itself): its products leave int16,
+    so the two-level kernel must not take the 16-bit lanes; the result still equals the
+    oracle."""
+    from fxpsim.fixedpoint import gemm_kernels as kern
+
+    a = np.array([[-32768, 3, -32768], [1, 2, 3]], dtype=np.int16)
+    b = np.array([[-1, 2], [5, -7], [-1, 1]], dtype=np.int16)
+    assert kern.max_abs(a) == 32768 and not k16.fits(kern.max_abs(a), kern.max_abs(b), 16)
+    got = kern.two_level(a, b, 2, 16, "saturate", 16, "saturate")
+    assert [x.tolist() for x in got] == list(
+        two_level_oracle(a, b, 2, 16, "saturate", 16, "saturate"))
