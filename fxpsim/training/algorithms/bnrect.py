@@ -14,10 +14,13 @@ says), so the penalty's gradient goes to γ only and is added to ``γ.grad`` in 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fxpsim.errors import FxpsimError
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 
 
@@ -49,6 +52,21 @@ class BnRectAlgorithm(AlgorithmBase):
             self._sigma[name] = torch.sqrt(var + mod.eps)  # type: ignore[operator]
         return hook
 
+    def _rectify(self, gamma: torch.Tensor, sigma: torch.Tensor) -> float:
+        """Add the penalty's gradient to ``γ.grad``; returns the layer's penalty."""
+        o = self.options
+        c = gamma.numel()
+        if o.bnrect_form == "hinge":
+            h = torch.clamp(gamma.abs() / sigma - 1.0, min=0.0)
+            pen = float(o.bnrect_lambda * (h * h).sum() / c)
+            grad = (o.bnrect_lambda / c) * 2.0 * h * torch.sign(gamma) / sigma
+        else:
+            ratio = gamma / sigma
+            pen = float(o.bnrect_lambda * (ratio * ratio).sum() / c)
+            grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
+        _grad(gamma).add_(grad)
+        return pen
+
     @torch.no_grad()
     def after_backward(self, batch: Batch) -> float:
         o = self.options
@@ -59,17 +77,7 @@ class BnRectAlgorithm(AlgorithmBase):
                 sigma = torch.sqrt(bn.running_var + bn.eps)
             else:
                 sigma = self._sigma[name]
-            gamma = bn.weight
-            c = gamma.numel()
-            if o.bnrect_form == "hinge":
-                h = torch.clamp(gamma.abs() / sigma - 1.0, min=0.0)
-                total += float(o.bnrect_lambda * (h * h).sum() / c)
-                grad = (o.bnrect_lambda / c) * 2.0 * h * torch.sign(gamma) / sigma
-            else:
-                ratio = gamma / sigma
-                total += float(o.bnrect_lambda * (ratio * ratio).sum() / c)
-                grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
-            _grad(gamma).add_(grad)
-            self.log.vector(name, "bn_rectify", "bn_rectify", c)
+            total += vu.run(self.log, name, "bn_rectify", "bn_rectify",
+                            partial(self._rectify, sigma=sigma), bn.weight)
         self.log_value("bnrect_penalty", total)
         return total

@@ -26,9 +26,12 @@ element instead of O(h), in float64. Same function as the MLP up to float roundi
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 from fxpsim.training.algorithms.optim import Adam
 
@@ -147,25 +150,26 @@ class MetaGradAlgorithm(AlgorithmBase):
             if prev is not None:  # hypernet_bwd: φ-gradient through last step's update
                 u_prev, s_prev = prev
                 cot = (-self.lr * s_prev) * g.double()
-                for acc, part in zip(grads, mlp_grad(self.hyper, u_prev, cot), strict=True):
+                parts = vu.run(self.log, grp.node, "hypernet", "hypernet_bwd",
+                               partial(mlp_grad, self.hyper, cot=cot), u_prev)
+                for acc, part in zip(grads, parts, strict=True):
                     acc.add_(part)
                 stepped = True
-                self.log.vector(grp.node, "hypernet", "hypernet_bwd", g.numel())
             s = float(torch.sqrt((g.double() ** 2).mean()))
             s = s if s > 0.0 else 1.0
             u = g / s
-            g_hat = (g.double() + s * mlp_eval(self.hyper, u)).to(g.dtype)  # hypernet_fwd
+            h = vu.run(self.log, grp.node, "hypernet", "hypernet_fwd",
+                       partial(mlp_eval, self.hyper), u)
+            g_hat = (g.double() + s * h).to(g.dtype)
             self._prev[grp.node] = (u.clone(), s)
-            self.log.vector(grp.node, "hypernet", "hypernet_fwd", g.numel())
             gn = float(g.double().norm())
             if gn > 0.0:  # how far the hypernetwork moved the update: ‖Ĝ‖/‖G‖
                 self.log_value(f"metagrad_gain.{grp.node}", float(g_hat.double().norm()) / gn)
             if self.options.metagrad_update == "hyper":
                 w.grad = g_hat.view_as(w)
         if stepped:
+            params = list(self.hyper.parameters())
             with torch.no_grad():
-                for p, gr in zip(self.hyper.parameters(), grads, strict=True):
-                    self.hyper_adam.step(p, gr.to(p.dtype))
-            self.log.vector("hypernet", "hypernet", "adam_update",
-                            3 * self.options.metagrad_hidden + 1)
+                vu.update(self.log, "hypernet", "hypernet", "adam_update", self.hyper_adam.step,
+                          params, [gr.to(p.dtype) for p, gr in zip(params, grads, strict=True)])
         return 0.0
