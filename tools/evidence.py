@@ -72,7 +72,7 @@ GROUPS: dict[str, list[tuple[str, list[str], int]]] = {
 }
 
 #: default steps per group (batch 32; fmnist_small has 6,000 training images)
-GROUP_STEPS: dict[str, int] = {"blaq": 100, "fqt": 200, "bn": 80, "resnet": 30}
+GROUP_STEPS: dict[str, int] = {"blaq": 50, "fqt": 100, "bn": 40, "resnet": 20}
 
 
 def slug(label: str) -> str:
