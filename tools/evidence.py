@@ -21,8 +21,9 @@ Groups:
 
 Each group has its own default step count (:data:`GROUP_STEPS`; ``--steps`` overrides).
 
-Each run writes ``reports/evidence/<config>-s<seed>/summary.json`` (plus ``wall_s``, the
-measured wall time); rerunning skips runs whose summary exists, so the script resumes.
+Each run writes ``reports/evidence/<config>-n<steps>-s<seed>/summary.json`` (plus
+``wall_s``, the measured wall time); rerunning skips runs whose summary exists, so the
+script resumes.
 """
 
 from __future__ import annotations
@@ -79,9 +80,13 @@ def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
+def run_dir(label: str, steps: int, seed: int) -> Path:
+    return Path("reports/evidence") / f"{slug(label)}-n{steps}-s{seed}"
+
+
 def run_one(label: str, opts: list[str], seed: int, steps: int, batch: int,
             extra: list[str]) -> dict:
-    out = Path("reports/evidence") / f"{slug(label)}-s{seed}"
+    out = run_dir(label, steps, seed)
     summary = out / "summary.json"
     if not summary.exists():
         base = [o for o in LENET if not (o.startswith("model=") and
@@ -169,7 +174,7 @@ def main() -> int:
                 continue
             per_seed = []
             for seed in args.seeds:
-                done = (Path("reports/evidence") / f"{slug(label)}-s{seed}" / "summary.json")
+                done = run_dir(label, steps * mult, seed) / "summary.json"
                 if args.no_run and not done.exists():
                     continue
                 extra = [f"target_loss={target[seed]}"] if seed in target else []
