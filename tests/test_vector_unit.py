@@ -255,8 +255,11 @@ def test_network_records_equal_module_hooks() -> None:
 @pytest.mark.parametrize("algo", ["sgd", "laq", "octo", "metagrad"])
 def test_update_records_match_the_parameters_the_step_changed(algo: str) -> None:
     graph, alg, b = _algo(algo)
-    for _ in range(2 if algo == "metagrad" else 0):  # the hypernetwork's Adam step needs a
-        alg.step(b)  # previous step, and its first layer a non-zero output layer
+    # MetaGrad: the hypernetwork's Adam step needs a previous step, and its first layer's
+    # gradient a non-zero output layer in the φ that produced the previous update (the output
+    # layer starts at zero and first moves at step 2, so step 4 is the first to move all).
+    for _ in range(3 if algo == "metagrad" else 0):
+        alg.step(b)
     before = {id(p): p.detach().clone() for p in alg.net.parameters()}
     hyper = getattr(alg, "hyper", None)
     hyper_before = [p.detach().clone() for p in hyper.parameters()] if hyper else []
