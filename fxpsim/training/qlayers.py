@@ -45,7 +45,7 @@ from fxpsim.training.qgemm import (
     plan_output,
     scaled,
 )
-from fxpsim.training.qkernels import pix_to_nchw, rows_to_nchw
+from fxpsim.training.qkernels import pix_to_nchw, rows_to_nchw, scaled_kcij, weight_mat
 from fxpsim.training.quantizers import (
     QTensor,
     qmax_of,
@@ -232,7 +232,8 @@ class QConv2dFn(torch.autograd.Function):
                     assert buf is not None
                     cols = pixel_cols(buf, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       (oh, ow), rt.take(f"cols{gi}"))
-                    w_mat = w_g.permute(2, 3, 1, 0).reshape(kh * kw * cg, kg)
+                    w_mat = torch.empty((kh * kw * cg, kg), dtype=wq.codes.dtype)
+                    weight_mat(wq.codes.numpy(), gi * kg, (gi + 1) * kg, False, w_mat.numpy())
                     vals = gemms.run(cols, w_mat, xq.qmax, wq.qmax, out=rt.take(f"mm{gi}"))
                     kept.append(cols)
                 else:
@@ -289,7 +290,6 @@ class QConv2dFn(torch.autograd.Function):
                                   pass_name="backward")
             gemms = _gemms(rt, "conv2d", "backward_data")
             if gq is not None and wb is not None:
-                wf = wb.codes.flip(2, 3)
                 out = np.empty((nb, c, h, wd), dtype=np.float32)
                 scale = _scale_vec(gq.scale * wb.scale, c)
                 fast = _fast(kg * kh * kw, gq, wb, nc)
@@ -300,11 +300,12 @@ class QConv2dFn(torch.autograd.Function):
                                  (h + kh - 1, wd + kw - 1), rt.take("dbuf")) if fast else None
                 parts = []
                 for gi in range(g):
-                    wf_g = wf[gi * kg:(gi + 1) * kg]
                     if fast:
                         cols = pixel_cols(buf, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
                                           (h, wd), rt.take("dcols"))
-                        w_mat = wf_g.permute(2, 3, 0, 1).reshape(kh * kw * kg, cg)
+                        w_mat = torch.empty((kh * kw * kg, cg), dtype=wb.codes.dtype)
+                        weight_mat(wb.codes.numpy(), gi * kg, (gi + 1) * kg, True,
+                                   w_mat.numpy())
                         out_buf = rt.take("dmm") if g == 1 else None
                         vals = gemms.run(cols, w_mat, gq.qmax, wb.qmax, out=out_buf)
                         parts.append(vals.numpy())
@@ -312,6 +313,7 @@ class QConv2dFn(torch.autograd.Function):
                     else:
                         cols = im2col(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1), dpad,
                                       (sh, sw), (h, wd))
+                        wf_g = wb.codes[gi * kg:(gi + 1) * kg].flip(2, 3)
                         w_mat = wf_g.permute(1, 0, 2, 3).reshape(cg, kg * kh * kw)
                         vals = gemms.run(w_mat, cols, wb.qmax, gq.qmax, swap=True)
                         rows_to_nchw(vals.numpy(), scale, gi * cg, out.reshape(nb, c, h * wd))
@@ -339,8 +341,8 @@ class QConv2dFn(torch.autograd.Function):
                     g_mat = gq.codes[:, gi * kg:(gi + 1) * kg].transpose(0, 1).reshape(kg, -1)
                     if ctx.cols is not None:  # pixel-major (B·OH·OW, (i, j, c))
                         vals = gemms.run(g_mat, ctx.cols[gi], gq.qmax, xq.qmax, swap=True)
-                        dw_g = scaled(vals.numpy(), xq.scale * gq.scale).view(kg, kh, kw, cg)
-                        dw_np[gi * kg:(gi + 1) * kg] = dw_g.permute(0, 3, 1, 2).numpy()
+                        scaled_kcij(vals.numpy(), float(xq.scale * gq.scale),
+                                    dw_np[gi * kg:(gi + 1) * kg])
                     else:
                         cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       geom.padding, (1, 1), (oh, ow))
