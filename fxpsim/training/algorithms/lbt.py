@@ -19,9 +19,12 @@ SGD with momentum (weight decay from the options). The learned forward scales of
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch
 from fxpsim.training.algorithms.execlog import ExecLog
 
@@ -41,6 +44,12 @@ def calibrate_gamma(abs_g: np.ndarray, target: float, eta: float, gamma_min: flo
         if ema > target:
             return float(max(gm, gamma_min))
     return float(gamma_min)
+
+
+def clipped_fraction(g: torch.Tensor, gamma: float) -> float:
+    """``r = mean(|G| > γ·max|G|)`` of ``g = |G|`` (0 when ``G`` is all zero)."""
+    amax = float(g.max()) if g.numel() else 0.0
+    return float((g > gamma * amax).double().mean()) if amax > 0 else 0.0
 
 
 def gamma_update(gamma: float, r: float, target: float, eta: float, gamma_min: float) -> float:
@@ -72,19 +81,16 @@ class LbtAlgorithm(AlgorithmBase):
         if self._calib is not None:
             self._calib[layer] = g.numpy().copy()
             return
-        amax = float(g.max()) if g.numel() else 0.0
-        gamma = self.gammas[layer]
-        self._ratio[layer] = float((g > gamma * amax).double().mean()) if amax > 0 else 0.0
+        self._ratio[layer] = vu.run(self.log, layer, "lbt_interval", "lbt_count",
+                                    partial(clipped_fraction, gamma=self.gammas[layer]), g)
 
     def after_backward(self, batch: Batch) -> float:
         o = self.options
         for node in reversed(self.graph.nodes):  # lbt_interval runs in reverse graph order
             if not node.is_gemm:
                 continue
-            r = self._ratio.pop(node.name, None)
+            r = self._ratio.pop(node.name, None)  # counted during the backward (_observe)
             target = self._target(node.name)
-            self.log.vector(node.name, "lbt_interval", "lbt_count",
-                            batch.x.shape[0] * node.out_elems)
             if r is None or target is None:
                 continue
             gm = gamma_update(self.gammas[node.name], r, target, o.lbt_eta, o.lbt_gamma_min)
