@@ -35,6 +35,10 @@ class TimingRequest:
     # demo's LAC conv) or reuse the forward codes ("reuse")
     octo_backward: Literal["requant", "reuse"] = "requant"
     objective: Literal["latency", "energy", "edp"] = "latency"  # mapping search objective
+    # learned forward clips (LBT): no max reduction for W, STE clip gradients, their Adam step
+    forward_scales: Literal["minmax", "learned"] = "minmax"
+    # dY scales per tensor / channel / sample (the latter two add a per-tensor copy of dY)
+    g_granularity: Literal["tensor", "channel", "sample"] = "tensor"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from fxpsim.graph.ir import Graph
 from fxpsim.recipes import Recipe, recipe_for
 from fxpsim.training.algorithms.execlog import MAIN_PASSES, ExecLog, PassNames
-from fxpsim.training.algorithms.optim import ParamGroup, SgdMomentum
+from fxpsim.training.algorithms.optim import Adam, ParamGroup, SgdMomentum
 from fxpsim.training.algorithms.options import AlgoOptions
 from fxpsim.training.qnet import QuantizedNet
 from fxpsim.training.quantizers import quantize_symmetric
@@ -131,6 +131,10 @@ class AlgorithmBase:
         #: per-method series logged per step: name -> [(step, value)] (summary.json)
         self.method_log: dict[str, list[tuple[int, float]]] = {}
         self.init_optimizer()
+        # learned forward clips (forward_scales=learned): their own Adam, as LBT's q_optimizer
+        self.scale_adam = Adam(options.fwd_scale_lr)
+        self._clips = [(g.node, c) for g in self.groups if g.is_gemm and (
+            c := getattr(net.layers[_key(g.node)], "clips", None)) is not None]
 
     def log_value(self, name: str, value: float) -> None:
         """Record ``value`` of series ``name`` at the current step (per-method logs)."""
@@ -142,6 +146,7 @@ class AlgorithmBase:
             opt = getattr(self, attr, None)
             if opt is not None:
                 opt.lr = self.lr * factor
+        self.scale_adam.lr = self.options.fwd_scale_lr * factor
 
     # ---- hooks for subclasses ----------------------------------------------------------
     def init_optimizer(self) -> None:
@@ -158,6 +163,17 @@ class AlgorithmBase:
                 assert p.grad is not None  # every parameter is in the loss graph
                 self.sgd.step(p, p.grad)
             self.log.vector(grp.node, "update", "sgd_update", grp.numel)
+
+    def update_scales(self) -> None:
+        """Adam step of each layer's learned forward clips (s_W, u_A) with their STE
+        gradients (:mod:`fxpsim.training.fwdscales`); logged as ``fwd_scale_w/a.<layer>``."""
+        for node, clips in self._clips:
+            g = clips.grad if clips.grad is not None else torch.zeros_like(clips)
+            self.scale_adam.step(clips, g)
+            self.log.vector(node, "update", "scale_update", clips.numel())
+            sw, sa = clips.detach().abs().tolist()
+            self.log_value(f"fwd_scale_w.{node}", sw)
+            self.log_value(f"fwd_scale_a.{node}", sa)
 
     def prepare(self, batch: Batch) -> None:
         """One-time work before the first step (default: nothing)."""
@@ -194,6 +210,7 @@ class AlgorithmBase:
         self._last_grads = {g.node: _grad(g.weight).detach().reshape(-1)
                             for g in self.groups if g.is_gemm}
         self.update()
+        self.update_scales()
         self.step_index += 1
         return StepStats(loss, correct, int(batch.x.shape[0]), penalty)
 

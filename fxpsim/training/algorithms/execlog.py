@@ -16,7 +16,12 @@ or output gradient, the lowering's convention):
 * backward ``relu``/... -> ``<op>_bwd`` in ``backward_data``; ``batchnorm`` ->
   ``batchnorm_bwd`` + ``batchnorm_bwd_stats``; ``add`` -> nothing (gradient routed).
 * backward ``quantize_grad`` -> ``reduce_max`` + ``quantize`` in ``grad_quant`` (and a
-  ``prc_clip`` in ``octo_requant`` when the clip factor is Octo's PRC).
+  ``prc_clip`` in ``octo_requant`` when the clip factor is Octo's PRC);
+  ``quantize_grad_copy`` (the per-tensor dY copy of per-channel / per-sample gradient
+  quantization) -> ``reduce_max`` + ``quantize`` in ``grad_quant``.
+* backward ``scale_grad_w`` / ``scale_grad_a`` (STE of learned forward clips) ->
+  ``scale_grad`` in ``backward_weight`` / ``backward_data``; forward
+  ``quantize_weight_clip`` (weights under a learned clip) -> ``quantize`` in ``update``.
 * forward ``quantize_weight`` -> ``reduce_max`` + ``quantize`` in ``update`` (the lowering
   charges the re-quantization of the updated weights at the end of the step; the value plane
   does it at the next forward: one per layer and step either way). For LAQ-style algorithms
@@ -155,10 +160,19 @@ class ExecLog:
         node = self._nodes.get(layer)
         if kind in ("quantize_act", "bias_add"):
             return
-        if kind == "quantize_weight":
+        if kind in ("quantize_weight", "quantize_weight_clip"):
             if not self.weights_from_projection:
-                self.vector(layer, names.update, "reduce_max", elems)
+                if kind == "quantize_weight":  # a learned clip needs no max reduction
+                    self.vector(layer, names.update, "reduce_max", elems)
                 self.vector(layer, names.update, "quantize", elems)
+            return
+        if kind in ("scale_grad_w", "scale_grad_a"):  # STE of the learned forward clips
+            self.vector(layer, names.backward_weight if kind == "scale_grad_w"
+                        else names.backward_data, "scale_grad", elems)
+            return
+        if kind == "quantize_grad_copy":  # per-tensor dY copy (per-channel/-sample grads)
+            self.vector(layer, names.grad_quant, "reduce_max", elems)
+            self.vector(layer, names.grad_quant, "quantize", elems)
             return
         if kind in ("requant_x", "requant_w"):  # Octo: clip + re-quantize for the backward
             self.vector(layer, "octo_requant", "reduce_max", elems)
