@@ -35,7 +35,7 @@ from fxpsim.training.formats import NumericsConfig, TensorNumerics
 from fxpsim.training.fwdscales import initial_clips, nonnegative_nodes
 from fxpsim.training.qlayers import ConvGeom, QConv2dFn, QLinearFn
 from fxpsim.training.qnet import build_qnet
-from fxpsim.training.quantizers import quantize_symmetric, scale_from_clip
+from fxpsim.training.quantizers import quantize_symmetric
 
 # ---- unsigned activation codes ---------------------------------------------------------------
 
@@ -469,3 +469,18 @@ def test_lbt_run_from_the_cli(tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     text = json.dumps(summary)
     assert "fwd_scale_w" in text and "fwd_scale_a" in text and "lbt_gamma" in text
+
+
+def test_lbt_counts_clipping_against_each_channels_max() -> None:
+    """Per-channel dY scales: LBT's clipped fraction uses γ·(that channel's max), the same
+    clip the quantizer applies; per tensor it is unchanged (γ·global max)."""
+    from fxpsim.training.algorithms.lbt import _group_max, _group_normalized
+
+    g = torch.tensor([[[[1.0]], [[10.0]]], [[[0.5]], [[4.0]]]]).abs()  # (B=2, C=2, 1, 1)
+    m = _group_max(g, "per_channel")
+    assert m.reshape(-1).tolist() == [1.0, 10.0]
+    assert float((g > 0.6 * m).double().mean()) == 0.5  # 1 > .6 and 10 > 6; .5, 4 are not
+    assert _group_max(g, "per_sample").reshape(-1).tolist() == [10.0, 4.0]
+    assert _group_normalized(g, "per_channel").reshape(-1).tolist() == pytest.approx(
+        [1.0, 1.0, 0.5, 0.4])
+    assert torch.equal(_group_normalized(g, "per_tensor"), g)
