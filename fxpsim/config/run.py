@@ -122,6 +122,13 @@ class RunConfig(BaseModel):
             data = {"forward_scales": "learned", "a_codes": "unsigned", "float_ends": True,
                     **data}
         return data
+    @model_validator(mode="after")
+    def _learned_scales_fit(self) -> RunConfig:
+        # parse_run_options reports this with the option's name; this guards direct use
+        if self.forward_scales == "learned" and self.algo in ("laq", "fb"):
+            raise ValueError(f"forward_scales=learned does not apply to algo={self.algo}")
+        return self
+
     # what the per-layer mapping search minimizes (time plane)
     mapping_objective: Literal["latency", "energy", "edp"] = "latency"
     # seconds a model file's user code may take per step (import, construction, trace,
