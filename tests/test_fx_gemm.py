@@ -35,7 +35,8 @@ def check_all_paths(a, b, bits, mode, chunk=None):
                 matmul(a, b, bits, mode, _path=path)
             continue
         res = matmul(a, b, bits, mode, return_events=True, _path=path, _chunk=chunk)
-        assert res.values.dtype == np.int64 and res.events.dtype == np.int64
+        assert res.values.dtype == (np.int32 if bits <= 32 else np.int64)
+        assert res.events.dtype == np.int64
         assert res.values.tolist() == want_v, (path, bits, mode)
         assert res.events.tolist() == want_e, (path, bits, mode)
         ran += 1

@@ -264,3 +264,44 @@ def test_recipe_passes_match_lowering_pass_names():
         r = recipe_for(algo, "train")
         names = list(dict.fromkeys(o.pass_name for o in lower(g, TimingRequest(algo=algo), r)))
         assert names == [p.name for p in r.passes]
+
+
+def _pool_net(kernel, stride, pad, hw=112, c=64):
+    # a conv first, so the backward pass routes a gradient through the pools
+    return (_G((3, hw, hw)).add("c", "conv2d", conv(c)).add("mp", "maxpool",
+                                                          PoolAttrs(kernel, stride, pad))
+            .add("ap", "avgpool", PoolAttrs(kernel, stride, pad))
+            .add("f", "flatten").add("fc", "linear", LinearAttrs(10)).graph())
+
+
+def test_pooling_reads_its_input_once():
+    """ResNet-18's stem maxpool (3x3, stride 2, pad 1, 64x112x112, batch 32): the input is
+    read once (25,690,112 bytes at 8 bits), not output x window (57,802,752)."""
+    ops = lower(_pool_net((3, 3), (2, 2), (1, 1)), TimingRequest(batch=32, algo="sgd"))
+    mp = next(o for o in ops if isinstance(o, VectorOp) and o.kind == "maxpool")
+    assert mp.elems == 32 * 64 * 56 * 56
+    assert mp.read_bytes == 32 * 64 * 112 * 112 == 25_690_112
+    assert mp.write_bytes == 32 * 64 * 56 * 56 == 6_422_528
+    assert mp.alu == (("cmp", 8),)  # the window's compares per output are unchanged
+    # avgpool on the 56x56 output: rows 0..55 all covered -> the whole input once
+    ap = next(o for o in ops if isinstance(o, VectorOp) and o.kind == "avgpool")
+    assert ap.read_bytes == 32 * 64 * 56 * 56
+    bwd = next(o for o in ops if isinstance(o, VectorOp) and o.kind == "maxpool_bwd")
+    # input once (recompute the argmax) + the max output + dY; writes dX over the input
+    assert bwd.read_bytes == 25_690_112 + 2 * 6_422_528
+    assert bwd.write_bytes == 25_690_112
+
+
+def test_pooling_never_reads_skipped_rows_or_padding():
+    # kernel 1, stride 3 on 10x10: windows cover rows 0, 3, 6, 9 only -> 4 x 4 per channel
+    ops = lower(_pool_net((1, 1), (3, 3), (0, 0), hw=10, c=2), TimingRequest(batch=1))
+    mp = next(o for o in ops if isinstance(o, VectorOp) and o.kind == "maxpool")
+    assert (mp.elems, mp.read_bytes) == (2 * 4 * 4, 2 * 4 * 4)
+    # kernel 2, stride 3, pad 1 on 7x7 -> out 3x3; windows [-1,0], [2,3], [5,6]: 5 rows
+    ops = lower(_pool_net((2, 2), (3, 3), (1, 1), hw=7, c=1), TimingRequest(batch=2))
+    mp = next(o for o in ops if isinstance(o, VectorOp) and o.kind == "maxpool")
+    assert (mp.elems, mp.read_bytes) == (2 * 3 * 3, 2 * 5 * 5)
+    # 3x3 stride 1 pad 1 ('same') on 6x6: the input once, not 9x
+    ops = lower(_pool_net((3, 3), (1, 1), (1, 1), hw=6, c=3), TimingRequest(batch=1))
+    mp = next(o for o in ops if isinstance(o, VectorOp) and o.kind == "maxpool")
+    assert (mp.elems, mp.read_bytes) == (3 * 36, 3 * 36)

@@ -36,7 +36,8 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 @dataclass(frozen=True)
 class GemmResult:
-    """``values``: int64 (M, N) register contents; ``events``: int64 (M, N) number of adds at
+    """``values``: (M, N) register contents (int32 for registers of <= 32 bits, else int64);
+    ``events``: int64 (M, N) number of adds at
     which the register left its range (the overflow mode acted)."""
 
     values: np.ndarray
@@ -112,8 +113,10 @@ def _fits_int8(op: Operand) -> bool:
     return op.lo >= -128 and op.hi <= 127
 
 
-def exact_sum(a: Operand, b: Operand) -> np.ndarray:
-    """Sum over k of a[m,k]*b[k,n] modulo 2^64 as int64 (exact whenever it fits int64)."""
+def exact_sum(a: Operand, b: Operand, narrow: bool = False) -> np.ndarray:
+    """Sum over k of a[m,k]*b[k,n] modulo 2^64 as int64 (exact whenever it fits int64).
+    ``narrow``: int32 values are welcome where they are proven to fit (one ``_int_mm``
+    chunk: its int32 result is returned as is, without an int64 widening pass)."""
     m_rows, k_len = a.data.shape
     n_cols = b.data.shape[1]
     max_prod = a.max_abs * b.max_abs
@@ -125,6 +128,8 @@ def exact_sum(a: Operand, b: Operand) -> np.ndarray:
         ta = torch.from_numpy(np.ascontiguousarray(a.data, np.int8))
         tb = torch.from_numpy(np.ascontiguousarray(b.data, np.int8))
         chunk = _INT32_MAX // max_prod  # the int32 inside _int_mm cannot overflow
+        if narrow and k_len <= chunk:
+            return torch._int_mm(ta, tb).numpy()
         # torch's int32 -> int64 widening is multi-threaded (numpy's astype is not)
         out = torch._int_mm(ta[:, :chunk], tb[:chunk]).to(torch.int64).numpy()
         for k0 in range(chunk, k_len, chunk):
@@ -219,9 +224,11 @@ def _sample_flag_fraction(a: Operand, b: Operand, bits: int, overflow: str, chun
 
 
 def matmul_ops(a: Operand, b: Operand, acc_bits: int, overflow: str, path: str = "auto",
-               chunk: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+               chunk: int | None = None, narrow: bool = False
+               ) -> tuple[np.ndarray, np.ndarray | None]:
     """(values, events) of checked operands; events is None when provably all zero (the
-    static path), so callers that do not need them skip an (M, N) allocation."""
+    static path), so callers that do not need them skip an (M, N) allocation. ``narrow``:
+    see :func:`exact_sum`."""
     k_len = a.data.shape[1]
     if not static_safe(k_len, a.max_abs * b.max_abs, acc_bits, overflow):
         a, b = tighten(a), tighten(b)  # the proofs and the lane choice need actual bounds
@@ -246,7 +253,7 @@ def matmul_ops(a: Operand, b: Operand, acc_bits: int, overflow: str, path: str =
         else:
             path = "sequential"
     if path == "static":
-        return exact_sum(a, b), None
+        return exact_sum(a, b, narrow), None
     if path == "sequential":
         return seq(a, b)
     fine = chunk or default_chunk(k_len)
@@ -299,7 +306,8 @@ def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate",
     """Integer GEMM in a signed ``acc_bits`` accumulator with ``overflow`` after every add.
 
     ``a`` (M, K) and ``b`` (K, N) are integer codes (any int dtype, values within int32).
-    Returns int64 (M, N) values, or a :class:`GemmResult` with per-output event counts when
+    Returns (M, N) values (int32 when ``acc_bits`` <= 32, as the register holds them;
+    int64 otherwise), or a :class:`GemmResult` with per-output event counts when
     ``return_events``. ``_path``/``_chunk`` force an internal path (tests only).
     """
     op_a = check_operand(a, "a")
@@ -310,7 +318,10 @@ def matmul(a: object, b: object, acc_bits: int = 32, overflow: str = "saturate",
     check_acc(acc_bits, overflow)
     if _path not in _PATHS:
         raise ValueError(f"_path: expected one of {_PATHS}, got {_path!r}")
-    values, events = matmul_ops(op_a, op_b, int(acc_bits), overflow, _path, _chunk)
+    narrow = int(acc_bits) <= 32
+    values, events = matmul_ops(op_a, op_b, int(acc_bits), overflow, _path, _chunk, narrow)
+    if narrow:  # free on the direct _int_mm path, one cast after the exact kernels
+        values = values.astype(np.int32, copy=False)
     if return_events:
         return GemmResult(values, zero_events(values.shape) if events is None else events)
     return values

@@ -67,9 +67,34 @@ def _mult_shift(real: float) -> tuple[int, int]:
     return quantize_multiplier(real)
 
 
+def mult_shift_vec(real: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_mult_shift` of every element of ``real`` (float64, 1-D) at once, or None
+    when some element needs the scalar path's special cases (not finite or <= 0, below
+    2^-32, or a shift outside 0..MAX_SHIFT). Exact: with real = q·2^e (q in [0.5, 1)),
+    q·2^31 + 1/2 is formed without rounding in float64 (q has 53 bits, so q·2^31 is a
+    multiple of 2^-22 below 2^31, and adding 1/2 stays exact or lands on 2^31, whose floor
+    is the same), so floor gives ``quantize_multiplier``'s ties-away rounding."""
+    if real.size == 0 or not bool(np.all(np.isfinite(real))) or \
+            not bool(np.all(real >= 2.0**-32)):
+        return None
+    q, e = np.frexp(real)
+    mult = np.floor(q * 2.0**31 + 0.5).astype(np.int64)
+    top = mult == 2**31
+    mult = np.where(top, mult // 2, mult)
+    shift = 31 - (e.astype(np.int64) + top)
+    if not bool(np.all((shift >= 0) & (shift <= MAX_SHIFT))):
+        return None
+    return mult, shift
+
+
 def stored_scales(real: np.ndarray, scale_format: str) -> StoredScales:
     """The stored representation of per-channel real scales ``real`` (1-D, > 0)."""
-    vals = [float(v) for v in np.asarray(real, dtype=np.float64).reshape(-1)]
+    arr = np.asarray(real, dtype=np.float64).reshape(-1)
+    if scale_format == "int32_mult_shift":
+        fast = mult_shift_vec(arr)
+        if fast is not None:
+            return StoredScales(scale_format, fast[0], fast[1], None)
+    vals = [float(v) for v in arr]
     if scale_format == "fp32_scale":
         return StoredScales(scale_format, None, None, np.asarray(vals, dtype=np.float32))
     if scale_format == "int32_mult_shift":

@@ -55,29 +55,33 @@ def _layer_table(outcome: RunOutcome, recs: list[LayerPassResult], cols: Sequenc
     kinds = [label for label, _ in _KINDS] + ["other"]
     cells: dict[tuple[str, str], list[Metrics]] = {}
     layer_ms: dict[str, list[Metrics]] = {}
+    layer_cycles: dict[str, int] = {}
+    kind_cycles: dict[str, int] = {}
     gemm_macs: dict[str, int] = {}
     gemm_cycles: dict[str, int] = {}
     for r in recs:  # one pass over the records (a lookup per layer would be quadratic)
-        cells.setdefault((r.layer, _kind(r.pass_name)), []).append(r.metrics)
+        kind = _kind(r.pass_name)
+        cells.setdefault((r.layer, kind), []).append(r.metrics)
         layer_ms.setdefault(r.layer, []).append(r.metrics)
+        layer_cycles[r.layer] = layer_cycles.get(r.layer, 0) + r.metrics.cycles
+        kind_cycles[kind] = kind_cycles.get(kind, 0) + r.metrics.cycles
         if r.gemm is not None:
             gemm_macs[r.layer] = gemm_macs.get(r.layer, 0) + r.metrics.macs
             gemm_cycles[r.layer] = gemm_cycles.get(r.layer, 0) + r.metrics.cycles
-    cell = {k: sum_metrics(ms) for k, ms in cells.items()}
-    per_layer = {k: sum_metrics(ms) for k, ms in layer_ms.items()}
-    layers = list(per_layer)
+    layers = list(layer_ms)
     if len(layers) > MAX_TERMINAL_LAYERS:
-        top = sorted(range(len(layers)), key=lambda i: (-per_layer[layers[i]].cycles, i))
+        top = sorted(range(len(layers)), key=lambda i: (-layer_cycles[layers[i]], i))
         layers = [layers[i] for i in sorted(top[:MAX_TERMINAL_LAYERS])]
-        caption += (f"; the {MAX_TERMINAL_LAYERS} of {len(per_layer):,} layers with the most "
+        caption += (f"; the {MAX_TERMINAL_LAYERS} of {len(layer_ms):,} layers with the most "
                     "cycles are shown (all are in layers.csv and report.html)")
+    # full metrics only for the layers shown (10,000-layer models show 60)
+    shown = set(layers)
+    cell = {k: sum_metrics(ms) for k, ms in cells.items() if k[0] in shown}
+    per_layer = {k: sum_metrics(layer_ms[k]) for k in layers}
     table = Table(title=escape(run_title(outcome)), caption=caption, show_footer=True)
     tot = total(recs)
     table.add_column("layer", footer="total")
-    by_kind_ms: dict[str, list[Metrics]] = {}
-    for (_, k), m in cell.items():
-        by_kind_ms.setdefault(k, []).append(m)
-    footers = {k: f"{sum_metrics(by_kind_ms.get(k, [])).cycles:,}" for k in kinds}
+    footers = {k: f"{kind_cycles.get(k, 0):,}" for k in kinds}
     footers.update({"cycles": f"{tot.cycles:,}", "util": "",
                     "energy uJ": f"{tot.energy_pj / 1e6:,.2f}", "bound": bound_name(tot)})
     for c in cols:

@@ -97,7 +97,8 @@ def packings(rate: Fraction) -> tuple[tuple[int, int], ...]:
     return tuple((a, p // a) for a in range(p, 0, -1) if p % a == 0)
 
 
-def _sizes(extent: int, limit: int) -> list[int]:
+@functools.lru_cache(maxsize=4096)
+def _sizes(extent: int, limit: int) -> tuple[int, ...]:
     """Used-extent candidates: the balanced sizes next to the fewest folds on ``limit`` PEs,
     and (recursively) those of ``limit // 2`` PEs, so twice the PEs admit every candidate of
     the smaller array."""
@@ -108,7 +109,7 @@ def _sizes(extent: int, limit: int) -> list[int]:
         for f in range(f0, f0 + 3):
             out.add(ceil_div(extent, f))
         lim //= 2
-    return sorted(out, reverse=True)
+    return tuple(sorted(out, reverse=True))
 
 
 def _classes(extent: int, block: int) -> list[tuple[int, int]]:

@@ -36,6 +36,7 @@ costs its whole size in capacity and no DRAM traffic.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -105,6 +106,16 @@ class OpShape:
         idx = "".join(t.role for t in self.tensors if _indexes(t, dim))
         return {"AO": "AO", "BO": "BO", "AB": "AB"}.get(idx, "AB")
 
+    def dim_groups(self) -> dict[str, str]:
+        """:meth:`group_of` of every dim, in one pass over the tensors' axes."""
+        used: dict[str, str] = {d: "" for d, _ in self.dims}
+        for t in self.tensors:
+            names = {ax.dim for ax in t.axes} | {ax.filt for ax in t.axes if ax.filt}
+            for d in used:
+                if d in names:
+                    used[d] += t.role
+        return {d: idx if idx in ("AO", "BO", "AB") else "AB" for d, idx in used.items()}
+
     def footprint(self, role: Role, tiles: dict[str, int]) -> int:
         """Elements of one tile of tensor ``role`` (per group)."""
         t = self.tensors[ROLES.index(role)]
@@ -124,8 +135,10 @@ def _indexes(t: TensorUse, dim: str) -> bool:
 _PLAIN = {"forward": ("B", "C", "K"), "dgrad": ("B", "K", "C"), "wgrad": ("C", "B", "K")}
 
 
+@functools.lru_cache(maxsize=1024)
 def op_shape(op: GemmOp, kind: str, psum_bits: int) -> OpShape:
-    """Rebuild ``op``'s loop nest (see the module docstring)."""
+    """Rebuild ``op``'s loop nest (see the module docstring). Memoised: the schedule and the
+    search both ask for the op in hand."""
     if op.loop_dims:
         dims = tuple(op.loop_dims)
     else:
@@ -217,11 +230,29 @@ class _GroupEntry:
     sums: tuple[int, int, int]  # per tensor: product of its axes' extent sums over positions
 
 
-def _group_entries(shape: OpShape, group: str) -> list[_GroupEntry]:
+def _group_entries(shape: OpShape, group: str, groups: dict[str, str]
+                   ) -> tuple[_GroupEntry, ...]:
     full = dict(shape.dims)
-    dims = [d for d, _ in shape.dims if shape.group_of(d) == group]
+    dims = tuple((d, e) for d, e in shape.dims if groups[d] == group)
+    names = {d for d, _ in dims}
+    axes = tuple(tuple(ax for ax in t.axes if ax.dim in names) for t in shape.tensors)
+    filt = tuple(sorted({(ax.filt, full.get(ax.filt, 1)) for t_axes in axes for ax in t_axes
+                         if ax.filt}))
+    return _group_entries_of(dims, axes, filt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _group_entries_of(dims_ext: tuple[tuple[str, int], ...],
+                      axes: tuple[tuple[TensorAxis, ...], tuple[TensorAxis, ...],
+                                  tuple[TensorAxis, ...]],
+                      filt: tuple[tuple[str, int], ...]) -> tuple[_GroupEntry, ...]:
+    """The tile choices of one reuse group: only the group's own dims, the tensors' axes
+    over them and the extents of the filter dims they slide over matter, so layers that
+    share them (the same batch and image size, say) share the entries."""
+    full = dict(dims_ext)
+    fext = dict(filt)
+    dims = [d for d, _ in dims_ext]
     free = [d for d in dims if d not in _FILTER_DIMS]
-    axes = [[ax for ax in t.axes if ax.dim in dims] for t in shape.tensors]
     # contiguous blocks only: the outer dims of the group are down to one before an inner
     # dim is split (B, then rows, then columns), the rest stay whole
     combos: list[dict[str, int]] = [{d: full[d] for d in free}]
@@ -250,20 +281,21 @@ def _group_entries(shape: OpShape, group: str) -> list[_GroupEntry]:
                     f *= tiles[ax.dim]
                     s *= full[ax.dim]
                     continue
-                r = tiles.get(ax.filt, full.get(ax.filt, 1))
+                r = tiles.get(ax.filt, fext.get(ax.filt, 1))
                 f *= ax.extent(tiles[ax.dim], r)
                 s *= sum(cp * ax.extent(p, r) for cp, p in _positions(full[ax.dim], tiles[ax.dim]))
             fps.append(f)
             sums.append(s)
         trips = math.prod(ceil_div(full[d], tiles[d]) for d in free)
-        out.append(_GroupEntry(tuple(sorted(tiles.items())), trips, tuple(fps),  # type: ignore[arg-type]
+        out.append(_GroupEntry(sig, trips, tuple(fps),  # type: ignore[arg-type]
                                tuple(sums)))  # type: ignore[arg-type]
-    return out
+    return tuple(out)
 
 
 def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None = None,
                    keep_out: bool = False, read_pj: float = 1.0,
-                   write_pj: float = 1.0, bytes_first: bool = True) -> DramPlan | None:
+                   write_pj: float = 1.0, bytes_first: bool = True,
+                   prune: bool = True) -> DramPlan | None:
     """The DRAM tiling with the fewest DRAM bytes (then least DRAM energy; energy first
     with ``bytes_first=False``) that fits; None if none fits. Reads and writes share the
     channel, so bytes set the transfer time and a bigger buffer never adds any.
@@ -273,9 +305,12 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
     largest reduction tile that fits is the best one in every loop order (fewer reduction
     trips mean fewer partial sums and less halo, and the reduction tile changes nothing
     else), so only that one is costed. Deterministic: candidates come in a fixed order
-    (largest tiles first) and the first best wins.
+    (largest tiles first) and the first best wins. ``prune`` skips the loop orders of a
+    tile pair whose lower bound on bytes exceeds the best so far (the same plan; off, every
+    pair is costed: the tests' reference).
     """
-    ao, bo, ab = (_group_entries(shape, g) for g in GROUPS)
+    dim_groups = shape.dim_groups()
+    ao, bo, ab = (_group_entries(shape, g, dim_groups) for g in GROUPS)
     bits = [t.bits for t in shape.tensors]
     g = shape.groups
     pb = shape.psum_bits
@@ -300,43 +335,70 @@ def best_dram_plan(shape: OpShape, capacity: Capacity, *, carried: Role | None =
     # the BO group is one dim (output channels): its tiles grow with the index reversed, so
     # the first reduction tile that fits can only move later in ``order``: scan once per AO
     bo_order = sorted(range(len(bo)), key=lambda j: (bo[j].fp, j))
+    n_ab = len(order)
+    ab_fp = [ab[k].fp for k in order]  # in scan order
+    fx0, fx1, fx2 = fixed
+    s0, s1, s2 = slot
+    one_mem = len(names) == 1 and slot == [0, 0, 0]  # the common case: one buffer for all
+    cap0 = cap_l[0] if cap_l else 0
+    n_mem = len(names)
+    psum_cap = capacity.psum
+    no_a, no_b = carried == "A", carried == "B"
+    # a lower bound on a pair's bytes, whatever reduction tile fits and whatever loop order:
+    # each input read at least once from its smallest extent sum, plus the output write
+    min_a, min_b, min_o = (min((e.sums[x] for e in ab), default=1) for x in range(3))
     for i, ea in enumerate(ao):
         start = 0
+        ea0, ea1, ea2 = ea.fp
         for j in bo_order:
             eb = bo[j]
-            fa0 = ea.fp[0] * eb.fp[0]
-            fb0 = ea.fp[1] * eb.fp[1]
-            fo = ea.fp[2] * eb.fp[2]
+            fa0 = ea0 * eb.fp[0]
+            fb0 = ea1 * eb.fp[1]
+            fo = ea2 * eb.fp[2]
             k_fit = -1
-            for pos in range(start, len(order)):
-                k = order[pos]
+            for pos in range(start, n_ab):
                 evaluated += 1
-                fc = ab[k].fp
-                used = [0] * len(names)
-                for x, o in ((0, fixed[0] or (fa0 * fc[0] * b0 + 7) // 8),
-                             (1, fixed[1] or (fb0 * fc[1] * b1 + 7) // 8),
-                             (2, fixed[2] or (fo * fc[2] * b2 + 7) // 8)):
-                    if slot[x] >= 0:
-                        used[slot[x]] += o
-                if all(u <= c for u, c in zip(used, cap_l, strict=True)):
-                    k_fit, start = k, pos
+                fc0, fc1, fc2 = ab_fp[pos]
+                o0 = fx0 or (fa0 * fc0 * b0 + 7) // 8
+                o1 = fx1 or (fb0 * fc1 * b1 + 7) // 8
+                o2 = fx2 or (fo * fc2 * b2 + 7) // 8
+                if one_mem:
+                    fits = o0 + o1 + o2 <= cap0
+                else:
+                    used = [0] * n_mem
+                    if s0 >= 0:
+                        used[s0] += o0
+                    if s1 >= 0:
+                        used[s1] += o1
+                    if s2 >= 0:
+                        used[s2] += o2
+                    fits = all(u <= c for u, c in zip(used, cap_l, strict=True))
+                if fits:
+                    k_fit, start = order[pos], pos
                     break
             if k_fit < 0:
                 break  # bigger BO tiles fit even less
+            if prune and bytes_first and best is not None:
+                lo_a = 0 if no_a else -(-(g * ea.sums[0] * eb.sums[0] * min_a * b0) // 8)
+                lo_b = 0 if no_b else -(-(g * ea.sums[1] * eb.sums[1] * min_b * b1) // 8)
+                lo_o = 0 if keep_out else -(-(g * ea.sums[2] * eb.sums[2] * min_o * b2) // 8)
+                via_ao, via_bo = lo_a * eb.trips + lo_b, lo_a + lo_b * ea.trips
+                if lo_o + (via_ao if via_ao < via_bo else via_bo) > best[0]:
+                    continue  # no loop order of this pair can move fewer bytes
             ec = ab[k_fit]
             red = ec.trips
-            s_a = nbytes(g * ea.sums[0] * eb.sums[0] * ec.sums[0], bits[0])
-            s_b = nbytes(g * ea.sums[1] * eb.sums[1] * ec.sums[1], bits[1])
+            s_a = -(-(g * ea.sums[0] * eb.sums[0] * ec.sums[0] * b0) // 8)
+            s_b = -(-(g * ea.sums[1] * eb.sums[1] * ec.sums[1] * b1) // 8)
             s_o = g * ea.sums[2] * eb.sums[2] * ec.sums[2]
-            w_o = 0 if keep_out else nbytes(s_o, bits[2])
-            psum = nbytes(s_o, pb) * (red - 1)
-            psum_fits = red == 1 or nbytes(fo * ec.fp[2], pb) <= capacity.psum
+            w_o = 0 if keep_out else -(-(s_o * b2) // 8)
+            psum = -(-(s_o * pb) // 8) * (red - 1)
+            psum_fits = red == 1 or -(-(fo * ec.fp[2] * pb) // 8) <= psum_cap
             for inner in GROUPS:
                 if inner == "AB" and not psum_fits:
                     continue
                 f_a = eb.trips if inner != "BO" else 1
                 f_b = ea.trips if inner != "AO" else 1
-                rd = (0 if carried == "A" else s_a * f_a) + (0 if carried == "B" else s_b * f_b)
+                rd = (0 if no_a else s_a * f_a) + (0 if no_b else s_b * f_b)
                 wr = w_o
                 if inner != "AB":
                     rd += psum

@@ -27,6 +27,9 @@ per operand touched (codes at their real width, float/master/optimizer state at 
 DRAM bytes are 0 here: the schedule decides what spills, including master weights and
 optimizer state when they do not fit on chip. Per-channel constants (BN scale/shift) read by
 elementwise ops are not counted. Forward bias is added in the accumulator (no vector work).
+Pooling reads each input element once (the vector unit slides the window over a line buffer
+of the last ``kernel`` rows), never output x window, and never the padding; it still does
+``window - 1`` compares (adds) per output.
 """
 
 from __future__ import annotations
@@ -229,6 +232,27 @@ def _pool_window(node: Node) -> int:
     return a.kernel[0] * a.kernel[1]
 
 
+def _covered(size: int, out: int, k: int, s: int, pad: int) -> int:
+    """Input positions along one axis that at least one of ``out`` windows (``k`` wide,
+    stride ``s``, ``pad`` zeros before) covers: padding is never read."""
+    if s <= k:  # windows touch or overlap: one interval
+        lo, hi = max(0, -pad), min(size, (out - 1) * s - pad + k)
+        return max(0, hi - lo)
+    return sum(max(0, min(size, o * s - pad + k) - max(0, o * s - pad)) for o in range(out))
+
+
+def _pool_input_elems(node: Node, batch: int) -> int:
+    """Input elements a pooling layer reads: each once. The vector unit keeps the last
+    ``kernel`` rows in a line buffer and slides the window over them, so overlapping windows
+    (3x3 stride 2) re-use what is already on chip instead of re-reading output x window."""
+    a = node.attrs
+    assert isinstance(a, PoolAttrs)
+    c, h, w = node.in_shape
+    _, oh, ow = node.shape
+    return batch * c * (_covered(h, oh, a.kernel[0], a.stride[0], a.padding[0])
+                        * _covered(w, ow, a.kernel[1], a.stride[1], a.padding[1]))
+
+
 def _elems(shape: tuple[int, ...]) -> int:
     n = 1
     for d in shape:
@@ -263,11 +287,12 @@ def _forward(e: _Emit) -> None:
         e.vec(n.op, E, (("cmp", 1 if n.op == "relu" else 2),), _dp(a), _nb(E, a), _nb(E, a))
     elif n.op == "maxpool":
         win = _pool_window(n)
-        e.vec("maxpool", E, (("cmp", win - 1),), _dp(a), _nb(E * win, a), _nb(E, a))
+        e.vec("maxpool", E, (("cmp", win - 1),), _dp(a), _nb(_pool_input_elems(n, e.B), a),
+              _nb(E, a))
     elif n.op == "avgpool":
         win = _pool_window(n)
         e.vec("avgpool", E, (("add", win - 1), ("mul", 1), *qa), 32,
-              _nb(E * win, a), _nb(E, a), ra)
+              _nb(_pool_input_elems(n, e.B), a), _nb(E, a), ra)
     elif n.op == "global_avgpool":
         c, h, w = n.in_shape
         e.vec("global_avgpool", e.B * c, (("add", h * w - 1), ("mul", 1), *qa), 32,
@@ -304,9 +329,9 @@ def _backward_data(e: _Emit) -> None:
         e.vec(f"{n.op}_bwd", E, (("cmp", 1 if n.op == "relu" else 2),), _dp(g),
               _nb(E, g) + _nb(E, a), _nb(E, g))
     elif n.op == "maxpool":  # route dY to the window position equal to the max
-        win = _pool_window(n)
+        win = _pool_window(n)  # the input is re-read once through the line buffer
         e.vec("maxpool_bwd", E, (("cmp", win),), _dp(max(a, g)),
-              _nb(E * win, a) + _nb(E, a) + _nb(E, g), _nb(ein, g))
+              _nb(_pool_input_elems(n, e.B), a) + _nb(E, a) + _nb(E, g), _nb(ein, g))
     elif n.op == "avgpool":
         win = _pool_window(n)
         e.vec("avgpool_bwd", E, (("mul", 1), ("add", win), *qg), 32,

@@ -27,7 +27,14 @@ into a full buffer while a drain runs waits for the drain's end. After the last 
 drains back to back (the DRAM report items only; SCALE-Sim's total stops at the last row).
 
 CALC mode (``InterfaceBandwidth: CALC``) uses SCALE-Sim's estimate-bandwidth buffers, which
-never stall: total cycles = demand rows - 1. Their DRAM bandwidth estimate is not modelled.
+never stall: total cycles = demand rows - 1. Their DRAM report items are replayed too
+(``read_buffer_estimate_bw.py``): each read buffer files the new addresses of the demand, in
+order, into sets of ``floor(words / 100)``; an address found in the current window of sets
+is a hit; when the closed sets fill the window, it moves on by half (a prefetch). The
+words fetched over the span from the first prefetch (``ceil(50 x set / 10)`` cycles before
+the first request, at the default 10 words/cycle) to the cycle after the last window move
+are its average DRAM bandwidth. The ofmap buffer is the USER-mode write buffer draining
+``C`` (array columns) words per cycle.
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ class ScaleSimLayer:
     ifmap_sram_bw: float  # words/cycle
     filter_sram_bw: float
     ofmap_sram_bw: float
-    ifmap_dram_bw: float | None  # None in CALC mode (fxpsim does not model its estimate)
+    ifmap_dram_bw: float | None  # None in CALC mode when the SRAM sizes are unknown
     filter_dram_bw: float | None
     ofmap_dram_bw: float | None
     ifmap_dram_reads: int | None
@@ -233,6 +240,71 @@ def _walk(a: np.ndarray, own: np.ndarray, ptr: np.ndarray, held: np.ndarray, str
                         out[k] = row
                         k += 1
     return out[:k]
+
+
+def _estimate_walk(a: np.ndarray, stream: bool, height: int, offset: int, by_col_fold: bool,
+                   R: int, rs: np.ndarray, cs: np.ndarray, per: int, items: int,
+                   sets_half: int) -> np.ndarray:
+    """read_buffer_estimate_bw (CALC mode) over the whole demand, in the order of
+    :func:`_walk`: a demanded address outside the current window of sets (and not in the set
+    being filled) joins that set; every ``items`` new addresses close a set, and when the
+    closed sets reach the window's end the window moves on by ``sets_half`` sets (one
+    prefetch). Returns [addresses fetched, prefetches, row of the last one, first row with
+    a request, whether a partial set is left]."""
+    top = 0
+    for v in a.ravel():
+        top = max(top, v + 1)
+    last = np.full(max(top, 1), -1, dtype=np.int64)  # newest set holding each address
+    cur = 0  # id of the set being filled
+    elems = 0
+    start = 0  # window: sets start .. end
+    end = sets_half - 1
+    fetched = 0
+    triggers = 0
+    last_trigger = -1
+    first = -1
+    f = 0
+    for fc in range(cs.shape[0]):
+        for fr in range(rs.shape[0]):
+            base = f * per
+            f += 1
+            if stream:
+                b = fc if by_col_fold else fr
+                width = cs[fc] if by_col_fold else rs[fr]
+                lo_i, hi_i = 0, height + a.shape[1] - 1
+            else:
+                b, width = 0, 0
+                lo_i, hi_i = 0, R
+            for i in range(lo_i, hi_i):
+                row = base + offset + i
+                if stream:
+                    j0, j1 = max(0, i - height + 1), min(i, width - 1)
+                else:
+                    if R - 1 - i >= rs[fr]:
+                        continue
+                    j0, j1 = 0, cs[fc] - 1
+                for j in range(j0, j1 + 1):
+                    e = b * height + i - j if stream else fc * height + fr * R + R - 1 - i
+                    v = a[e, j]
+                    if v < 0:
+                        continue
+                    if first < 0:
+                        first = row
+                    if last[v] >= start:  # in the window or in the set being filled
+                        continue
+                    last[v] = cur
+                    fetched += 1
+                    elems += 1
+                    if elems == items:
+                        elems = 0
+                        cur += 1
+                        if cur == end + 1:
+                            triggers += 1
+                            last_trigger = row
+                            start += sets_half
+                            end += sets_half
+    return np.array([fetched, triggers, last_trigger, first, int(elems > 0), cur],
+                    dtype=np.int64)
 
 
 def _timeline(wcount: np.ndarray, ev_i: np.ndarray, ev_f: np.ndarray, per_i: int,
@@ -453,6 +525,53 @@ def _user(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, n: int, per
     return stall, last, (ibw, ird, fbw, frd, obw, drained, len(ev_i), len(ev_f))
 
 
+#: CALC mode's read buffers fetch 10 words/cycle (SCALE-Sim's "arbitrary" default) and its
+#: ofmap buffer drains one array row of words per cycle
+CALC_READ_BW = 10
+
+
+def _estimate_bw(op: _Operand, words: int, R: int, rs: np.ndarray, cs: np.ndarray,
+                 per: int) -> tuple[float, int]:
+    """(avg DRAM words/cycle, words read) of read_buffer_estimate_bw for one operand: the
+    words it fetched over its trace, which starts with the first prefetch (``50 sets x
+    items / 10`` cycles before the first request) and ends the cycle after the last set of
+    sets closes (or, with fewer than one buffer of sets, is that one prefetch long)."""
+    items = words // SETS_PER_BUFFER  # floor here (read_buffer uses ceil)
+    half = int(ACTIVE_FRAC * SETS_PER_BUFFER)
+    res = _jit(_estimate_walk)(op.a, op.stream, op.height, op.offset, op.by_col_fold, R, rs,
+                               cs, per, items, half)
+    fetched, triggers, last_trigger, first, partial, cur = (int(x) for x in res)
+    if fetched == 0:
+        return 0.0, 0
+    if triggers == 0:
+        span = math.ceil((cur + partial) * items / CALC_READ_BW)
+    else:
+        span = last_trigger - first + math.ceil(half * items / CALC_READ_BW) + 2
+    return fetched / span, fetched
+
+
+def _calc(df: str, R: int, C: int, sr: int, sc: int, t: int, k: int, n: int, per: int,
+          mem: ScaleSimMemory, geom: ConvGeometry | None) -> tuple[float | None, ...]:
+    """SCALE-Sim's CALC-mode DRAM report items (its estimate-bandwidth read buffers and the
+    ofmap write buffer draining ``C`` words/cycle); none of them stalls."""
+    rl, cl = _sizes(sr, R), _sizes(sc, C)
+    rs, cs = np.asarray(rl, dtype=np.int64), np.asarray(cl, dtype=np.int64)
+    fr = np.tile(np.arange(len(rl)), len(cl))
+    fc = np.repeat(np.arange(len(cl)), len(rl))
+    iop, fop = _operands(df, R, C, t, k, n, rl, cl, geom)
+    ibw, ird = _estimate_bw(iop, mem.ifmap_words, R, rs, cs, per)
+    fbw, frd = _estimate_bw(fop, mem.filter_words, R, rs, cs, per)
+    wtotal = mem.ofmap_words
+    drain_buf = wtotal - int(math.ceil(wtotal * ACTIVE_FRAC))
+    none = np.empty(0, dtype=np.int64)
+    writes = _writes(df, R, C, t, rs, cs, fr, fc, per)
+    res = _jit(_timeline)(writes, none, none, 1, 1, wtotal, drain_buf,
+                          math.ceil(drain_buf / C), C)
+    _, _, first_drain, last_end, drained = (int(x) for x in res)
+    obw = drained / (last_end - first_drain + 1) if first_drain >= 0 else 0.0
+    return ibw, ird, fbw, frd, obw, drained, None, None
+
+
 def layer(dataflow: str, R: int, C: int, m: int, k: int, n: int, mem: ScaleSimMemory,
           geometry: ConvGeometry | None = None) -> ScaleSimLayer:
     """SCALE-Sim 3.0.0's report items for a GEMM of ``m`` ofmap pixels, window ``k``,
@@ -499,6 +618,8 @@ def _layer_report(dataflow: str, R: int, C: int, m: int, k: int, n: int, mem: Sc
     dram: tuple[float | None, ...] = (None,) * 8
     if mem.mode == "CALC":
         stall, total = 0, n_rows - 1
+        if min(mem.ifmap_words, mem.filter_words, mem.ofmap_words) >= SETS_PER_BUFFER:
+            dram = _calc(df, R, C, sr, sc, t, k, n, per, mem, geometry)
     else:
         stall, total, dram = _user(df, R, C, sr, sc, t, k, n, per, mem, geometry, first_rows)
     total = max(total, 1)

@@ -125,7 +125,8 @@ def gemm_cycles(dataflow: str, rows: int, cols: int, m: int, k: int, n: int,
 # ---- SCALE-Sim's memory system (timing=scalesim) -------------------------------------------
 
 #: layers.csv columns added with timing=scalesim: SCALE-Sim's COMPUTE_REPORT and
-#: BANDWIDTH_REPORT items (words/cycle; DRAM items blank in CALC mode)
+#: BANDWIDTH_REPORT items (words/cycle; in CALC mode the DRAM items need the config's
+#: ifmap/filter/ofmap SRAMs, else they are blank)
 REPORT_COLUMNS: tuple[str, ...] = (
     "scalesim_total_cycles", "scalesim_stall_cycles", "scalesim_overall_util_pct",
     "scalesim_mapping_efficiency_pct", "scalesim_compute_util_pct",
@@ -140,9 +141,11 @@ def memory_of(hw: HwConfig) -> ScaleSimMemory:
     and the sizes of the ``ifmap_sram``/``filter_sram``/``ofmap_sram`` memories a ``.cfg``
     import creates (SCALE-Sim truncates kB to an integer; 1024 one-byte words per kB)."""
     iface = hw.scalesim
-    if iface is None or iface.interface_bandwidth == "CALC":
-        return ScaleSimMemory("CALC", 0, 0, 0, 1, 1, 1)
     sizes = {m.name: m.size_kib for m in hw.memory if m.is_sram}
+    if iface is None or iface.interface_bandwidth == "CALC":
+        # the DRAM estimate needs SCALE-Sim's three SRAMs (a .cfg import has them)
+        ifm, fil, ofm = (int(sizes.get(n) or 0) * 1024 for n in _SRAMS)
+        return ScaleSimMemory("CALC", ifm, fil, ofm, 1, 1, 1)
     missing = [n for n in _SRAMS if n not in sizes]
     if missing:
         raise ConfigError(hw_source(hw), "scalesim.interface_bandwidth",
@@ -173,8 +176,6 @@ def gemm_report(hw: HwConfig, m: int, k: int, n: int,
     """SCALE-Sim 3.0.0's report items for one GEMM group on ``hw``."""
     ma = hw.mac_array
     mem = memory_of(hw)
-    if mem.mode == "CALC":
-        geometry = None  # no memory walk: the layout of the ifmap does not matter
     return _layer(_df(ma.dataflow), ma.rows, ma.cols, m, k, n, mem, geometry)
 
 

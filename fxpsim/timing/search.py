@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
-from fxpsim.config.hw import HwConfig, Memory
+from fxpsim.config.hw import HwConfig, Memory, PrecisionMode
+from fxpsim.timing.arrayfast import HwConsts, best_array, hw_consts
 from fxpsim.timing.arraymap import (
     ArrayPlan,
     array_candidates,
     buffer_bytes,
+    mode_rate,
     plan_array,
     psum_memory,
 )
@@ -205,12 +207,64 @@ class SearchCache:
     searches: int = 0
     evaluated: int = 0
     seconds: float = 0.0
+    #: the config the constants below belong to, and its constants for the array scan
+    consts: tuple[HwConfig, HwConsts, Fraction] | None = field(default=None, repr=False)
+
+    def hw_consts(self, hw: HwConfig) -> HwConsts:
+        return self._consts(hw)[1]
+
+    def dram_rate(self, hw: HwConfig) -> Fraction:
+        """:func:`dram_rate` of ``hw``, computed once."""
+        return self._consts(hw)[2]
+
+    def _consts(self, hw: HwConfig) -> tuple[HwConfig, HwConsts, Fraction]:
+        if self.consts is None or self.consts[0] is not hw:
+            rate = dram_rate(hw)
+            self.consts = (hw, hw_consts(hw, rate.numerator, rate.denominator,
+                                         dram_latency_cycles(hw)), rate)
+        return self.consts
 
 
 def _key(op: GemmOp, carried: str, keep: bool) -> tuple[object, ...]:
     return (op.m, op.k, op.n, op.groups, op.loop_dims, op.stride, op.in_hw, op.a_kind,
             op.b_kind, op.out_kind, op.a_bits, op.b_bits, op.out_bits, op.float_operands,
             carried, keep)
+
+
+def best_array_reference(hw: HwConfig, op: GemmOp, axes: tuple[str, str, str],
+                         mode: PrecisionMode, dp: DramPlan, objective: Objective,
+                         cands: list[tuple[tuple[int, int], tuple[int, int]]]
+                         ) -> tuple[int | None, tuple[float, ...] | None]:
+    """The plain twin of :func:`fxpsim.timing.arrayfast.best_array`: plan and cost every
+    candidate (:func:`plan_array`, :func:`op_cost`, the energy proxy) and keep the first best
+    score; (index, score), None when no candidate fits."""
+    mems = _mems(hw, op)
+    requantized = op.out_bits < hw.mac_array.accumulator.bits
+    rate = mode_rate(mode)
+    d_rate, d_lat = dram_rate(hw), dram_latency_cycles(hw)
+    prices = {f"{m.name}.{rw}": (p or 0.0) for m in hw.memory
+              for rw, p in (("read", m.read_energy_pj), ("write", m.write_energy_pj))}
+    best: tuple[float, ...] | None = None
+    pick = None
+    for idx, (packing, used) in enumerate(cands):
+        ap = plan_array(hw, op, axes, mode, packing, used, mems)
+        if ap is None:
+            continue
+        cost = op_cost(hw, op, ap, dp, requantized, d_rate, d_lat)
+        e = _energy_proxy(hw, cost, rate, op.macs, mode.name, prices)
+        if objective == "latency":
+            score: tuple[float, ...] = (cost.cycles, e)
+        else:
+            score = (e, cost.cycles) if objective == "energy" else (e * cost.cycles,
+                                                                     cost.cycles)
+        if best is None or score < best:
+            best, pick = score, idx
+    return pick, best
+
+
+def _mems(hw: HwConfig, op: GemmOp) -> dict[str, Memory | None]:
+    return {r: memory_of(hw, k) for r, k in zip(ROLES, (op.a_kind, op.b_kind, op.out_kind),
+                                                strict=True)}
 
 
 def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None = None,
@@ -232,37 +286,19 @@ def search(hw: HwConfig, op: GemmOp, cache: SearchCache, *, carried: Role | None
     result: Mapping | None = None
     evaluated = dp.evaluated if dp is not None else 0
     if dp is not None:
-        mems: dict[str, Memory | None] = {
-            r: memory_of(hw, k) for r, k in zip(ROLES, (op.a_kind, op.b_kind, op.out_kind),
-                                                strict=True)}
-        requantized = op.out_bits < acc.bits
-        from fxpsim.timing.arraymap import mode_rate
-
-        rate = mode_rate(mode)
-        d_rate, d_lat = dram_rate(hw), dram_latency_cycles(hw)
-        prices = {f"{m.name}.{rw}": (p or 0.0) for m in hw.memory
-                  for rw, p in (("read", m.read_energy_pj), ("write", m.write_energy_pj))}
-        best: tuple[float, ...] | None = None
-        for packing, used in array_candidates(hw, op, axes, mode):
+        mems = _mems(hw, op)
+        cands = array_candidates(hw, op, axes, mode)
+        evaluated += len(cands)
+        pick, _ = best_array(cache.hw_consts(hw), hw, op, axes, mode, dp, mems, cands,
+                             cache.objective)
+        if pick is not None:
+            packing, used = cands[pick]
             ap = plan_array(hw, op, axes, mode, packing, used, mems)
-            evaluated += 1
-            if ap is None:
-                continue
-            cost = op_cost(hw, op, ap, dp, requantized, d_rate, d_lat)
-            if cache.objective == "latency":
-                score: tuple[float, ...] = (
-                    cost.cycles, _energy_proxy(hw, cost, rate, op.macs, mode.name, prices))
-            else:
-                e = _energy_proxy(hw, cost, rate, op.macs, mode.name, prices)
-                score = (e, cost.cycles) if cache.objective == "energy" else (
-                    e * cost.cycles, cost.cycles)
-            if best is None or score < best:
-                best = score
-                result = Mapping(kind, mode.name, ap, dp, carried or "", keep_out, cost, 0,
-                                 shape)
-    if result is not None:
-        result = Mapping(result.kind, result.mode, result.array, result.dram, result.carried,
-                         result.kept, result.cost, evaluated, shape)
+            assert ap is not None
+            cost = op_cost(hw, op, ap, dp, op.out_bits < acc.bits, cache.dram_rate(hw),
+                           cache.hw_consts(hw).lat)
+            result = Mapping(kind, mode.name, ap, dp, carried or "", keep_out, cost,
+                             evaluated, shape)
     cache.searches += 1
     cache.evaluated += evaluated
     cache.seconds += time.perf_counter() - t0

@@ -29,9 +29,17 @@ from fxpsim.fixedpoint.intmm import array_matmul
 from fxpsim.fixedpoint.modes import rounding_id
 from fxpsim.fixedpoint.outstage import StoredScales, output_stage, stored_scales
 from fxpsim.training.formats import NumericsConfig
-from fxpsim.training.qkernels import pix_to_nchw, requant_pix_to_nchw
+from fxpsim.training.qkernels import (
+    col_minmax,
+    pix_to_nchw,
+    requant_pix_to_nchw,
+    scaled_flat,
+)
 from fxpsim.training.quantizers import scale_from_clip
 from fxpsim.training.stats import Counters, GemmRecord, LayerStats
+
+#: elements from which a one-pass parallel kernel beats numpy's single-threaded passes
+PARALLEL_MIN = 1 << 16
 
 #: ``probe(pass_name, k0, acc, codes, scales, delta_y)``: sees each group's accumulators
 #: (int, channels last), the output codes and the stored scales (tests, debugging)
@@ -94,6 +102,10 @@ def scaled(values: np.ndarray, scale: np.ndarray | float) -> torch.Tensor:
     """fp32(values·scale) with the product formed in float64 (one rounding). A product beyond
     fp32's range becomes inf, as in an fp32 output stage; the training loop reports that as
     a divergence, so numpy's overflow warning is silenced here."""
+    if np.ndim(scale) == 0 and values.size >= PARALLEL_MIN:  # one pass, no float64 temporary
+        out = np.empty(values.shape, dtype=np.float32)
+        scaled_flat(np.ascontiguousarray(values).reshape(-1), float(scale), out.reshape(-1))
+        return torch.from_numpy(out)
     with np.errstate(over="ignore"):
         return torch.from_numpy((values.astype(np.float64) * scale).astype(np.float32))
 
@@ -114,8 +126,15 @@ def plan_output(acc: np.ndarray, in_scale: np.ndarray, nc: NumericsConfig) -> Ou
     assert bits is not None
     if acc.size == 0:
         return OutputPlan(1.0, None)
-    # max and min per column (no |acc| copy; exact for every int64 but the minimum)
-    amax = np.maximum(acc.max(axis=0).astype(np.float64), -acc.min(axis=0).astype(np.float64))
+    # max and min per column (no |acc| copy; exact for every int64 but the minimum); numpy's
+    # axis-0 reductions are single-threaded and slow on big accumulators, a thread-pool
+    # launch costs more than they do on small ones
+    if acc.size >= PARALLEL_MIN:
+        lo, hi = np.empty(acc.shape[1], np.int64), np.empty(acc.shape[1], np.int64)
+        col_minmax(np.ascontiguousarray(acc), lo, hi)
+    else:
+        lo, hi = acc.min(axis=0), acc.max(axis=0)
+    amax = np.maximum(hi.astype(np.float64), -lo.astype(np.float64))
     real_max = float((amax * in_scale).max(initial=0.0))
     if real_max == 0.0:
         return OutputPlan(1.0, None)

@@ -167,6 +167,43 @@ def pix_to_nchw(vals, scale, k0, out):
 
 
 @njit(parallel=True, cache=True)
+def _requant_half_even(acc, mult, shift, lo, hi, delta_y, out):
+    """:func:`requant_pix_to_nchw` for half-even rounding and every shift > 0 (the configs'
+    default), branch-free with the channels innermost: each pixel's contiguous accumulator
+    row is requantized into a small tile, which is then written NCHW."""
+    nb, _, oh, ow = out.shape
+    nn_ = acc.shape[1]
+    one = np.int64(1)
+    m64 = mult.astype(np.int64)
+    s64 = shift.astype(np.int64)
+    half = one << (s64 - 1)
+    mask = (one << s64) - one
+    n_ovf = 0
+    for q in prange(nb * oh):
+        b, y = q // oh, q % oh
+        blk = acc[q * ow:(q + 1) * ow]
+        tile = np.empty((ow, nn_), np.float32)
+        cnt = 0
+        for z in range(ow):
+            row = blk[z]
+            t = tile[z]
+            for n in range(nn_):
+                p = np.int64(row[n]) * m64[n]
+                fl = p >> s64[n]
+                rem = p & mask[n]
+                code = fl + np.int64((rem > half[n]) | ((rem == half[n]) & ((fl & one) == one)))
+                c = min(max(code, lo), hi)
+                cnt += np.int64(c != code)
+                t[n] = np.float32(np.float64(c) * delta_y)
+        for n in range(nn_):
+            dst = out[b, n, y]
+            for z in range(ow):
+                dst[z] = tile[z, n]
+        n_ovf += cnt
+    return n_ovf
+
+
+@njit(parallel=True, cache=True)
 def requant_pix_to_nchw(acc, mult, shift, rmode, lo, hi, delta_y, out):
     """Fused integer output stage + layout: for pixel-major accumulators acc (B·OH·OW, N),
     code = saturate(round(acc·mult[n] / 2^shift[n])) (deterministic ``rmode``; exactly
@@ -176,6 +213,8 @@ def requant_pix_to_nchw(acc, mult, shift, rmode, lo, hi, delta_y, out):
     nn_ = acc.shape[1]
     one = np.int64(1)
     n_ovf = 0
+    if rmode == R_HALF_EVEN and nn_ > 0 and shift.min() > 0:
+        return _requant_half_even(acc, mult, shift, lo, hi, delta_y, out)
     for q in prange(nb * oh):
         b, y = q // oh, q % oh
         blk = acc[q * ow:(q + 1) * ow]
@@ -185,16 +224,6 @@ def requant_pix_to_nchw(acc, mult, shift, rmode, lo, hi, delta_y, out):
             half = (one << (s - 1)) if s > 0 else np.int64(0)
             mask = (one << s) - one
             dst = out[b, n, y]
-            if rmode == R_HALF_EVEN and s > 0:  # the configs' default: branch-free
-                for z in range(ow):
-                    p = np.int64(blk[z, n]) * m
-                    fl = p >> s
-                    rem = p & mask
-                    code = fl + np.int64((rem > half) | ((rem == half) & ((fl & one) == one)))
-                    c = min(max(code, lo), hi)
-                    n_ovf += np.int64(c != code)
-                    dst[z] = np.float32(np.float64(c) * delta_y)
-                continue
             for z in range(ow):
                 p = np.int64(blk[z, n]) * m
                 fl = p >> s
@@ -211,3 +240,80 @@ def requant_pix_to_nchw(acc, mult, shift, rmode, lo, hi, delta_y, out):
                     n_ovf += 1
                 dst[z] = np.float32(np.float64(code) * delta_y)
     return n_ovf
+
+
+@njit(parallel=True, cache=True)
+def col_minmax(acc, lo, hi):
+    """lo[n], hi[n] = min and max of column n of acc (M, N) (int64 results; one parallel
+    pass instead of two single-threaded numpy reductions along axis 0)."""
+    m, n = acc.shape
+    nblk = min(m, 64)
+    blo = np.empty((max(nblk, 1), n), dtype=np.int64)
+    bhi = np.empty((max(nblk, 1), n), dtype=np.int64)
+    for t in prange(nblk):
+        r0, r1 = t * m // nblk, (t + 1) * m // nblk
+        tl = blo[t]
+        th = bhi[t]
+        first = acc[r0]
+        for j in range(n):
+            tl[j] = first[j]
+            th[j] = first[j]
+        for r in range(r0 + 1, r1):
+            row = acc[r]
+            for j in range(n):
+                v = np.int64(row[j])
+                tl[j] = min(tl[j], v)
+                th[j] = max(th[j], v)
+    for j in range(n):
+        lo[j] = blo[0, j]
+        hi[j] = bhi[0, j]
+    for t in range(1, nblk):
+        for j in range(n):
+            lo[j] = min(lo[j], blo[t, j])
+            hi[j] = max(hi[j], bhi[t, j])
+
+
+@njit(cache=True)  # weight-sized work: serial (a thread-pool launch per call costs more)
+def weight_mat(w, k0, k1, flip, out):
+    """GEMM operand of conv weight codes w (K, C, kh, kw), any strides, one pass (a torch
+    permute + reshape of a large int8 tensor gathers with the worst stride innermost).
+    flip False (forward): out[(i·kw + j)·C + c, k - k0] = w[k, c, i, j] for k in [k0, k1).
+    flip True (backward-data): out[(i·kw + j)·(k1 - k0) + (k - k0), c]
+    = w[k, c, kh-1-i, kw-1-j]."""
+    _, nc_, kh, kw = w.shape
+    ng = k1 - k0
+    if flip:  # a row per (i, j, k): contiguous writes along c
+        for k in range(ng):
+            for i in range(kh):
+                for j in range(kw):
+                    dst = out[(i * kw + j) * ng + k]
+                    for c in range(nc_):
+                        dst[c] = w[k0 + k, c, kh - 1 - i, kw - 1 - j]
+        return
+    for c in range(nc_):  # for each (i, j, c) a row written along k
+        for k in range(ng):
+            for i in range(kh):
+                for j in range(kw):
+                    out[(i * kw + j) * nc_ + c, k] = w[k0 + k, c, i, j]
+
+
+@njit(cache=True)  # weight-sized work: serial, as weight_mat
+def scaled_kcij(vals, scale, out):
+    """out[k, c, i, j] = fp32(fl64(vals[k, (i·kw + j)·C + c]) · scale) for out (K, C, kh, kw)
+    (backward-weight's pixel-major result, rescaled as :func:`fxpsim.training.qgemm.scaled`
+    and laid out as the weights in one pass)."""
+    nk, nc_, kh, kw = out.shape
+    for k in range(nk):
+        row = vals[k]
+        for c in range(nc_):
+            for i in range(kh):
+                for j in range(kw):
+                    out[k, c, i, j] = np.float32(np.float64(row[(i * kw + j) * nc_ + c]) * scale)
+
+
+@njit(parallel=True, cache=True)
+def scaled_flat(vals, scale, out):
+    """out[i] = fp32(fl64(vals[i]) · scale) for flat vals and out (one pass, no float64
+    temporary; :func:`fxpsim.training.qgemm.scaled`'s formula)."""
+    for i in prange(vals.size):
+        out[i] = np.float32(np.float64(vals[i]) * scale)

@@ -46,7 +46,7 @@ from fxpsim.training.qgemm import (
     plan_output,
     scaled,
 )
-from fxpsim.training.qkernels import pix_to_nchw, rows_to_nchw
+from fxpsim.training.qkernels import pix_to_nchw, rows_to_nchw, scaled_kcij, weight_mat
 from fxpsim.training.quantizers import (
     QTensor,
     code_max,
@@ -316,7 +316,8 @@ class QConv2dFn(torch.autograd.Function):
                     assert buf is not None
                     cols = pixel_cols(buf, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       (oh, ow), rt.take(f"cols{gi}"))
-                    w_mat = w_g.permute(2, 3, 1, 0).reshape(kh * kw * cg, kg)
+                    w_mat = torch.empty((kh * kw * cg, kg), dtype=wq.codes.dtype)
+                    weight_mat(wq.codes.numpy(), gi * kg, (gi + 1) * kg, False, w_mat.numpy())
                     vals = gemms.run(cols, w_mat, xq.qmax, wq.qmax, out=rt.take(f"mm{gi}"),
                                      signed=(xq.signed, True))
                     kept.append(cols)
@@ -379,7 +380,6 @@ class QConv2dFn(torch.autograd.Function):
             gemms = _gemms(rt, "conv2d", "backward_data")
             if gd is not None and wb is not None:
                 gq = gd
-                wf = wb.codes.flip(2, 3)
                 out = np.empty((nb, c, h, wd), dtype=np.float32)
                 per_sample = gq.scale.ndim == 1  # one scale per batch row of dY
                 s_b = gq.scale * wb.scale  # per sample: (B,)
@@ -392,11 +392,12 @@ class QConv2dFn(torch.autograd.Function):
                                  (h + kh - 1, wd + kw - 1), rt.take("dbuf")) if fast else None
                 parts = []
                 for gi in range(g):
-                    wf_g = wf[gi * kg:(gi + 1) * kg]
                     if fast:
                         cols = pixel_cols(buf, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1),
                                           (h, wd), rt.take("dcols"))
-                        w_mat = wf_g.permute(2, 3, 0, 1).reshape(kh * kw * kg, cg)
+                        w_mat = torch.empty((kh * kw * kg, cg), dtype=wb.codes.dtype)
+                        weight_mat(wb.codes.numpy(), gi * kg, (gi + 1) * kg, True,
+                                   w_mat.numpy())
                         out_buf = rt.take("dmm") if g == 1 else None
                         vals = gemms.run(cols, w_mat, gq.qmax, wb.qmax, out=out_buf)
                         parts.append(vals.numpy())
@@ -404,6 +405,7 @@ class QConv2dFn(torch.autograd.Function):
                     else:
                         cols = im2col(gq.codes, gi * kg, (gi + 1) * kg, (kh, kw), (1, 1), dpad,
                                       (sh, sw), (h, wd))
+                        wf_g = wb.codes[gi * kg:(gi + 1) * kg].flip(2, 3)
                         w_mat = wf_g.permute(1, 0, 2, 3).reshape(cg, kg * kh * kw)
                         vals = gemms.run(w_mat, cols, wb.qmax, gq.qmax, swap=True)
                         if per_sample:  # (Cg, B·H·W) rows: scale per batch row
@@ -447,9 +449,11 @@ class QConv2dFn(torch.autograd.Function):
                     if ctx.cols is not None:  # pixel-major (B·OH·OW, (i, j, c))
                         vals = gemms.run(g_mat, ctx.cols[gi], gq.qmax, xq.qmax, swap=True,
                                          signed=(True, xq.signed))
-                        dw_g = scaled(vals.numpy(), s_g if s_g.ndim == 0 else s_g[:, None]
-                                      ).view(kg, kh, kw, cg)
-                        dw_np[gi * kg:(gi + 1) * kg] = dw_g.permute(0, 3, 1, 2).numpy()
+                        if s_g.ndim == 0:
+                            scaled_kcij(vals.numpy(), float(s_g), dw_np[gi * kg:(gi + 1) * kg])
+                        else:  # per-channel dY: one scale per row k
+                            dw_g = scaled(vals.numpy(), s_g[:, None]).view(kg, kh, kw, cg)
+                            dw_np[gi * kg:(gi + 1) * kg] = dw_g.permute(0, 3, 1, 2).numpy()
                     else:
                         cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       geom.padding, (1, 1), (oh, ow))
