@@ -459,16 +459,21 @@ def test_float_ends_keep_first_and_last_layer_float() -> None:
 
 
 def test_lbt_run_from_the_cli(tmp_path) -> None:
-    """algo=lbt: float first/last GEMMs in both planes, learned clips and γ logged."""
+    """algo=lbt: learned clips and γ logged; the checkpoint carries the learned clips, so
+    phase=infer reproduces the run's test accuracy bit-exactly."""
     import json
 
-    out = tmp_path / "r"
-    rc = main(["run", "model=lenet5", "algo=lbt", "steps=3", "batch=8", "eval_samples=16",
-               "w_bits=4", "a_bits=4", "g_bits=4", f"out={out}", "format=json"])
-    assert rc == 0
+    out, ck = tmp_path / "r", tmp_path / "lbt.ckpt"
+    common = ["model=lenet5", "algo=lbt", "batch=8", "eval_samples=32", "w_bits=4",
+              "a_bits=4", f"checkpoint={ck}", "format=json"]
+    assert main(["run", *common, "steps=3", "g_bits=4", f"out={out}"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    text = json.dumps(summary)
+    text = json.dumps(summary["training"]["method_logs"])
     assert "fwd_scale_w" in text and "fwd_scale_a" in text and "lbt_gamma" in text
+    assert main(["run", *common, "phase=infer", f"out={tmp_path / 'i'}"]) == 0
+    infer = json.loads((tmp_path / "i" / "summary.json").read_text())
+    assert infer["inference"]["test_accuracy"] == summary["accuracy"]["test"]
+    assert infer["inference"]["test_loss"] == summary["training"]["history"][-1]["test_loss"]
 
 
 def test_lbt_counts_clipping_against_each_channels_max() -> None:
