@@ -99,6 +99,24 @@ VECTOR_FORWARD: frozenset[str] = frozenset(
 VECTOR_BACKWARD: dict[str, str] = {
     "relu": "relu_bwd", "relu6": "relu6_bwd", "maxpool": "maxpool_bwd",
     "avgpool": "avgpool_bwd", "global_avgpool": "global_avgpool_bwd"}
+#: every vector-op kind of the time plane's lowering; the value plane's vector unit
+#: (:mod:`fxpsim.training.vector_unit`) records only these
+VectorKind = Literal[
+    # forward-side IR ops and their training statistics / inference form
+    "relu", "relu6", "maxpool", "avgpool", "global_avgpool", "add",
+    "batchnorm_fwd", "batchnorm_stats", "batchnorm_infer",
+    # backward-side
+    "relu_bwd", "relu6_bwd", "maxpool_bwd", "avgpool_bwd", "global_avgpool_bwd",
+    "batchnorm_bwd", "batchnorm_bwd_stats", "grad_add", "bias_grad",
+    # dynamic-range quantization, loss
+    "reduce_max", "quantize", "softmax_xent",
+    # algorithm passes
+    "lbt_count", "prc_clip", "prc_quantize", "lac_fwd", "lac_bwd", "bn_rectify",
+    "hypernet_fwd", "hypernet_bwd", "blend", "sgd_update", "adam_update", "laq_projection",
+    # learned forward clips (LBT's protocol): their STE gradients and Adam step
+    "scale_grad", "scale_update",
+]
+VECTOR_KINDS: frozenset[str] = frozenset(get_args(VectorKind))
 #: IR ops the value plane runs on the vector unit (``flatten`` is a view, never recorded)
 VECTOR_OPS: tuple[str, ...] = ("batchnorm", "relu", "relu6", "maxpool", "avgpool",
                                "global_avgpool", "add", "flatten")

@@ -12,7 +12,7 @@ import torch
 from fxpsim.config.load import load_hwconfig
 from fxpsim.graph.resolve import load_model
 from fxpsim.training.algorithms import GRAD_INTERVAL, AlgoOptions, Batch, make_algorithm
-from fxpsim.training.algorithms.execlog import ExecLog
+from fxpsim.training.algorithms.execlog import ExecLog, ExecVector, PassNames
 from fxpsim.training.algorithms.laq import laq_project
 from fxpsim.training.algorithms.lbt import calibrate_gamma, gamma_update
 from fxpsim.training.algorithms.metagrad import CoordinateMLP, mlp_eval, mlp_grad
@@ -312,11 +312,15 @@ def test_octo_compensation_trains_and_predict_logs_nothing() -> None:
 # ---- ExecLog translation -------------------------------------------------------------------
 
 def test_execlog_translation() -> None:
+    """Vector-unit records keep their kind and count (the role becomes the segment's pass
+    name); a quantizer record becomes the lowering's reduce_max + quantize."""
     graph = load_model("resnet20")
     log = ExecLog(graph)
     c = Counters()
-    c.vector("bn1", "batchnorm", "forward", "batchnorm", 2 * 16 * 32 * 32)
-    c.vector("relu1", "relu", "backward", "relu", 2 * 16 * 32 * 32)
+    c.record("bn1", "forward", "batchnorm_fwd", 2 * 16 * 32 * 32)
+    c.record("bn1", "forward", "batchnorm_stats", 16)
+    c.record("relu1", "backward_data", "relu_bwd", 2 * 16 * 32 * 32)
+    c.record("relu1", "backward_data", "grad_add", 2 * 16 * 32 * 32)
     c.vector("conv1", "conv2d", "forward", "quantize_act", 2 * 3 * 32 * 32)
     c.vector("conv1", "conv2d", "forward", "quantize_weight", 432)
     c.vector("conv1", "conv2d", "backward", "quantize_grad", 2 * 16 * 32 * 32)
@@ -326,9 +330,12 @@ def test_execlog_translation() -> None:
     got = sorted((v.pass_name, v.layer, v.kind, v.elems) for v in log.vectors)
     assert got == sorted([
         ("forward", "bn1", "batchnorm_fwd", 32768), ("forward", "bn1", "batchnorm_stats", 16),
-        ("backward_data", "relu1", "grad_add", 32768),  # relu1 feeds conv and shortcut
+        ("backward_data", "relu1", "grad_add", 32768),
         ("backward_data", "relu1", "relu_bwd", 32768),
         ("update", "conv1", "reduce_max", 432), ("update", "conv1", "quantize", 432),
         ("grad_quant", "conv1", "reduce_max", 32768), ("grad_quant", "conv1", "quantize", 32768),
     ])
+    c.record("relu1", "backward_data", "relu_bwd", 8)
+    log.drain(c, PassNames.prefixed("fb_trial_"))
+    assert log.vectors[-1] == ExecVector("relu1", "fb_trial_backward_data", "relu_bwd", 8)
     assert log.gemms[0].signature == ("gemm", "backward_weight", "conv1", 27, 2048, 16, 1)

@@ -94,6 +94,9 @@ class RunConfig(BaseModel):
     target_loss: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     eval_samples: Annotated[int, Field(ge=0)] | None = None  # test images; 0 = all
     metagrad_lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
+    metagrad_gain: Literal["keep", "free"] = "keep"
+    bnrect_form: Literal["hinge", "square"] = "hinge"
+    bnrect_sigma: Literal["batch", "running"] = "batch"
     # training controls
     lr_schedule: Literal["constant", "step", "cosine"] = "constant"
     warmup: Annotated[int, Field(ge=0, le=1 << 40)] = 0  # warm-up steps
@@ -304,6 +307,9 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "model_timeout": ("model_timeout", _float(0.0, 86400.0, True, "seconds in (0, 86400]")),
     "input_shape": ("input_shape", _optional(_shape)),
     "metagrad.lr": ("metagrad_lr", _float(0.0, 1e6, True, "a positive number")),
+    "metagrad.gain": ("metagrad_gain", _choice(("keep", "free"))),
+    "bnrect.form": ("bnrect_form", _choice(("hinge", "square"))),
+    "bnrect.sigma": ("bnrect_sigma", _choice(("batch", "running"))),
     "lr_schedule": ("lr_schedule", _choice(("constant", "step", "cosine"))),
     "warmup": ("warmup", _int(0, 1 << 40, "a non-negative integer (steps)")),
     "checkpoint": ("checkpoint", _optional(_path)),

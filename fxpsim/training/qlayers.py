@@ -215,17 +215,18 @@ def clip_grads(ctx, dx: torch.Tensor | None, dw: torch.Tensor | None, x: torch.T
                w: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None,
                                          torch.Tensor | None]:
     """STE of the learned clips (see :mod:`fxpsim.training.fwdscales`): masked dX, dW and
-    the gradient of (s_W, u_A); vector work recorded as ``scale_grad_w`` / ``scale_grad_a``."""
+    the gradient of (s_W, u_A); vector work recorded as ``scale_grad`` (backward-weight for
+    W, backward-data for X)."""
     if ctx.clips is None:
         return dx, dw, None
     rt, (sw, sa), xq, wq = ctx.rt, ctx.clips, ctx.xq_fwd, ctx.wq_fwd
     d = [0.0, 0.0]
     if dw is not None and wq is not None and sw is not None:
         dw, d[0] = ste(dw, w, wq.codes, wq.qmax, sw, True)
-        rt.counters.vector(rt.name, rt.op, "backward", "scale_grad_w", w.numel())
+        rt.counters.record(rt.name, "backward_weight", "scale_grad", w.numel())
     if dx is not None and xq is not None and x is not None and sa is not None:
         dx, d[1] = ste(dx, x, xq.codes, xq.qmax, sa, xq.signed)
-        rt.counters.vector(rt.name, rt.op, "backward", "scale_grad_a", x.numel())
+        rt.counters.record(rt.name, "backward_data", "scale_grad", x.numel())
     return dx, dw, torch.tensor(d, dtype=torch.float32)
 
 

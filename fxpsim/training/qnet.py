@@ -21,9 +21,11 @@ stream ``1 + step``, ``per_layer`` -> stream ``(step << 20) + layer_index + 1`` 
 index counts GEMM nodes from 0). Call :meth:`QNet.begin_step` at the start of every
 training step so ``per_step``/``per_layer`` reseed and sampled statistics know the step.
 
-Counters (:attr:`QNet.counters`) log every GEMM and vector op executed; vector-op ``elems``
-is the element count of the tensor the op produced (forward) or the output gradient it
-consumed (backward).
+Counters (:attr:`QNet.counters`) log every GEMM and vector op executed: the GEMMs and
+quantizations from the layers' kernel wrappers, the fp32 nodes (batchnorm, activations,
+pooling, residual adds, bias gradients, gradient sums of fan-out) from the vector unit that
+runs them (:mod:`fxpsim.training.vector_unit`), with element counts read from the tensors
+they touched.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from fxpsim.graph.ir import (
     Node,
     PoolAttrs,
 )
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.formats import NumericsConfig
 from fxpsim.training.fwdscales import initial_clips, nonnegative_nodes
 from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn
@@ -67,8 +70,7 @@ class QConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = QConv2dFn.apply(x, self.weight, self.rt, self.geom, _clips(self, x))
         if self.bias is not None:
-            self.rt.counters.vector(self.rt.name, "conv2d", "forward", "bias_add", y.numel())
-            y = y + self.bias.view(1, -1, 1, 1)
+            y = vu.bias_add(self.rt.counters, self.rt.name, y, self.bias, (1, -1, 1, 1))
         return y
 
 
@@ -90,8 +92,7 @@ class QLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = QLinearFn.apply(x, self.weight, self.rt, _clips(self, x))
         if self.bias is not None:
-            self.rt.counters.vector(self.rt.name, "linear", "forward", "bias_add", y.numel())
-            y = y + self.bias
+            y = vu.bias_add(self.rt.counters, self.rt.name, y, self.bias)
         return y
 
 
@@ -119,11 +120,13 @@ def _clips(mod: Any, x: torch.Tensor) -> torch.Tensor | None:
 
 
 class VectorNode(nn.Module):
-    """An fp32 vector-unit node (batchnorm holds parameters; the rest are functions)."""
+    """An fp32 vector-unit node (batchnorm holds parameters; the rest are functions), run
+    by :mod:`fxpsim.training.vector_unit`, which records it into ``sink`` (default: nowhere,
+    for fp32 reference networks)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, sink: vu.VectorSink = vu.NULL_SINK) -> None:
         super().__init__()
-        self.node = node
+        self.node, self.sink = node, sink
         self.bn: nn.Module | None = None
         a = node.attrs
         if node.op == "batchnorm":
@@ -132,25 +135,22 @@ class VectorNode(nn.Module):
             self.bn = cls(node.shape[0], eps=a.eps, momentum=a.momentum)
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        op, a, x = self.node.op, self.node.attrs, xs[0]
+        op, a, x, sink, name = self.node.op, self.node.attrs, xs[0], self.sink, self.node.name
         if op == "batchnorm":
-            return self.bn(x)  # type: ignore[misc]
+            assert self.bn is not None  # built for batchnorm nodes
+            return vu.batchnorm(sink, name, self.bn, x)
         if op == "relu":
-            return F.relu(x)
+            return vu.relu(sink, name, x)
         if op == "relu6":
-            return F.hardtanh(x, 0.0, 6.0)
+            return vu.relu6(sink, name, x)
         if op in ("maxpool", "avgpool"):
             assert isinstance(a, PoolAttrs)
-            fn = F.max_pool2d if op == "maxpool" else F.avg_pool2d
-            return fn(x, a.kernel, a.stride, a.padding)
+            return vu.pool(sink, name, op, x, a.kernel, a.stride, a.padding)
         if op == "global_avgpool":
-            return x.mean(dim=(2, 3), keepdim=True)
+            return vu.global_avgpool(sink, name, x)
         if op == "add":
-            y = xs[0]
-            for t in xs[1:]:
-                y = y + t
-            return y
-        if op == "flatten":
+            return vu.add(sink, name, xs)
+        if op == "flatten":  # a view: no vector-unit work
             return x.flatten(1)
         raise ValueError(f"graph: op {op!r} of node {self.node.name!r} is not supported")
 
@@ -224,12 +224,16 @@ class QNet(nn.Module):
                 self.runtimes[node.name] = rt
                 mod: nn.Module = (QConv2d if node.op == "conv2d" else QLinear)(node, rt, gen)
             elif node.op in VECTOR_OPS:
-                mod = VectorNode(node)
+                mod = VectorNode(node, self.counters)
             else:
                 raise ValueError(f"graph: op {node.op!r} of node {node.name!r} is not "
                                  "supported by the value plane")
             self.layers[_key(node.name)] = mod
         self._last_use = self._last_uses()
+        self._consumers = {n.name: 0 for n in graph.nodes}
+        for n in graph.nodes:
+            for ref in n.inputs:
+                self._consumers[ref] += 1
         self._stochastic = any(
             rt.numerics.weights.stochastic or rt.numerics.activations.stochastic
             or rt.numerics.gradients.stochastic for rt in self.runtimes.values())
@@ -309,21 +313,12 @@ class QNet(nn.Module):
         for i, node in enumerate(nodes[1:], start=1):
             xs = [vals[r] for r in node.inputs]
             y = self.layers[_key(node.name)](*xs)
-            if not node.is_gemm and node.op != "flatten":
-                # recorded from the tensors the vector unit produced / consumed
-                self.counters.vector(node.name, node.op, "forward", node.op, y.numel())
-                if y.requires_grad:
-                    y.register_hook(self._bwd_hook(node))
+            vu.grad_sum(self.counters, node.name, y, self._consumers[node.name])
             vals[node.name] = y
             for r in node.inputs:
                 if self._last_use.get(r) == i:
                     del vals[r]
         return y
-
-    def _bwd_hook(self, node: Node):
-        def hook(grad: torch.Tensor) -> None:
-            self.counters.vector(node.name, node.op, "backward", node.op, grad.numel())
-        return hook
 
 
 def build_qnet(graph: Graph, numerics: NumericsConfig, *, seed: int) -> QNet:

@@ -4,12 +4,14 @@ statistics (:class:`LayerStats`).
 Counters: every GEMM the layers run is appended as a :class:`GemmRecord` (IR node name, pass
 ``forward`` / ``backward_data`` / ``backward_weight``, per-group ``m, k, n`` as in
 :class:`fxpsim.timing.ops.GemmOp`), every vector-unit operation as a :class:`VectorRecord`
-(IR node name, IR op, pass ``forward`` / ``backward``, kind, elements). Vector kinds:
-the IR op name for fp32 layers (``batchnorm``, ``relu``, ``relu6``, ``maxpool``, ``avgpool``,
-``global_avgpool``, ``add``; ``flatten`` is a view and is not recorded), ``quantize_act`` /
-``quantize_weight`` / ``quantize_grad`` for quantizations (``quantize_weight_bwd``: the
-per-tensor weight copy a per-channel config uses in backward-data), ``bias_add`` for a GEMM
-layer's fp32 bias. Counters are reset by :meth:`Counters.reset`.
+(IR node name, IR op, pass, kind, elements). Two sources: the quantizers of the GEMM layers
+(:meth:`Counters.vector`; pass ``forward`` / ``backward``, kinds ``quantize_act`` /
+``quantize_weight`` / ``quantize_grad``, ``quantize_weight_bwd``: the per-tensor weight copy a
+per-channel config uses in backward-data, Octo's ``requant_x`` / ``requant_w``), which the
+ExecLog decomposes into the time plane's ops; and the fp32 vector unit
+(:mod:`fxpsim.training.vector_unit`, :meth:`Counters.record`), whose records are already in
+the time plane's vocabulary with the role ``forward`` / ``backward_data`` /
+``backward_weight`` as pass. Counters are reset by :meth:`Counters.reset`.
 
 Statistics are always counted where they are free (accumulator overflow events from the
 GEMM kernels, clipped elements from the quantizer). SQNR needs an extra pass over the tensor,
@@ -77,6 +79,11 @@ class Counters:
 
     def vector(self, layer: str, op: str, pass_name: str, kind: str, elems: int) -> None:
         self.vector_ops.append(VectorRecord(layer, op, pass_name, kind, int(elems)))
+
+    def record(self, layer: str, pass_name: str, kind: str, elems: int) -> None:
+        """A vector-unit op (:mod:`fxpsim.training.vector_unit`), already in the time plane's
+        vocabulary; ``op`` is left empty."""
+        self.vector_ops.append(VectorRecord(layer, "", pass_name, kind, int(elems)))
 
 
 @dataclass

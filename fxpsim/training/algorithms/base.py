@@ -6,7 +6,9 @@ per :meth:`Algorithm.step`, exactly the passes of its recipe
 backward_weight / grad_quant run inside the QNet (torch autograd over the integer GEMMs),
 the algorithm's own passes (update, blend, trial step, LBT interval, BN rectification,
 hypernetwork) run here. Every op is logged in :attr:`Algorithm.log`
-(:class:`~fxpsim.training.algorithms.execlog.ExecLog`) under its recipe pass name.
+(:class:`~fxpsim.training.algorithms.execlog.ExecLog`) under its recipe pass name, by the code
+that executes it: vector work through :mod:`fxpsim.training.vector_unit` (which records what
+it ran), the QNet's records drained after each segment.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fxpsim.graph.ir import Graph
 from fxpsim.recipes import Recipe, recipe_for
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.execlog import MAIN_PASSES, ExecLog, PassNames
 from fxpsim.training.algorithms.optim import Adam, ParamGroup, SgdMomentum
 from fxpsim.training.algorithms.options import AlgoOptions
@@ -127,7 +129,6 @@ class AlgorithmBase:
         self.lr = options.lr_for(self.name)
         self.step_index = 0
         self._last_grads: dict[str, torch.Tensor] = {}
-        self._recording = True
         #: per-method series logged per step: name -> [(step, value)] (summary.json)
         self.method_log: dict[str, list[tuple[int, float]]] = {}
         self.init_optimizer()
@@ -159,18 +160,16 @@ class AlgorithmBase:
 
     def update(self) -> None:
         for grp in self.groups:
-            for p in grp.params:
-                assert p.grad is not None  # every parameter is in the loss graph
-                self.sgd.step(p, p.grad)
-            self.log.vector(grp.node, "update", "sgd_update", grp.numel)
+            vu.update(self.log, grp.node, "update", "sgd_update", self.sgd.step, grp.params,
+                      [_grad(p) for p in grp.params])
 
     def update_scales(self) -> None:
         """Adam step of each layer's learned forward clips (s_W, u_A) with their STE
         gradients (:mod:`fxpsim.training.fwdscales`); logged as ``fwd_scale_w/a.<layer>``."""
         for node, clips in self._clips:
             g = clips.grad if clips.grad is not None else torch.zeros_like(clips)
-            self.scale_adam.step(clips, g)
-            self.log.vector(node, "update", "scale_update", clips.numel())
+            vu.update(self.log, node, "update", "scale_update", self.scale_adam.step, [clips],
+                      [g])
             sw, sa = clips.detach().abs().tolist()
             self.log_value(f"fwd_scale_w.{node}", sw)
             self.log_value(f"fwd_scale_a.{node}", sa)
@@ -187,15 +186,8 @@ class AlgorithmBase:
         for p in self.net.parameters():
             p.grad = None
         logits = self.net(x)
-        loss = F.cross_entropy(logits, y)
-        last = self.graph.nodes[-1]
-        self.log.vector(last.name, loss_pass, "softmax_xent", x.shape[0] * last.out_elems)
+        loss = vu.softmax_xent(self.log, self.graph.nodes[-1].name, loss_pass, logits, y)
         loss.backward()
-        for grp in self.groups:  # bias gradients (a batch reduction of dY) ran in autograd
-            if grp.is_gemm and len(grp.params) > 1 and grp.params[1].grad is not None:
-                node = self.graph.node(grp.node)
-                self.log.vector(grp.node, names.backward_weight, "bias_grad",
-                                x.shape[0] * node.out_elems)
         self.log.drain(self.net.counters, names)
         correct = int((logits.detach().argmax(dim=1) == y).sum())
         return float(loss.detach()), correct
@@ -218,14 +210,12 @@ class AlgorithmBase:
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Logits in eval mode (BN running statistics); nothing is logged or sampled."""
         self.net.eval()
-        self._recording = False
         stats = self.net.stats_config
         sampling, stats.enabled = stats.enabled, False  # SQNR statistics are training's
         try:
             out = self.net(x)
         finally:
             stats.enabled = sampling
-            self._recording = True
             self.net.counters.reset()
             self.net.train()
         return out
@@ -246,7 +236,6 @@ class AlgorithmBase:
 
         net = self.net
         saved_log, self.log = self.log, ExecLog(self.graph)
-        recording, self._recording = self._recording, False
         rngs, net._rngs = net._rngs, {}  # type: ignore[attr-defined]
         rts = net.runtimes  # type: ignore[attr-defined]
         stats = {n: (rt.stats, rt.grad_observer) for n, rt in rts.items()}
@@ -258,7 +247,7 @@ class AlgorithmBase:
         try:
             yield
         finally:
-            self.log, self._recording = saved_log, recording
+            self.log = saved_log
             net._rngs = rngs  # type: ignore[attr-defined]
             for n, rt in rts.items():
                 rt.stats, rt.grad_observer = stats[n]

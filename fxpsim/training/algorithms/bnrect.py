@@ -1,5 +1,11 @@
 """FQT with BatchNorm rectification (ICLR'23 submission; docs/algorithms.md §5) [interp].
 
+From the submission (abstract and introduction; its derivation was not readable here): the
+noise of gradient quantizers accumulates over the backward pass, BatchNorm can amplify it,
+and a rectification *loss* added to the training loss suppresses the amplification. Our
+reading of its form: BN's backward multiplies the incoming error of channel c by γ_c/σ_c,
+so the penalty keeps that gain at or below 1.
+
 Penalty added to the task loss, per BN layer l with C channels::
 
     hinge  (default): L = λ · (1/C) Σ_c max(0, |γ_c|/σ_c − 1)²
@@ -10,14 +16,21 @@ the running variance (``running``). σ is treated as a constant (its dependence 
 activations is not differentiated: the rectification is O(C) work per BN, as the cost model
 says), so the penalty's gradient goes to γ only and is added to ``γ.grad`` in the
 ``bn_rectify`` pass (graph order), after the quantized backward. Optimizer: SGD momentum.
+
+Logged per step (``summary.json`` ``training.method_logs``): ``bnrect_penalty`` (the value
+added to the loss) and ``bnrect_max_gain`` (the largest |γ|/σ over all channels: the
+hinge is active only where it exceeds 1).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fxpsim.errors import FxpsimError
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 
 
@@ -49,27 +62,35 @@ class BnRectAlgorithm(AlgorithmBase):
             self._sigma[name] = torch.sqrt(var + mod.eps)  # type: ignore[operator]
         return hook
 
+    def _rectify(self, gamma: torch.Tensor, sigma: torch.Tensor) -> float:
+        """Add the penalty's gradient to ``γ.grad``; returns the layer's penalty."""
+        o = self.options
+        c = gamma.numel()
+        if o.bnrect_form == "hinge":
+            h = torch.clamp(gamma.abs() / sigma - 1.0, min=0.0)
+            pen = float(o.bnrect_lambda * (h * h).sum() / c)
+            grad = (o.bnrect_lambda / c) * 2.0 * h * torch.sign(gamma) / sigma
+        else:
+            ratio = gamma / sigma
+            pen = float(o.bnrect_lambda * (ratio * ratio).sum() / c)
+            grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
+        _grad(gamma).add_(grad)
+        return pen
+
     @torch.no_grad()
     def after_backward(self, batch: Batch) -> float:
         o = self.options
         total = 0.0
+        max_gain = 0.0
         for name, bn in self._bns.items():  # bn_rectify runs in graph order
             if o.bnrect_sigma == "running":
                 assert bn.running_var is not None  # BatchNorm tracks running statistics
                 sigma = torch.sqrt(bn.running_var + bn.eps)
             else:
                 sigma = self._sigma[name]
-            gamma = bn.weight
-            c = gamma.numel()
-            if o.bnrect_form == "hinge":
-                h = torch.clamp(gamma.abs() / sigma - 1.0, min=0.0)
-                total += float(o.bnrect_lambda * (h * h).sum() / c)
-                grad = (o.bnrect_lambda / c) * 2.0 * h * torch.sign(gamma) / sigma
-            else:
-                ratio = gamma / sigma
-                total += float(o.bnrect_lambda * (ratio * ratio).sum() / c)
-                grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
-            _grad(gamma).add_(grad)
-            self.log.vector(name, "bn_rectify", "bn_rectify", c)
+            max_gain = max(max_gain, float((bn.weight.abs() / sigma).max()))
+            total += vu.run(self.log, name, "bn_rectify", "bn_rectify",
+                            partial(self._rectify, sigma=sigma), bn.weight)
         self.log_value("bnrect_penalty", total)
+        self.log_value("bnrect_max_gain", max_gain)
         return total

@@ -1,45 +1,51 @@
 """What one training step executed, in the time plane's vocabulary (:class:`ExecLog`).
 
-The value plane's :class:`~fxpsim.training.qnet.QNet` logs its GEMMs and vector ops with its
-own pass names (``forward`` / ``backward``) and kinds (``quantize_act``, ``relu`` ...). An
-algorithm drains those records into an :class:`ExecLog` after each segment of its step,
-translating them to the pass names of its recipe (:mod:`fxpsim.recipes`) and to the
-vector kinds of :mod:`fxpsim.timing.lowering`; the algorithm's own work (loss, optimizer,
-projection, blend, hypernetwork, LBT count, compensation layer) is logged directly. A test
-then compares the log of one real step with ``lower(graph, TimingRequest(...))``.
+Every record is made by the code that executed the work, from the tensors it touched:
 
-Translation of QNet vector records (``elems`` as recorded: the elements of the node's output
-or output gradient, the lowering's convention):
+* GEMMs by the one wrapper that calls the integer kernels
+  (:class:`~fxpsim.training.qgemm.PassGemms`): operand shapes, precisions and accumulator
+  settings it was given;
+* fp32 vector-unit work by :mod:`fxpsim.training.vector_unit`, whose functions perform an op
+  and then record its kind (one of :data:`fxpsim.vocab.VECTOR_KINDS`) and the element count of
+  the tensors it touched — the network's fp32 nodes, bias gradients and fan-out gradient sums
+  into the QNet's counters (pass = the role ``forward`` / ``backward_data`` /
+  ``backward_weight``), the algorithm's own ops (loss, optimizer steps, projection, blend,
+  hypernetwork, LBT count, BN rectification) straight into this log under their recipe pass
+  (this log is a :class:`~fxpsim.training.vector_unit.VectorSink`);
+* quantizations by the layers' quantizer calls (one record per quantized tensor, its
+  element count).
 
-* forward ``relu``/``relu6``/``maxpool``/``avgpool``/``global_avgpool``/``add`` -> the same
-  kind; forward ``batchnorm`` -> ``batchnorm_fwd`` + ``batchnorm_stats`` (channels).
-* backward ``relu``/... -> ``<op>_bwd`` in ``backward_data``; ``batchnorm`` ->
-  ``batchnorm_bwd`` + ``batchnorm_bwd_stats``; ``add`` -> nothing (gradient routed).
-* backward ``quantize_grad`` -> ``reduce_max`` + ``quantize`` in ``grad_quant`` (and a
-  ``prc_clip`` in ``octo_requant`` when the clip factor is Octo's PRC);
-  ``quantize_grad_copy`` (the per-tensor dY copy of per-channel / per-sample gradient
-  quantization) -> ``reduce_max`` + ``quantize`` in ``grad_quant``.
-* backward ``scale_grad_w`` / ``scale_grad_a`` (STE of learned forward clips) ->
-  ``scale_grad`` in ``backward_weight`` / ``backward_data``; forward
-  ``quantize_weight_clip`` (weights under a learned clip) -> ``quantize`` in ``update``.
-* forward ``quantize_weight`` -> ``reduce_max`` + ``quantize`` in ``update`` (the lowering
-  charges the re-quantization of the updated weights at the end of the step; the value plane
-  does it at the next forward: one per layer and step either way). For LAQ-style algorithms
-  the projection already produced the codes (``laq_projection``): the QNet's re-quantization
-  of ``ŵ = α·b`` is dropped (it reproduces the same codes when some ``|b| = 1``).
-* forward ``quantize_act`` and ``bias_add`` -> nothing: the time plane folds activation
-  requantization into the op producing the activation and adds the bias in the accumulator.
-  (The first layer's input quantization therefore has no time-plane op: a known gap.)
+An algorithm drains the QNet's records into its log after each segment of its step
+(:meth:`ExecLog.drain`): roles map to the segment's recipe pass names (:class:`PassNames`,
+e.g. ``fb_trial_forward``); element counts are never recomputed. A quantizer record becomes
+the lowering's two ops of a dynamic-range quantization, ``reduce_max`` + ``quantize``:
+
+* ``quantize_grad`` -> in ``grad_quant`` (plus Octo's ``prc_clip`` in ``octo_requant`` when
+  the clip factor is PRC); ``quantize_grad_copy`` (the per-tensor dY copy of per-channel /
+  per-sample gradient quantization) -> in ``grad_quant``;
+* ``quantize_weight_clip`` (weights under a learned forward clip) -> ``quantize`` alone in
+  ``update`` (the clip is given: no max reduction);
+* ``quantize_weight`` -> in ``update`` (the lowering charges the re-quantization of the
+  updated weights at the end of the step; the value plane does it at the next forward: one per
+  layer and step either way). For LAQ-style algorithms the projection already produced the
+  codes (``laq_projection``): the QNet's re-quantization of ``ŵ = α·b`` is dropped (it
+  reproduces the same codes when some ``|b| = 1``);
+* Octo's ``requant_x`` / ``requant_w`` -> ``reduce_max`` + ``prc_quantize`` in
+  ``octo_requant``;
+* ``quantize_act`` -> nothing: the time plane folds activation requantization into the op
+  producing the activation. (The first layer's input quantization therefore has no
+  time-plane op: a known gap.)
+
+A test then compares the log of one real step with ``lower(graph, TimingRequest(...))``.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 from fxpsim.graph.ir import Graph
-from fxpsim.vocab import VECTOR_BACKWARD, VECTOR_FORWARD
+from fxpsim.training.stats import Counters
 
 
 @dataclass(frozen=True)
@@ -114,20 +120,14 @@ class ExecLog:
     totals: Counter = field(default_factory=Counter)
     macs: Counter = field(default_factory=Counter)
 
-    def __post_init__(self) -> None:
-        self._nodes = {n.name: n for n in self.graph.nodes}
-        fan: dict[str, int] = dict.fromkeys(self._nodes, 0)
-        for n in self.graph.nodes:
-            for i in n.inputs:
-                fan[i] += 1
-        self._fan = fan
-
     def clear(self) -> None:
         self.gemms.clear()
         self.vectors.clear()
 
-    # ---- direct records ---------------------------------------------------------------
-    def vector(self, layer: str, pass_name: str, kind: str, elems: int) -> None:
+    # ---- records ----------------------------------------------------------------------
+    def record(self, layer: str, pass_name: str, kind: str, elems: int) -> None:
+        """A vector op that ran (the :class:`~fxpsim.training.vector_unit.VectorSink`
+        interface: called by the vector unit, never by hand)."""
         self.vectors.append(ExecVector(layer, pass_name, kind, int(elems)))
         self.totals[(pass_name, kind)] += 1
 
@@ -136,85 +136,47 @@ class ExecLog:
         self.totals[(rec.pass_name, "gemm")] += 1
         self.macs[(rec.pass_name, "integer" if rec.integer else "float")] += rec.macs
 
-    # ---- QNet translation -------------------------------------------------------------
-    def drain(self, counters: object, names: PassNames = MAIN_PASSES) -> None:
-        """Translate and move all records of a QNet ``Counters`` into this log, then reset
-        the counters. GEMM pass names map through ``names``; vector ops as in the module
-        docstring."""
-        gmap = {"forward": names.forward, "backward_data": names.backward_data,
-                "backward_weight": names.backward_weight}
-        for g in counters.gemms:  # type: ignore[attr-defined]
-            self.gemm(ExecGemm(g.layer, gmap[g.pass_name], g.m, g.k, g.n, g.groups,
+    # ---- QNet records -----------------------------------------------------------------
+    def drain(self, counters: Counters, names: PassNames = MAIN_PASSES) -> None:
+        """Move all records of a QNet's ``counters`` into this log under the recipe pass
+        names ``names``, then reset the counters (see the module docstring)."""
+        roles = {"forward": names.forward, "backward_data": names.backward_data,
+                 "backward_weight": names.backward_weight}
+        for g in counters.gemms:
+            self.gemm(ExecGemm(g.layer, roles[g.pass_name], g.m, g.k, g.n, g.groups,
                                g.integer, g.a_bits, g.b_bits, g.acc_bits))
-            if g.pass_name == "backward_weight":
-                node = self._nodes[g.layer]  # k = B·OH·OW (conv) or B (linear)
-                pixels = math.prod(node.shape[1:]) if len(node.shape) == 3 else 1
-                self._fan_in_sum(g.layer, g.k // pixels, names)
-        for v in counters.vector_ops:  # type: ignore[attr-defined]
-            self._translate(v, names)
-        counters.reset()  # type: ignore[attr-defined]
+        for v in counters.vector_ops:
+            if v.op:  # a quantizer's record
+                self._quantization(v.layer, v.pass_name, v.kind, v.elems, names)
+            else:  # the vector unit's: already the lowering's kind and count
+                self.record(v.layer, roles.get(v.pass_name, v.pass_name), v.kind, v.elems)
+        counters.reset()
 
-    def _translate(self, v: object, names: PassNames) -> None:
-        layer, kind, pass_name = v.layer, v.kind, v.pass_name  # type: ignore[attr-defined]
-        elems: int = v.elems  # type: ignore[attr-defined]
-        node = self._nodes.get(layer)
-        if kind in ("quantize_act", "bias_add"):
+    def _quantization(self, layer: str, pass_name: str, kind: str, elems: int,
+                      names: PassNames) -> None:
+        if kind == "quantize_act":
             return
         if kind in ("quantize_weight", "quantize_weight_clip"):
             if not self.weights_from_projection:
                 if kind == "quantize_weight":  # a learned clip needs no max reduction
-                    self.vector(layer, names.update, "reduce_max", elems)
-                self.vector(layer, names.update, "quantize", elems)
-            return
-        if kind in ("scale_grad_w", "scale_grad_a"):  # STE of the learned forward clips
-            self.vector(layer, names.backward_weight if kind == "scale_grad_w"
-                        else names.backward_data, "scale_grad", elems)
+                    self.record(layer, names.update, "reduce_max", elems)
+                self.record(layer, names.update, "quantize", elems)
             return
         if kind == "quantize_grad_copy":  # per-tensor dY copy (per-channel/-sample grads)
-            self.vector(layer, names.grad_quant, "reduce_max", elems)
-            self.vector(layer, names.grad_quant, "quantize", elems)
+            self.record(layer, names.grad_quant, "reduce_max", elems)
+            self.record(layer, names.grad_quant, "quantize", elems)
             return
         if kind in ("requant_x", "requant_w"):  # Octo: clip + re-quantize for the backward
-            self.vector(layer, "octo_requant", "reduce_max", elems)
-            self.vector(layer, "octo_requant", "prc_quantize", elems)
+            self.record(layer, "octo_requant", "reduce_max", elems)
+            self.record(layer, "octo_requant", "prc_quantize", elems)
             return
         if kind == "quantize_grad":
-            self.vector(layer, names.grad_quant, "reduce_max", elems)
-            self.vector(layer, names.grad_quant, "quantize", elems)
+            self.record(layer, names.grad_quant, "reduce_max", elems)
+            self.record(layer, names.grad_quant, "quantize", elems)
             if self.prc and names.grad_quant == "grad_quant":
-                self.vector(layer, "octo_requant", "prc_clip", elems)
+                self.record(layer, "octo_requant", "prc_clip", elems)
             return
-        if node is None:  # unknown record: keep it visible (the comparison will flag it)
-            self.vector(layer, pass_name, kind, elems)
-            return
-        out = elems
-        if pass_name == "forward":
-            if kind == "batchnorm":
-                self.vector(layer, names.forward, "batchnorm_fwd", out)
-                self.vector(layer, names.forward, "batchnorm_stats", node.shape[0])
-            elif kind in VECTOR_FORWARD:
-                self.vector(layer, names.forward, kind, out)
-            else:
-                self.vector(layer, names.forward, kind, elems)
-            return
-        self._fan_in_sum(layer, out // max(node.out_elems, 1), names)
-        if kind == "batchnorm":
-            self.vector(layer, names.backward_data, "batchnorm_bwd", out)
-            self.vector(layer, names.backward_data, "batchnorm_bwd_stats", node.shape[0])
-        elif kind == "add":
-            return
-        elif kind in VECTOR_BACKWARD:
-            self.vector(layer, names.backward_data, VECTOR_BACKWARD[kind], out)
-        else:
-            self.vector(layer, pass_name, kind, elems)
-
-    def _fan_in_sum(self, layer: str, batch: int, names: PassNames) -> None:
-        """Autograd summed the gradients of a node's ``fan`` consumers before running its
-        backward (whose record we are translating): ``grad_add`` over ``fan - 1`` copies."""
-        fan = self._fan.get(layer, 0)
-        if fan >= 2:
-            elems = batch * self._nodes[layer].out_elems * (fan - 1)
-            self.vector(layer, names.backward_data, "grad_add", elems)
+        self.record(layer, pass_name, kind, elems)  # stays visible: the recipe test flags it
 
     # ---- views ------------------------------------------------------------------------
     def signatures(self) -> Counter:

@@ -16,12 +16,15 @@ Step ``t`` (state: master ``w_t``, Adam moments, codes; the recipe ``fb``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import Batch, StepStats, _grad
 from fxpsim.training.algorithms.execlog import PassNames
-from fxpsim.training.algorithms.laq import LaqAlgorithm, project, weight_values
-from fxpsim.training.algorithms.optim import AdamMoments
+from fxpsim.training.algorithms.laq import LaqAlgorithm, weight_values
+from fxpsim.training.algorithms.optim import AdamMoments, ParamGroup
 
 _TRIAL = PassNames.prefixed("fb_trial_")
 
@@ -33,30 +36,37 @@ class FbAlgorithm(LaqAlgorithm):
         return [(b, b.detach().clone()) for m in self.net.modules()
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
 
+    def _trial_step(self, grp: ParamGroup, scratch: dict[int, AdamMoments],
+                    w_trial: dict[str, torch.Tensor]
+                    ) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        """Scratch Adam step of one parameter of ``grp`` (moments into ``scratch``; the GEMM
+        weight's trial master copy into ``w_trial``, moved into ``ŵ`` when float)."""
+        def step(p: torch.Tensor, g: torch.Tensor) -> None:
+            mo = self.adam.moments(p).advanced(g, self.adam.beta1, self.adam.beta2)
+            scratch[id(p)] = mo
+            if grp.is_gemm and p is grp.weight:
+                w_trial[grp.node] = self._weight_step(grp.node, mo)
+                if grp.node not in self.levels:
+                    p.copy_(w_trial[grp.node])
+            else:
+                p.sub_(self.adam.delta(mo))
+        return step
+
     @torch.no_grad()
     def _trial_point(self, grads: dict[int, torch.Tensor]) -> dict[int, AdamMoments]:
         """Move every parameter to the trial point; returns the scratch moments."""
-        b1, b2 = self.adam.beta1, self.adam.beta2
         scratch: dict[int, AdamMoments] = {}
+        w_trial: dict[str, torch.Tensor] = {}
         for grp in self.groups:
-            for p in grp.params:
-                mo = self.adam.moments(p).advanced(grads[id(p)], b1, b2)
-                scratch[id(p)] = mo
-                if grp.is_gemm and p is grp.weight:
-                    w_trial = self._weight_step(grp.node, mo)
-                    if grp.node in self.levels:
-                        k = self.levels[grp.node]
-                        alpha, q = project(w_trial, mo.v.sqrt() + 1e-8, k,
-                                           self.options.laq_rounds, self.codes[grp.node])
-                        p.copy_(weight_values(alpha, q, k).to(p.dtype))
-                    else:
-                        p.copy_(w_trial)
-                else:
-                    p.sub_(self.adam.delta(mo))
-            self.log.vector(grp.node, "fb_trial_update", "adam_update", grp.numel)
+            vu.update(self.log, grp.node, "fb_trial_update", "adam_update",
+                      self._trial_step(grp, scratch, w_trial), grp.params,
+                      [grads[id(p)] for p in grp.params])
             if grp.node in self.levels:
-                self.log.vector(grp.node, "fb_trial_update", "laq_projection",
-                                grp.weight.numel())
+                p, k = grp.weight, self.levels[grp.node]
+                alpha, q = self._projection(self.log, "fb_trial_update", grp.node,
+                                            w_trial[grp.node], scratch[id(p)].v.sqrt() + 1e-8,
+                                            self.codes[grp.node])
+                p.copy_(weight_values(alpha, q, k).to(p.dtype))
         return scratch
 
     def probe(self, x: torch.Tensor, y: torch.Tensor
@@ -109,9 +119,12 @@ class FbAlgorithm(LaqAlgorithm):
             self.adam.state.update(scratch)
         a = o.fb_a
         wt, wc = (a, 1.0 - a) if o.fb_coef_on == "trial" else (1.0 - a, a)
-        blended = {i: wt * g_trial[i] + wc * g_cur[i] for i in g_cur}
+        blended: dict[int, torch.Tensor] = {}
         for grp in self.groups:
-            self.log.vector(grp.node, "fb_blend", "blend", grp.numel)
+            ids = [id(p) for p in grp.params]
+            out = vu.blend(self.log, grp.node, "fb_blend", wt, [g_trial[i] for i in ids],
+                           wc, [g_cur[i] for i in ids])
+            blended.update(zip(ids, out, strict=True))
         self._last_grads = {g.node: blended[id(g.weight)].reshape(-1)
                             for g in self.groups if g.is_gemm}
         self.commit(blended)

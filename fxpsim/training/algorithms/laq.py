@@ -25,11 +25,15 @@ half a step of its own rounding — documented, not counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 import torch
 
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
-from fxpsim.training.algorithms.optim import Adam, AdamMoments
+from fxpsim.training.algorithms.optim import Adam, AdamMoments, ParamGroup
 
 _CURV_EPS = 1e-8
 
@@ -116,45 +120,54 @@ class LaqAlgorithm(AlgorithmBase):
             if bits is None:
                 continue
             self.levels[grp.node] = level_count(bits)
-            # setup projection with uniform curvature (no second moment yet)
-            self._project(grp.node, torch.ones_like(w), grp.weight, q_init=None)
+            # setup projection with uniform curvature (no second moment yet): not a step
+            self._project(vu.NULL_SINK, "update", grp.node, torch.ones_like(w), grp.weight,
+                          q_init=None)
 
-    def _project(self, node: str, d: torch.Tensor, param: torch.nn.Parameter,
-                 q_init: torch.Tensor | None) -> None:
-        w = self.master[node]
+    def _projection(self, sink: vu.VectorSink, pass_name: str, node: str, w: torch.Tensor,
+                    d: torch.Tensor, q_init: torch.Tensor | None) -> tuple[float, torch.Tensor]:
+        """``project(w, d, ...)`` on the vector unit (``laq_projection`` over ``w``)."""
         k = self.levels[node]
-        alpha, q = project(w, d, k, self.options.laq_rounds, q_init)
+        fn = partial(project, d=d, k=k, rounds=self.options.laq_rounds, q_init=q_init)
+        return vu.run(sink, node, pass_name, "laq_projection", fn, w)
+
+    def _project(self, sink: vu.VectorSink, pass_name: str, node: str, d: torch.Tensor,
+                 param: torch.nn.Parameter, q_init: torch.Tensor | None) -> None:
+        alpha, q = self._projection(sink, pass_name, node, self.master[node], d, q_init)
         self.alpha[node], self.codes[node] = alpha, q
         with torch.no_grad():
-            param.copy_(weight_values(alpha, q, k).to(param.dtype))
+            param.copy_(weight_values(alpha, q, self.levels[node]).to(param.dtype))
 
     def _weight_step(self, node: str, mo: AdamMoments) -> torch.Tensor:
         """Master weights after an Adam step with moments ``mo`` (new tensor), clipped."""
         c = self.options.laq_clip
         return torch.clamp(self.master[node] - self.adam.delta(mo), -c, c)
 
+    def _adam_step(self, grp: ParamGroup) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        """Adam step of one parameter of ``grp``: the GEMM weight's moves the clipped master
+        copy (and ``ŵ`` itself when the weights are float), the rest step in place."""
+        def step(p: torch.Tensor, g: torch.Tensor) -> None:
+            if grp.is_gemm and p is grp.weight:
+                mo = self.adam.moments(p).advanced(g, self.adam.beta1, self.adam.beta2)
+                self.adam.state[id(p)] = mo
+                self.master[grp.node] = self._weight_step(grp.node, mo)
+                if grp.node not in self.levels:
+                    p.copy_(self.master[grp.node])
+            else:
+                self.adam.step(p, g)
+        return step
+
     @torch.no_grad()
     def commit(self, grads: dict[int, torch.Tensor], pass_name: str = "update") -> None:
         """Adam step of every parameter with ``grads`` (keyed by ``id(param)``) and the
-        projection of quantized weights; logs ``adam_update`` / ``laq_projection``."""
-        b1, b2 = self.adam.beta1, self.adam.beta2
+        projection of quantized weights (vector unit: ``adam_update`` / ``laq_projection``)."""
         for grp in self.groups:
-            for p in grp.params:
-                g = grads[id(p)]
-                if grp.is_gemm and p is grp.weight:
-                    mo = self.adam.moments(p).advanced(g, b1, b2)
-                    self.adam.state[id(p)] = mo
-                    self.master[grp.node] = self._weight_step(grp.node, mo)
-                    if grp.node in self.levels:
-                        self._project(grp.node, mo.v.sqrt() + _CURV_EPS, p,
-                                      self.codes[grp.node])
-                    else:
-                        p.copy_(self.master[grp.node])
-                else:
-                    self.adam.step(p, g)
-            self.log.vector(grp.node, pass_name, "adam_update", grp.numel)
+            vu.update(self.log, grp.node, pass_name, "adam_update", self._adam_step(grp),
+                      grp.params, [grads[id(p)] for p in grp.params])
             if grp.node in self.levels:
-                self.log.vector(grp.node, pass_name, "laq_projection", grp.weight.numel())
+                mo = self.adam.state[id(grp.weight)]
+                self._project(self.log, pass_name, grp.node, mo.v.sqrt() + _CURV_EPS,
+                              grp.weight, self.codes[grp.node])
 
     def update(self) -> None:
         self.commit({id(p): _grad(p) for grp in self.groups for p in grp.params})

@@ -23,9 +23,12 @@ layers; §3.5) is in the QNet (:mod:`fxpsim.training.fwdscales`), on by default 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch
 from fxpsim.training.algorithms.execlog import ExecLog
 
@@ -45,6 +48,16 @@ def calibrate_gamma(abs_g: np.ndarray, target: float, eta: float, gamma_min: flo
         if ema > target:
             return float(max(gm, gamma_min))
     return float(gamma_min)
+
+
+def clipped_fraction(g: torch.Tensor, gamma: float, granularity: str = "per_tensor") -> float:
+    """``r = mean(|G| > γ·max|G|)`` of ``g = |G|`` (0 when ``G`` is all zero); with
+    per-channel (per-sample) gradient scales each channel (sample) clips at γ·its own max."""
+    if granularity != "per_tensor":
+        return float((g > gamma * _group_max(g, granularity)).double().mean()) \
+            if g.numel() else 0.0
+    amax = float(g.max()) if g.numel() else 0.0
+    return float((g > gamma * amax).double().mean()) if amax > 0 else 0.0
 
 
 def gamma_update(gamma: float, r: float, target: float, eta: float, gamma_min: float) -> float:
@@ -94,24 +107,17 @@ class LbtAlgorithm(AlgorithmBase):
         if self._calib is not None:
             self._calib[layer] = _group_normalized(g, gran).numpy().copy()
             return
-        gamma = self.gammas[layer]
-        if gran != "per_tensor":  # each channel / sample clips at γ·its own max
-            gmax = _group_max(g, gran)
-            self._ratio[layer] = float((g > gamma * gmax).double().mean()) if g.numel() \
-                else 0.0
-            return
-        amax = float(g.max()) if g.numel() else 0.0
-        self._ratio[layer] = float((g > gamma * amax).double().mean()) if amax > 0 else 0.0
+        self._ratio[layer] = vu.run(
+            self.log, layer, "lbt_interval", "lbt_count",
+            partial(clipped_fraction, gamma=self.gammas[layer], granularity=gran), g)
 
     def after_backward(self, batch: Batch) -> float:
         o = self.options
         for node in reversed(self.graph.nodes):  # lbt_interval runs in reverse graph order
             if not node.is_gemm:
                 continue
-            r = self._ratio.pop(node.name, None)
+            r = self._ratio.pop(node.name, None)  # counted during the backward (_observe)
             target = self._target(node.name)
-            self.log.vector(node.name, "lbt_interval", "lbt_count",
-                            batch.x.shape[0] * node.out_elems)
             if r is None or target is None:
                 continue
             gm = gamma_update(self.gammas[node.name], r, target, o.lbt_eta, o.lbt_gamma_min)

@@ -1,21 +1,28 @@
-"""MetaGrad: hypernetwork over quantized weight gradients (docs/algorithms.md §4) [interp].
+"""MetaGrad: hypernetwork over quantized weight gradients (docs/algorithms.md §4).
 
-One coordinate-wise MLP ``H_φ``: 1 → h (ReLU) → 1 (h = ``metagrad_hidden``, 3h + 1
-parameters) shared by all GEMM layers, trained by its own Adam (``metagrad_lr``). Per GEMM
-layer and step, with ``G`` = the weight gradient of the quantized backward (INT dY codes):
+From the paper (arXiv 2303.02347, abstract and introduction): the quantized weight gradients
+enter the computation graph of the *next* training iteration through a hypernetwork, so the
+next iteration's loss trains the hypernetwork. How that is done below is our reading,
+modelled on MetaQuant's code (the same device for weight quantization):
 
-* ``s = rms(G)`` (a per-layer normalizer, no gradient), ``u = G/s``;
-* ``Ĝ = G + s·H_φ(u)`` — residual form with the output layer initialised to 0, so training
-  starts as plain SGD [interp: §4.2 leaves the form open; the residual keeps early steps
-  sane];
-* update: SGD momentum with ``Ĝ`` (``metagrad_update = hyper``) or with ``G`` (``plain``,
-  §4.2's ``Ĝ + stopgrad(G − Ĝ)`` literally: φ is trained but does not move the weights).
+* **What the hypernetwork sees**: per GEMM layer and step, the weight gradient ``G`` of the
+  quantized backward (INT dY codes), normalised per layer: ``u = G/s``, ``s = rms(G)``.
+* **What it outputs**: ``h = u + H_φ(u)``, ``H_φ`` one coordinate-wise MLP 1 → h (ReLU) → 1
+  shared by all layers (``metagrad_hidden``), its output layer zero so training starts as
+  plain SGD. ``metagrad_gain = keep`` (default): ``Ĝ = s·h/rms(h)`` — the hypernetwork
+  reshapes the gradient (it can damp quantization noise in small entries relative to large
+  ones) but cannot change its per-layer norm; ``free``: ``Ĝ = s·h``, which also lets it
+  scale the step (a learned learning-rate multiplier; a one-step meta-objective drives such
+  a gain up until the loss oscillates, measured in the README).
+* **How it enters the next iteration's graph**: the update ``W_{t+1} = W_t − η·Ĝ_t`` (SGD
+  momentum, ``metagrad_update = hyper``; ``plain`` updates with ``G`` and only trains φ).
+* **What loss trains it**: the next step's task loss through that path,
+  ``∂ℓ_{t+1}/∂φ = −η · Σ_i G_{t+1,i} · ∂Ĝ_{t,i}/∂φ`` (momentum's later effect ignored),
+  at the φ that produced ``Ĝ_t`` (a copy is kept), by its own Adam (``metagrad_lr``).
+  ``tests`` check this against torch autograd through an explicit two-iteration graph.
 
-φ's gradient at step t+1 is the path ``W_{t+1} = W_t − η·Ĝ_t``:
-``∂ℓ_{t+1}/∂φ = −η · Σ_i G_{t+1,i} · ∂Ĝ_{t,i}/∂φ`` (momentum's later effect ignored),
-evaluated by recomputing ``H_φ(u_t)`` from the kept ``u_t`` (no network second derivatives).
 Pass ``hypernet`` (graph order): per layer ``hypernet_bwd`` (φ-gradient, when a previous
-``u`` exists) then ``hypernet_fwd`` (Ĝ); then one Adam step of φ.
+``Ĝ`` exists) then ``hypernet_fwd`` (Ĝ); then one Adam step of φ.
 
 Evaluation: a 1→h→1 ReLU MLP of a scalar is piecewise linear with at most h breakpoints
 ``t_j = −b_j/a_j``, so :func:`mlp_eval` / :func:`mlp_grad` evaluate it (and its parameter
@@ -26,9 +33,14 @@ element instead of O(h), in float64. Same function as the MLP up to float roundi
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+from functools import partial
+
 import torch
 from torch import nn
 
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 from fxpsim.training.algorithms.optim import Adam
 
@@ -124,6 +136,52 @@ def mlp_grad(mlp: CoordinateMLP, u: torch.Tensor, cot: torch.Tensor
             torch.tensor([total1], dtype=torch.float64))
 
 
+@dataclass(frozen=True)
+class HyperOut:
+    """One layer's hypernetwork pass at step t, kept for the φ-gradient at step t+1:
+    the input ``u`` (float64), the layer scale ``s``, the output ``h`` and its rms ``r``
+    (``None`` for ``gain = free``) and the φ that produced it."""
+
+    u: torch.Tensor
+    s: float
+    h: torch.Tensor
+    r: float | None
+    mlp: CoordinateMLP
+
+    @property
+    def g_hat(self) -> torch.Tensor:
+        return self.h * (self.s / self.r if self.r is not None else self.s)
+
+
+def rms(x: torch.Tensor) -> float:
+    """Root mean square of ``x`` (float64); 1.0 for an all-zero tensor (nothing to scale)."""
+    v = float(torch.sqrt((x.double() ** 2).mean())) if x.numel() else 0.0
+    return v if v > 0.0 else 1.0
+
+
+def hyper_forward(mlp: CoordinateMLP, g: torch.Tensor, keep_gain: bool) -> HyperOut:
+    """Ĝ for one layer's gradient ``g`` (flattened): ``u = g/rms(g)``, ``h = u + H(u)``,
+    ``Ĝ = rms(g)·h/rms(h)`` (``keep_gain``) or ``rms(g)·h``."""
+    g64 = g.double()
+    s = rms(g64)
+    u = g64 / s
+    h = u + mlp_eval(mlp, u)
+    return HyperOut(u, s, h, rms(h) if keep_gain else None, copy.deepcopy(mlp))
+
+
+def hyper_grad(prev: HyperOut, g_next: torch.Tensor, lr: float
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """∂ℓ_{t+1}/∂φ through ``W_{t+1} = W_t − lr·Ĝ_t`` with ``∂ℓ_{t+1}/∂W_{t+1} = g_next``,
+    shaped like (fc1.weight, fc1.bias, fc2.weight, fc2.bias), float64."""
+    c = -lr * g_next.double()  # cotangent of Ĝ_t
+    if prev.r is None:
+        cot_h = prev.s * c
+    else:  # Ĝ = s·h/r, r = rms(h): d/dh_j = (s/r)(c_j − h_j·(c·h)/(n·r²))
+        n = prev.h.numel()
+        cot_h = (prev.s / prev.r) * (c - prev.h * (float(c @ prev.h) / (n * prev.r ** 2)))
+    return mlp_grad(prev.mlp, prev.u, cot_h)  # h = u + H(u): ∂h/∂φ = ∂H/∂φ
+
+
 class MetaGradAlgorithm(AlgorithmBase):
     name = "metagrad"
 
@@ -133,9 +191,13 @@ class MetaGradAlgorithm(AlgorithmBase):
         gen = torch.Generator().manual_seed((self.seed * 1_000_003 + 4242) % (2**63))
         self.hyper = CoordinateMLP(o.metagrad_hidden, gen)
         self.hyper_adam = Adam(o.metagrad_lr, o.adam_beta1, o.adam_beta2, o.adam_eps)
-        self._prev: dict[str, tuple[torch.Tensor, float]] = {}
+        self._prev: dict[str, HyperOut] = {}
+        self._prev_lr = self.lr  # the rate the previous step's update used
 
     def after_backward(self, batch: Batch) -> float:
+        o = self.options
+        keep = o.metagrad_gain == "keep"
+        lr = self.sgd.lr  # the rate this step's update uses (schedules included)
         stepped = False
         grads = [torch.zeros_like(p, dtype=torch.float64) for p in self.hyper.parameters()]
         for grp in self.groups:  # graph order
@@ -145,27 +207,26 @@ class MetaGradAlgorithm(AlgorithmBase):
             g = _grad(w).detach().reshape(-1)
             prev = self._prev.get(grp.node)
             if prev is not None:  # hypernet_bwd: φ-gradient through last step's update
-                u_prev, s_prev = prev
-                cot = (-self.lr * s_prev) * g.double()
-                for acc, part in zip(grads, mlp_grad(self.hyper, u_prev, cot), strict=True):
+                parts = vu.run(self.log, grp.node, "hypernet", "hypernet_bwd",
+                               partial(hyper_grad, prev, lr=self._prev_lr), g)
+                for acc, part in zip(grads, parts, strict=True):
                     acc.add_(part)
                 stepped = True
-                self.log.vector(grp.node, "hypernet", "hypernet_bwd", g.numel())
-            s = float(torch.sqrt((g.double() ** 2).mean()))
-            s = s if s > 0.0 else 1.0
-            u = g / s
-            g_hat = (g.double() + s * mlp_eval(self.hyper, u)).to(g.dtype)  # hypernet_fwd
-            self._prev[grp.node] = (u.clone(), s)
-            self.log.vector(grp.node, "hypernet", "hypernet_fwd", g.numel())
-            gn = float(g.double().norm())
-            if gn > 0.0:  # how far the hypernetwork moved the update: ‖Ĝ‖/‖G‖
-                self.log_value(f"metagrad_gain.{grp.node}", float(g_hat.double().norm()) / gn)
-            if self.options.metagrad_update == "hyper":
-                w.grad = g_hat.view_as(w)
+            out = vu.run(self.log, grp.node, "hypernet", "hypernet_fwd",
+                         partial(hyper_forward, self.hyper, keep_gain=keep), g)
+            self._prev[grp.node] = out
+            g_hat = out.g_hat
+            g64 = g.double()
+            gn, hn = float(g64.norm()), float(g_hat.norm())
+            if gn > 0.0 and hn > 0.0:  # how the hypernetwork changed the update
+                self.log_value(f"metagrad_gain.{grp.node}", hn / gn)
+                self.log_value(f"metagrad_cos.{grp.node}", float(g_hat @ g64) / (hn * gn))
+            if o.metagrad_update == "hyper":
+                w.grad = g_hat.to(g.dtype).view_as(w)
+        self._prev_lr = lr
         if stepped:
+            params = list(self.hyper.parameters())
             with torch.no_grad():
-                for p, gr in zip(self.hyper.parameters(), grads, strict=True):
-                    self.hyper_adam.step(p, gr.to(p.dtype))
-            self.log.vector("hypernet", "hypernet", "adam_update",
-                            3 * self.options.metagrad_hidden + 1)
+                vu.update(self.log, "hypernet", "hypernet", "adam_update", self.hyper_adam.step,
+                          params, [gr.to(p.dtype) for p, gr in zip(params, grads, strict=True)])
         return 0.0

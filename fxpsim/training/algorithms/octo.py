@@ -3,8 +3,9 @@
 * LAC: after every quantized conv (after its bias), ``Y' = Y + a ⊙ μ + o`` with learnable
   ``a`` (init 1), ``μ``, ``o`` (init 1e-3·N(0, 1)) of the output feature-map shape C×H×W,
   broadcast over the batch [interp §10.12]; L2 penalty ``(λ/2)(‖μ‖² + ‖o‖²)``, λ =
-  ``octo_lambda``, added to their gradients in the update. Logged as ``lac_fwd`` (forward)
-  and ``lac_bwd`` (backward_data).
+  ``octo_lambda``, added to their gradients in the update. Run by the vector unit
+  (:func:`fxpsim.training.vector_unit.lac`, recorded as ``lac_fwd`` / ``lac_bwd`` into the
+  QNet's counters like the network's other fp32 nodes).
 * PRC: the QNet's gradient quantizer clips dY at ``prc_clip·max|dY|`` (``grad_interval =
   "prc"``, factor from the NumericsConfig, default 0.95); logged as ``prc_clip`` in
   ``octo_requant``.
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from fxpsim.graph.ir import Node
+from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.base import AlgorithmBase, Batch, _grad
 from fxpsim.training.algorithms.optim import Adam
 
@@ -31,9 +33,9 @@ class LacConv(nn.Module):
     """A QNet conv module followed by the compensation layer."""
 
     def __init__(self, inner: nn.Module, node: Node, gen: torch.Generator,
-                 record) -> None:
+                 sink: vu.VectorSink) -> None:
         super().__init__()
-        self.inner, self.node, self.record = inner, node, record
+        self.inner, self.node, self.sink = inner, node, sink
         shape = node.shape
         self.a = nn.Parameter(torch.ones(shape))
         self.mu = nn.Parameter(1e-3 * torch.randn(shape, generator=gen))
@@ -49,14 +51,7 @@ class LacConv(nn.Module):
         return cast("nn.Parameter | None", self.inner.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.inner(x)
-        elems = y.numel()
-        self.record(self.node.name, "forward", "lac_fwd", elems)
-        out = y + self.a * self.mu + self.o
-        if out.requires_grad:
-            out.register_hook(lambda g: self.record(self.node.name, "backward_data",
-                                                    "lac_bwd", elems))
-        return out
+        return vu.lac(self.sink, self.node.name, self.inner(x), self.a, self.mu, self.o)
 
 
 class OctoAlgorithm(AlgorithmBase):
@@ -72,13 +67,9 @@ class OctoAlgorithm(AlgorithmBase):
             if node.op != "conv2d":
                 continue
             key = node.name.replace(".", "_")
-            wrapped = LacConv(self.net.layers[key], node, gen, self._record)
+            wrapped = LacConv(self.net.layers[key], node, gen, self.net.counters)
             self.net.layers[key] = wrapped
             self.lac[node.name] = wrapped
-
-    def _record(self, layer: str, pass_name: str, kind: str, elems: int) -> None:
-        if self._recording:
-            self.log.vector(layer, pass_name, kind, elems)
 
     def after_backward(self, batch: Batch) -> float:
         lam = self.options.octo_lambda
@@ -91,13 +82,10 @@ class OctoAlgorithm(AlgorithmBase):
     def update(self) -> None:
         lam = self.options.octo_lambda
         for grp in self.groups:
-            for p in grp.params:
-                self.adam.step(p, _grad(p))
-            self.log.vector(grp.node, "update", "adam_update", grp.numel)
+            vu.update(self.log, grp.node, "update", "adam_update", self.adam.step, grp.params,
+                      [_grad(p) for p in grp.params])
             m = self.lac.get(grp.node)
-            if m is not None:
-                self.adam.step(m.a, _grad(m.a))
-                self.adam.step(m.mu, _grad(m.mu) + lam * m.mu)
-                self.adam.step(m.o, _grad(m.o) + lam * m.o)
-                self.log.vector(grp.node, "update", "adam_update",
-                                m.a.numel() + m.mu.numel() + m.o.numel())
+            if m is not None:  # the L2 penalty's gradient joins μ's and o's
+                vu.update(self.log, grp.node, "update", "adam_update", self.adam.step,
+                          [m.a, m.mu, m.o],
+                          [_grad(m.a), _grad(m.mu) + lam * m.mu, _grad(m.o) + lam * m.o])

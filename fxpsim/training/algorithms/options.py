@@ -32,7 +32,8 @@ class AlgoOptions:
 
     MetaGrad (§4.2) [interp]: 1→``metagrad_hidden``→1 ReLU MLP shared by all layers, Adam
     ``metagrad_lr``; ``metagrad_update`` ``hyper`` (the update uses Ĝ = H(G)) or ``plain``
-    (§4.2 literally: value of G, hypernetwork only trained).
+    (value of G, hypernetwork only trained); ``metagrad_gain`` ``keep`` (Ĝ has G's
+    per-layer norm) or ``free`` (the hypernetwork may also scale the step).
 
     Octo (§6): ``octo_lambda`` L2 on the compensation tensors μ, o.
 
@@ -65,6 +66,7 @@ class AlgoOptions:
     metagrad_hidden: int = 100
     metagrad_lr: float = 1e-3
     metagrad_update: Literal["hyper", "plain"] = "hyper"
+    metagrad_gain: Literal["keep", "free"] = "keep"
     octo_lambda: float = 0.1
 
     def __post_init__(self) -> None:
@@ -105,9 +107,12 @@ def options_from_run(run: object, **overrides: object) -> AlgoOptions:
         laq_rounds=getattr(run, "laq_rounds", 5),
         lbt_alpha=getattr(run, "lbt_alpha", 1e-3),
         bnrect_lambda=getattr(run, "bnrect_lambda", 1e-4),
+        bnrect_form=getattr(run, "bnrect_form", "hinge"),
+        bnrect_sigma=getattr(run, "bnrect_sigma", "batch"),
         metagrad_hidden=getattr(run, "metagrad_hidden", 100),
         metagrad_update=getattr(run, "metagrad_update", "hyper"),
         metagrad_lr=getattr(run, "metagrad_lr", 1e-3),
+        metagrad_gain=getattr(run, "metagrad_gain", "keep"),
         octo_lambda=getattr(run, "octo_lambda", 0.1),
         fwd_scale_lr=getattr(run, "forward_scales_lr", 1e-5),
     )
