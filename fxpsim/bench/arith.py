@@ -99,7 +99,8 @@ def gemm_rows(n: int, seed: int, repeats: int) -> list[BenchRow]:
     size = f"{n}x{n}x{n}"
     cases = (
         (f"int8 {size} acc32 saturate", a8, b8, 32, 0.8, "no overflow possible: exact path"),
-        (f"int8 {size} acc16 saturate", a8, b8, 16, 0.1, "sequential k-order kernel"),
+        (f"int8 {size} acc16 saturate", a8, b8, 16, 0.1,
+         "k-order kernel in 16-bit lanes, every event counted"),
         (f"int4 {size} acc32 saturate", a4, b4, 32, None, "codes -8..7 in int8"),
         (f"int4 {size} acc16 saturate", a4, b4, 16, None, "bound check + sequential"),
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from fxpsim.fixedpoint.gemm_kernels16 import SEQ16
+from fxpsim.fixedpoint import gemm_kernels16 as _k16
 
 MODE_CODES = {"wrap": 0, "saturate": 1, "saturate_symmetric": 2, "numeric_std": 3}
 
@@ -262,15 +262,28 @@ def _two_level32_saturate(a, b, tile, plo, phi, alo, ahi, values, ev_p, ev_a):
             ev_a[m, n] = ea[n]
 
 
+def max_abs(x: np.ndarray) -> int:
+    """max |x| as a Python int (np.abs would wrap the most negative code of the dtype)."""
+    if x.size == 0:
+        return 0
+    return max(-int(x.min()), int(x.max()), 0)
+
+
 def two_level(a: np.ndarray, b: np.ndarray, tile: int, psum_bits: int, psum_overflow: str,
-              acc_bits: int, acc_overflow: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              acc_bits: int, acc_overflow: str, max_abs_a: int | None = None,
+              max_abs_b: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, psum events, acc events) int64 (M, N) of the two-level add order (see
     :func:`_two_level_rows`). The output axis with more entries runs in the vectorized inner
-    loop (a transposed problem adds every output's products in the same k order)."""
+    loop (a transposed problem adds every output's products in the same k order).
+    ``max_abs_a``/``max_abs_b``: known bounds on |a|, |b| (computed when None)."""
     m_rows, n_cols = a.shape[0], b.shape[1]
+    max_a = max_abs(a) if max_abs_a is None else max_abs_a
+    max_b = max_abs(b) if max_abs_b is None else max_abs_b
+    if _k16.fits(max_a, max_b, psum_bits, acc_bits) and tile <= _k16.FLUSH:
+        return _k16.two_level16(a, b, tile, psum_bits, psum_overflow, acc_bits, acc_overflow)
     if n_cols < m_rows and n_cols < 64:
         vt, pt, at = two_level(np.ascontiguousarray(b.T), np.ascontiguousarray(a.T), tile,
-                               psum_bits, psum_overflow, acc_bits, acc_overflow)
+                               psum_bits, psum_overflow, acc_bits, acc_overflow, max_b, max_a)
         return vt.T.copy(), pt.T.copy(), at.T.copy()
     shape = (m_rows, n_cols)
     values = np.empty(shape, dtype=np.int64)
@@ -281,8 +294,6 @@ def two_level(a: np.ndarray, b: np.ndarray, tile: int, psum_bits: int, psum_over
     plo, phi = register_range(psum_bits, psum_overflow)
     alo, ahi = register_range(acc_bits, acc_overflow)
     sat = ("saturate", "saturate_symmetric")
-    max_a = int(np.abs(a).max(initial=0))
-    max_b = int(np.abs(b).max(initial=0))
     if psum_overflow in sat and acc_overflow in sat and max_a * max_b < 2**30 and \
             psum_bits <= 30 and acc_bits <= 30:
         # |register| <= 2^29 and |product| < 2^30: every int32 sum is exact (event counts
@@ -326,6 +337,8 @@ def sequential(a: np.ndarray, b: np.ndarray, bits: int, overflow: str,
     axis with more entries runs in the vectorized inner loop (a transposed problem adds
     every output's products in the same k order).
     """
+    if _k16.fits(max_abs_a, max_abs_b, bits):
+        return _k16.sequential16(a, b, bits, overflow)
     m_rows, n_cols = a.shape[0], b.shape[1]
     if n_cols < m_rows and n_cols < 64:
         vt, et = sequential(np.ascontiguousarray(b.T), np.ascontiguousarray(a.T), bits,
@@ -338,10 +351,6 @@ def sequential(a: np.ndarray, b: np.ndarray, bits: int, overflow: str,
     lo, hi = register_range(bits, overflow)
     mode = MODE_CODES[overflow]
     max_prod = max_abs_a * max_abs_b
-    if bits == 16 and max_prod <= 32767:
-        SEQ16[mode](_narrow(a, np.int16, max_abs_a), _narrow(b, np.int16, max_abs_b),
-                    values, events)
-        return values, events
     cast: type[np.signedinteger]
     if (1 << (bits - 1)) + max_prod < 2**31:
         cast = np.int32

@@ -78,7 +78,8 @@ def array_matmul(a: torch.Tensor, b: torch.Tensor, model: ArrayModel, max_a: int
     if a.shape[0] < b.shape[1]:
         # the transposed problem adds every output's products in the same k order (same
         # values and events) and gives the exact GEMMs of the bound checks a tall operand
-        res = array_gemm(np.ascontiguousarray(b.numpy().T), np.ascontiguousarray(a.numpy().T),
+        # views, not copies: the kernels lay operands out as they need them
+        res = array_gemm(b.numpy().T, a.numpy().T,
                          model, a_bits=operand_bits(max_b), w_bits=operand_bits(max_a))
         return torch.from_numpy(np.ascontiguousarray(res.values.T)), res.total_events
     res = array_gemm(np.ascontiguousarray(a.numpy()), np.ascontiguousarray(b.numpy()), model,

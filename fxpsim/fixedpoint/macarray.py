@@ -121,10 +121,11 @@ def _check_bits(op: Operand, bits: object, name: str, arg: str) -> Operand:
 def tile_sums(events: np.ndarray, tile_m: int, tile_n: int) -> np.ndarray:
     """Sum an (M, N) array over blocks of tile_m x tile_n (edge blocks may be smaller)."""
     m_rows, n_cols = events.shape
-    gm, gn = -(-m_rows // tile_m), -(-n_cols // tile_n)
-    padded = np.zeros((gm * tile_m, gn * tile_n), dtype=np.int64)
-    padded[:m_rows, :n_cols] = events
-    return padded.reshape(gm, tile_m, gn, tile_n).sum(axis=(1, 3))
+    if m_rows == 0 or n_cols == 0:
+        return np.zeros((-(-m_rows // tile_m), -(-n_cols // tile_n)), dtype=np.int64)
+    # block sums without a padded copy of the (M, N) array
+    rows = np.add.reduceat(events, np.arange(0, m_rows, tile_m), axis=0, dtype=np.int64)
+    return np.add.reduceat(rows, np.arange(0, n_cols, tile_n), axis=1, dtype=np.int64)
 
 
 def two_level_sequential(a: Operand, b: Operand, tile: int, psum_bits: int, psum_overflow: str,
@@ -132,7 +133,8 @@ def two_level_sequential(a: Operand, b: Operand, tile: int, psum_bits: int, psum
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, psum events, acc events) in hardware order: per k-tile a sequential psum,
     then a register add of the tile's psum into the accumulator (one fused kernel)."""
-    return _k.two_level(a.data, b.data, tile, psum_bits, psum_overflow, acc_bits, acc_overflow)
+    return _k.two_level(a.data, b.data, tile, psum_bits, psum_overflow, acc_bits, acc_overflow,
+                        a.max_abs, b.max_abs)
 
 
 def _static_ok(a: Operand, b: Operand, model: ArrayModel) -> bool:
