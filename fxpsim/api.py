@@ -66,7 +66,7 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
     from fxpsim.config.compat import check_roundings
     from fxpsim.config.load import load_hwconfig
     from fxpsim.config.run import option_text, parse_run_options
-    from fxpsim.graph.layer_formats import with_layer_formats
+    from fxpsim.graph.layer_formats import float_ends, with_layer_formats
     from fxpsim.graph.resolve import load_model
     from fxpsim.timing.mapping import hw_source
     from fxpsim.timing.ops import TimingRequest
@@ -75,9 +75,10 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
     run, hw_overrides = parse_run_options(options)
     hw = loaded_hw if loaded_hw is not None else load_hwconfig(run.hw, hw_overrides)
     check_roundings((run.rounding_w, run.rounding_a, run.rounding_g), hw.config, hw.source)
+    graph = load_model(run.model, input_shape=run.input_shape, timeout_s=run.model_timeout)
+    # float_ends first: an explicit formats.<layer> for an end layer wins
     graph = with_layer_formats(
-        load_model(run.model, input_shape=run.input_shape, timeout_s=run.model_timeout),
-        run.layer_formats)
+        graph, (*(float_ends(graph) if run.float_ends else ()), *run.layer_formats))
     if graph.workload_only and trains(run):
         raise ConfigError("command line", "phase",
                           f"model={graph.source} is a SCALE-Sim topology: it lists layer sizes "
@@ -113,6 +114,8 @@ def simulate_run(options: Mapping[str, object], *, progress: bool = True,
         octo_backward=run.octo_backward,
         objective=run.mapping_objective,
         schedule=run.schedule,
+        forward_scales=run.forward_scales,
+        g_granularity=run.g_granularity,
     )
     try:
         timing = simulate(graph, hw.config, req, trace="trace" in run.format)

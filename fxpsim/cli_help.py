@@ -66,6 +66,11 @@ MEANING: dict[str, str] = {
     "checkpoint": "file to save the trained network to; with phase=infer, to evaluate",
     "bn_recalibrate": "batches to re-estimate BatchNorm statistics over before each eval",
     "zigzag.probe_every": "steps between zig-zag probes on a fixed batch (0 = off)",
+    "forward_scales": "forward clips of W and X: minmax, or learned (LBT; default for lbt)",
+    "forward_scales.lr": "Adam learning rate of the learned forward clips",
+    "a_codes": "activation codes after a ReLU: signed or unsigned (default unsigned for lbt)",
+    "float_ends": "first and last conv/linear layer in float (default true for lbt)",
+    "granularity.g": "gradient (dY) scales: one per tensor, channel or sample",
 }
 
 

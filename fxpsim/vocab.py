@@ -113,6 +113,8 @@ VectorKind = Literal[
     # algorithm passes
     "lbt_count", "prc_clip", "prc_quantize", "lac_fwd", "lac_bwd", "bn_rectify",
     "hypernet_fwd", "hypernet_bwd", "blend", "sgd_update", "adam_update", "laq_projection",
+    # learned forward clips (LBT's protocol): their STE gradients and Adam step
+    "scale_grad", "scale_update",
 ]
 VECTOR_KINDS: frozenset[str] = frozenset(get_args(VectorKind))
 #: IR ops the value plane runs on the vector unit (``flatten`` is a view, never recorded)

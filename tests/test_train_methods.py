@@ -276,7 +276,9 @@ def test_bn_recalibration_changes_only_eval() -> None:
 
 def test_method_logs_in_the_summary() -> None:
     s = _train(algo="lbt", g_bits=4, steps=3).summary()["method_logs"]
-    assert set(s) == {f"lbt_gamma.{n}" for n in ("conv1", "conv2", "fc1", "fc2", "fc3")}
+    # algo=lbt also learns the forward clips (its protocol's default): logged per layer
+    assert set(s) == {f"{k}.{n}" for n in ("conv1", "conv2", "fc1", "fc2", "fc3")
+                      for k in ("lbt_gamma", "fwd_scale_w", "fwd_scale_a")}
     assert len(s["lbt_gamma.fc3"]["points"]) == 3
     s = _train(algo="metagrad", g_bits=4, steps=3, metagrad_lr=1e-4).summary()
     assert s["method_logs"]["metagrad_gain.conv1"]["final"] > 0

@@ -105,6 +105,14 @@ class RunConfig(BaseModel):
     zigzag_probe_every: Annotated[int, Field(ge=0, le=1 << 40)] | None = None  # None: auto
     # per-layer formats from ``formats.<layer>[.w|.a|.g]=<bits|float>``
     layer_formats: tuple[LayerFormat, ...] = ()
+    # LBT's protocol (docs/algorithms.md §3.5), defaults on for algo=lbt: learned forward
+    # clips, unsigned codes after a ReLU, first and last GEMM layers in float
+    forward_scales: Literal["minmax", "learned"] = "minmax"
+    forward_scales_lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-5
+    a_codes: Literal["signed", "unsigned"] = "signed"
+    float_ends: bool = False
+    # gradient (dY) quantizer scales: one per tensor, per channel, or per sample
+    g_granularity: Literal["tensor", "channel", "sample"] = "tensor"
 
     @model_validator(mode="before")
     @classmethod
@@ -113,7 +121,17 @@ class RunConfig(BaseModel):
         # rounding.g still wins
         if isinstance(data, dict) and data.get("algo") == "octo" and "rounding_g" not in data:
             data = {**data, "rounding_g": "half_even"}
+        if isinstance(data, dict) and data.get("algo") == "lbt":  # explicit options win
+            data = {"forward_scales": "learned", "a_codes": "unsigned", "float_ends": True,
+                    **data}
         return data
+    @model_validator(mode="after")
+    def _learned_scales_fit(self) -> RunConfig:
+        # parse_run_options reports this with the option's name; this guards direct use
+        if self.forward_scales == "learned" and self.algo in ("laq", "fb"):
+            raise ValueError(f"forward_scales=learned does not apply to algo={self.algo}")
+        return self
+
     # what the per-layer mapping search minimizes (time plane)
     mapping_objective: Literal["latency", "energy", "edp"] = "latency"
     # time plane: engines work at once (overlap) or one op at a time (sequential)
@@ -301,6 +319,11 @@ RUN_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "bn_recalibrate": ("bn_recalibrate", _int(0, 1 << 20, "a non-negative integer (batches)")),
     "zigzag.probe_every": ("zigzag_probe_every",
                            _optional(_int(0, 1 << 40, "a non-negative integer (steps)"))),
+    "forward_scales": ("forward_scales", _choice(("minmax", "learned"))),
+    "forward_scales.lr": ("forward_scales_lr", _float(0.0, 1e6, True, "a positive number")),
+    "a_codes": ("a_codes", _choice(("signed", "unsigned"))),
+    "float_ends": ("float_ends", _bool),
+    "granularity.g": ("g_granularity", _choice(("tensor", "channel", "sample"))),
 }
 
 #: per-layer format keys: ``formats.<layer>`` (all three kinds) or ``formats.<layer>.<kind>``
@@ -388,6 +411,10 @@ def parse_run_options(options: Mapping[str, object]) -> tuple[RunConfig, dict[st
                               f"run --help describes each){hint}")
     if layer_formats:
         fields["layer_formats"] = tuple(layer_formats)
+    if fields.get("forward_scales") == "learned" and fields.get("algo") in ("laq", "fb"):
+        raise ConfigError("command line", "forward_scales",
+                          f"learned forward scales do not apply to algo={fields['algo']}: its "
+                          "weight codes come from its own projection (use forward_scales=minmax)")
     try:
         run = RunConfig(**fields)
     except ValidationError as exc:  # parsers above should make this unreachable

@@ -11,6 +11,14 @@ from fxpsim.errors import ConfigError
 from fxpsim.graph.ir import Graph
 
 
+def float_ends(graph: Graph) -> list[tuple[str, str, int | str]]:
+    """Formats keeping the first and the last conv2d/linear layer in float (weights,
+    activations, gradients), as the LBT authors run ResNet-20 (run option ``float_ends``)."""
+    gemms = [n.name for n in graph.nodes if n.is_gemm]
+    ends = dict.fromkeys(gemms[:1] + gemms[-1:])
+    return [(layer, kind, "float") for layer in ends for kind in ("w", "a", "g")]
+
+
 def with_layer_formats(graph: Graph, formats: Sequence[tuple[str, str, int | str]],
                        source: str = "command line") -> Graph:
     """``graph`` with each ``(layer, kind, bits | "float")`` applied to that node's

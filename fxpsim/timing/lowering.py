@@ -54,7 +54,7 @@ VECTOR_KINDS: frozenset[str] = frozenset({
     "maxpool_bwd", "avgpool_bwd", "global_avgpool_bwd", "batchnorm_bwd", "batchnorm_bwd_stats",
     "grad_add", "lac_bwd", "bias_grad", "reduce_max", "quantize", "lbt_count", "prc_clip",
     "bn_rectify", "hypernet_fwd", "hypernet_bwd", "blend", "sgd_update", "adam_update",
-    "laq_projection",
+    "laq_projection", "scale_grad", "scale_update",
 })
 _F32 = 4  # bytes of an fp32 / int32 word
 
@@ -205,15 +205,23 @@ class _Emit:
             float_operands=None in bits,
             random_bits=self.ctx.random_bits if rounding == "stochastic" else 0))
 
-    def requant_tensor(self, elems: int, src_bits: int, kind: str, clip: int = 0) -> None:
+    def learned(self) -> bool:
+        """Learned forward clips on this layer (its W or X is quantized)."""
+        return self.ctx.req.forward_scales == "learned" and self.node.is_gemm and (
+            self.ctx.bits(self.node, "w") is not None or self.ctx.bits(self.node, "a") is not None)
+
+    def requant_tensor(self, elems: int, src_bits: int, kind: str, clip: int = 0,
+                       fixed: bool = False) -> None:
         """Dynamic-range quantization: max reduction, then scale + round (+ PRC clip).
-        Nothing when the ``kind`` format is float."""
+        ``fixed``: the clip value is given (learned), no max reduction. Nothing when the
+        ``kind`` format is float."""
         if self.ctx.bits(self.node, kind) is None:
             return
         dst = self.code(kind)
         qa, mode = self.q(kind)
-        self.vec("reduce_max", elems, (("cmp", 2 if clip else 1),), _dp(src_bits),
-                 _nb(elems, src_bits), 0)
+        if not fixed:
+            self.vec("reduce_max", elems, (("cmp", 2 if clip else 1),), _dp(src_bits),
+                     _nb(elems, src_bits), 0)
         self.vec("quantize", elems, (("cmp", clip), ("mul", 1), *qa), 32,
                  _nb(elems, src_bits), _nb(elems, dst), mode)
 
@@ -308,6 +316,11 @@ def _backward_data(e: _Emit) -> None:
                   _nb(E, g) + 2 * _F32 * E, 3 * _F32 * n.out_elems)
         if ctx.needs_dx(n):
             e.gemm("backward_data")
+            if e.learned() and ctx.bits(n, "a") is not None:
+                # STE of u_A: mask dX to the clip range, sum dX·(code/qmax − x/u)
+                ex = e.B * _elems(n.in_shape)
+                e.vec("scale_grad", ex, (("cmp", 2), ("mul", 3), ("add", 2)), 32,
+                      _nb(ex, g) + _nb(ex, a) + _F32 * ex, _nb(ex, g))
         return
     if not ctx.needs_dx(n) and n.op != "batchnorm":
         return
@@ -340,6 +353,10 @@ def _backward_weight(e: _Emit) -> None:
     if not n.is_gemm:
         return
     e.gemm("backward_weight")
+    if e.learned() and e.ctx.bits(n, "w") is not None:  # STE of s_W over dW, W, W's codes
+        nw = _elems(n.weight_shape)
+        e.vec("scale_grad", nw, (("cmp", 2), ("mul", 3), ("add", 2)), 32,
+              2 * _F32 * nw + _nb(nw, e.code("w")), _F32 * nw)
     if n.attrs.bias:  # type: ignore[union-attr]
         E = e.B * n.out_elems
         e.vec("bias_grad", E, (("add", 1),), 32, _nb(E, e.code("g")), _F32 * n.shape[0])
@@ -348,6 +365,10 @@ def _backward_weight(e: _Emit) -> None:
 def _grad_quant(e: _Emit) -> None:
     if e.node.is_gemm:
         e.requant_tensor(e.B * e.node.out_elems, e.code("g"), "g")
+        if e.ctx.req.g_granularity != "tensor" and e.ctx.needs_dx(e.node):
+            # per-channel (per-sample) scales do not factor out of backward-data's channel
+            # (backward-weight's batch) reduction: that GEMM gets a per-tensor copy of dY
+            e.requant_tensor(e.B * e.node.out_elems, e.code("g"), "g")
 
 
 def _lbt_interval(e: _Emit) -> None:
@@ -421,7 +442,9 @@ def _update(e: _Emit) -> None:
             e.vec("laq_projection", nw, alu, 32, _F32 * nw + r * (3 * _F32 * nw + _nb(nw, w)),
                   _F32 * nw + r * _nb(nw, w), e.ctx.rounding("w"))
         else:
-            e.requant_tensor(nw, 32, "w")
+            e.requant_tensor(nw, 32, "w", fixed=e.learned())
+    if e.learned() and not e.p.scratch:  # Adam step of the layer's clips (s_W, u_A)
+        e.vec("scale_update", 2, _ADAM, 32, 4 * _F32 * 2, 3 * _F32 * 2)
     if e.p.lac and n.op == "conv2d":  # a, mu, o (C x H x W each) + L2 penalty on mu, o
         c = 3 * n.out_elems
         e.vec("adam_update", c, (("mul", 8), ("add", 5), ("rsqrt", 1)), 32, 4 * _F32 * c,

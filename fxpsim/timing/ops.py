@@ -36,6 +36,10 @@ class TimingRequest:
     octo_backward: Literal["requant", "reuse"] = "requant"
     objective: Literal["latency", "energy", "edp"] = "latency"  # mapping search objective
     schedule: Literal["overlap", "sequential"] = "overlap"  # engines at once, or op by op
+    # learned forward clips (LBT): no max reduction for W, STE clip gradients, their Adam step
+    forward_scales: Literal["minmax", "learned"] = "minmax"
+    # dY scales per tensor / channel / sample (the latter two add a per-tensor copy of dY)
+    g_granularity: Literal["tensor", "channel", "sample"] = "tensor"
 
 
 @dataclass(frozen=True)

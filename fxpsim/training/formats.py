@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # config imports stay torch/numba free; these are only type n
     from fxpsim.fixedpoint.rng import HardwareRNG
     from fxpsim.graph.ir import OperandFormats
 
-Granularity = Literal["per_tensor", "per_channel"]
+Granularity = Literal["per_tensor", "per_channel", "per_sample"]
+ActCodes = Literal["signed", "unsigned"]
 ScaleType = Literal["fp32", "pow2"]
 ScaleFormat = Literal["int32_mult_shift", "pow2_shift", "fp32_scale"]
 GradInterval = Literal["minmax", "lbt", "prc"]
@@ -51,23 +52,26 @@ class TensorNumerics:
 
     ``bits``: 2..16 (symmetric signed codes ``±(2**(bits-1)-1)``) or ``None`` (fp32, not
     quantized). ``rounding``: a :mod:`fxpsim.fixedpoint.modes` name (``stochastic`` draws
-    from the run's hardware RNG). ``granularity``: ``per_channel`` (one scale per output
-    channel) is allowed for weights only. ``scale``: ``fp32`` (Δ = c / (2**(bits-1)-1)) or
-    ``pow2`` (that Δ rounded *up* to a power of two, so nothing clips).
+    from the run's hardware RNG). ``granularity``: ``per_channel`` (weights: one scale per
+    output channel; gradients dY: one per channel) or ``per_sample`` (gradients only: one per
+    batch row); activations are per tensor. ``scale``: ``fp32`` (Δ = c / (2**(bits-1)-1)) or
+    ``pow2`` (that Δ rounded *up* to a power of two, so nothing clips). ``signed`` False:
+    unsigned codes ``0 .. 2**bits-1`` (activations after a ReLU, ``a_codes=unsigned``).
     """
 
     bits: int | None = 8
     rounding: str = "half_even"
     granularity: Granularity = "per_tensor"
     scale: ScaleType = "fp32"
+    signed: bool = True
 
     def __post_init__(self) -> None:
         _check_bits(self.bits, "bits")
         from fxpsim.fixedpoint.modes import canonical_rounding
 
         object.__setattr__(self, "rounding", canonical_rounding(self.rounding))
-        if self.granularity not in ("per_tensor", "per_channel"):
-            raise ValueError(f"granularity: expected per_tensor or per_channel, "
+        if self.granularity not in ("per_tensor", "per_channel", "per_sample"):
+            raise ValueError(f"granularity: expected per_tensor, per_channel or per_sample, "
                              f"got {self.granularity!r}")
         if self.scale not in ("fp32", "pow2"):
             raise ValueError(f"scale: expected fp32 or pow2, got {self.scale!r}")
@@ -129,6 +133,10 @@ class NumericsConfig:
     accumulation). ``random_bits``: random bits compared per stochastic rounding.
     ``scale_format``: the requantizer's scale representation (hwconfig
     ``mac_array.requantizer.scale_format``), used by the forward GEMMs' output stage.
+    ``learned_scales``: forward clip values of W and X are learned parameters of each layer
+    (LBT's ``s_W``, ``u_A``; run option ``forward_scales=learned``) instead of min-max.
+    ``a_codes``: ``unsigned`` gives the layers whose input comes from a ReLU unsigned
+    activation codes (resolved per layer by the QNet, up to 15 bits).
     """
 
     weights: TensorNumerics = field(default_factory=TensorNumerics)
@@ -150,15 +158,24 @@ class NumericsConfig:
     rng: RngSpec = field(default_factory=RngSpec)
     random_bits: int = 16
     scale_format: ScaleFormat = "int32_mult_shift"
+    learned_scales: bool = False
+    a_codes: ActCodes = "signed"
 
     def __post_init__(self) -> None:
         if self.activations.granularity != "per_tensor":
             raise ValueError("activations.granularity: only per_tensor is supported")
+        if self.weights.granularity == "per_sample":
+            raise ValueError("weights.granularity: per_sample is for gradients only")
         for kind in ("activations", "gradients"):
             if getattr(self, kind).bits == 1:
                 raise ValueError(f"{kind}.bits: 1-bit (binary) codes are for weights only")
-        if self.gradients.granularity != "per_tensor":
-            raise ValueError("gradients.granularity: only per_tensor is supported")
+        for kind in ("weights", "gradients"):
+            if not getattr(self, kind).signed:
+                raise ValueError(f"{kind}.signed: unsigned codes are for activations only")
+        if self.learned_scales and self.weights.granularity != "per_tensor":
+            raise ValueError("learned_scales: the learned weight clip is per tensor")
+        if self.a_codes not in ("signed", "unsigned"):
+            raise ValueError(f"a_codes: expected signed or unsigned, got {self.a_codes!r}")
         if self.grad_interval not in ("minmax", "lbt", "prc"):
             raise ValueError(f"grad_interval: expected minmax, lbt or prc, "
                              f"got {self.grad_interval!r}")

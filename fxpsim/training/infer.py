@@ -50,6 +50,7 @@ def evaluate_checkpoint(graph: Graph, hw: object, run: RunConfig) -> InferResult
     from fxpsim.training.algorithms.options import options_from_run
     from fxpsim.training.checkpoint import load_checkpoint
     from fxpsim.training.loop import (
+        PROTOCOL_DEFAULTS,
         TEST_SAMPLES,
         _eval_samples,
         evaluate,
@@ -64,9 +65,10 @@ def evaluate_checkpoint(graph: Graph, hw: object, run: RunConfig) -> InferResult
     if ck.model != graph.name:
         raise FxpsimError(f"{path}: checkpoint of model {ck.model}, run has model={graph.name}")
     mine = numerics_echo(run)
-    forward = ("w_bits", "a_bits", "rounding_w", "rounding_a", "layer_formats")
-    diff = [f"{k}={ck.numerics.get(k)} (run: {mine[k]})" for k in forward
-            if ck.numerics.get(k) != mine[k]]
+    forward = ("w_bits", "a_bits", "rounding_w", "rounding_a", "layer_formats", "float_ends",
+               "forward_scales", "a_codes")
+    had = {k: ck.numerics.get(k, PROTOCOL_DEFAULTS.get(k)) for k in forward}
+    diff = [f"{k}={had[k]} (run: {mine[k]})" for k in forward if had[k] != mine[k]]
     if diff:
         raise FxpsimError(f"{path}: trained with other formats: {', '.join(diff)}; pass the "
                           "same formats to evaluate it")

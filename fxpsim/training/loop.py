@@ -138,7 +138,12 @@ def numerics_for(hw: HwConfig, run: RunConfig, source: str = "hwconfig") -> Nume
         source=source,
     )
     requant = run.algo == "octo" and getattr(run, "octo_backward", "requant") == "requant"
-    return replace(nc, bwd_requant=requant) if requant else nc
+    gran = {"tensor": "per_tensor", "channel": "per_channel", "sample": "per_sample"}[
+        getattr(run, "g_granularity", "tensor")]
+    return replace(nc, bwd_requant=requant,
+                   learned_scales=getattr(run, "forward_scales", "minmax") == "learned",
+                   a_codes=getattr(run, "a_codes", "signed"),
+                   gradients=replace(nc.gradients, granularity=gran))  # type: ignore[arg-type]
 
 
 def load_for(graph: Graph, run: RunConfig, budget_limit_train: int | None,
@@ -305,7 +310,15 @@ def numerics_echo(run: object) -> dict[str, object]:
     keys = ("w_bits", "a_bits", "g_bits", "rounding_w", "rounding_a", "rounding_g")
     out: dict[str, object] = {k: getattr(run, k) for k in keys}
     out["layer_formats"] = [list(x) for x in getattr(run, "layer_formats", ())]
+    for k, default in PROTOCOL_DEFAULTS.items():
+        out[k] = getattr(run, k, default)
     return out
+
+
+#: run options added with LBT's protocol, with the values older checkpoints were trained with
+PROTOCOL_DEFAULTS: dict[str, object] = {
+    "forward_scales": "minmax", "a_codes": "signed", "float_ends": False,
+    "g_granularity": "tensor"}
 
 
 def algo_weights_finite(algo: object) -> bool:

@@ -59,13 +59,16 @@ class PassGemms:
     events: int = 0
 
     def run(self, a: torch.Tensor, b: torch.Tensor, max_a: int, max_b: int, *,
-            swap: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
+            swap: bool = False, out: torch.Tensor | None = None,
+            signed: tuple[bool, bool] = (True, True)) -> torch.Tensor:
         """Values (int32 or int64) of ``a`` (M, K) x ``b`` (K, N) on the configured array.
-        ``swap``: the call computes the pass's GEMM transposed (``a`` holds its N side)."""
+        ``swap``: the call computes the pass's GEMM transposed (``a`` holds its N side).
+        ``signed``: False for an operand of unsigned codes (0..max: its precision is
+        ``max.bit_length()`` bits, no sign bit)."""
         vals, ev = array_matmul(a, b, self.numerics.array_model, max_a, max_b, out=out)
         m, k, n = int(a.shape[0]), int(a.shape[1]), int(b.shape[1])
         self.shapes.append((n, k, m) if swap else (m, k, n))
-        qa, qb = _bits(max_a), _bits(max_b)
+        qa, qb = _bits(max_a, signed[0]), _bits(max_b, signed[1])
         self.bits = (qb, qa) if swap else (qa, qb)
         self.events += ev
         return vals
@@ -89,9 +92,10 @@ class PassGemms:
         stats.acc_events[self.pass_name] += self.events
 
 
-def _bits(max_abs: int) -> int:
-    """Signed bits of symmetric codes within ±max_abs (qmax = 2^(b-1) - 1)."""
-    return int(max_abs).bit_length() + 1
+def _bits(max_abs: int, signed: bool = True) -> int:
+    """Bits of symmetric codes within ±max_abs (qmax = 2^(b-1) - 1), or of unsigned codes
+    within 0..max_abs (qmax = 2^b - 1)."""
+    return int(max_abs).bit_length() + (1 if signed else 0)
 
 
 def scaled(values: np.ndarray, scale: np.ndarray | float) -> torch.Tensor:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from fxpsim.fixedpoint.im2col import im2col, pixel_cols, place_nhwc
 from fxpsim.fixedpoint.intmm import static_ok
 from fxpsim.training.formats import NumericsConfig
+from fxpsim.training.fwdscales import ste
 from fxpsim.training.qgemm import (
     PassGemms,
     Probe,
@@ -48,6 +49,7 @@ from fxpsim.training.qgemm import (
 from fxpsim.training.qkernels import pix_to_nchw, rows_to_nchw, scaled_kcij, weight_mat
 from fxpsim.training.quantizers import (
     QTensor,
+    code_max,
     qmax_of,
     quantize_padded_nhwc,
     quantize_symmetric,
@@ -98,19 +100,22 @@ class ConvGeom:
 
 # ---- shared quantization steps -------------------------------------------------------------
 
-def quant_act(rt: LayerRuntime, x: torch.Tensor, pad: tuple[int, int] | None = None
-              ) -> QTensor | None:
+def quant_act(rt: LayerRuntime, x: torch.Tensor, pad: tuple[int, int] | None = None,
+              clip: float | None = None) -> QTensor | None:
     """Quantized activations; with ``pad`` (conv fast path) the codes may come as the
-    interior of a padded NHWC buffer, kept in ``rt.act_buf`` (else ``rt.act_buf`` is None)."""
+    interior of a padded NHWC buffer, kept in ``rt.act_buf`` (else ``rt.act_buf`` is None).
+    ``clip``: the learned clip u_A (else min-max)."""
     nc = rt.numerics
     rt.act_buf = None
     if nc.activations.is_float:
         return None
-    fused = quantize_padded_nhwc(x, nc.activations, pad) if pad is not None else None
+    fused = quantize_padded_nhwc(x, nc.activations, pad, clip=clip) if pad is not None \
+        else None
     if fused is not None:
         q, rt.act_buf = fused
     else:
-        q = quantize_symmetric(x, nc.activations, rng=rt.rng(), random_bits=nc.random_bits)
+        q = quantize_symmetric(x, nc.activations, rng=rt.rng(), random_bits=nc.random_bits,
+                               clip=clip)
     rt.counters.vector(rt.name, rt.op, "forward", "quantize_act", x.numel())
     rt.stats.act_clipped += q.n_clipped
     rt.stats.act_elems += x.numel()
@@ -120,32 +125,109 @@ def quant_act(rt: LayerRuntime, x: torch.Tensor, pad: tuple[int, int] | None = N
 
 
 def quant_weight(rt: LayerRuntime, w: torch.Tensor, *, per_tensor: bool = False,
-                 kind: str = "quantize_weight", pass_name: str = "forward") -> QTensor | None:
+                 kind: str = "quantize_weight", pass_name: str = "forward",
+                 clip: float | None = None) -> QTensor | None:
+    """Quantized weights; ``clip``: the learned clip s_W (no max reduction: recorded as
+    ``quantize_weight_clip``)."""
     nc = rt.numerics
     if nc.weights.is_float:
         return None
     per_channel = nc.weights.granularity == "per_channel" and not per_tensor
     q = quantize_symmetric(w, nc.weights, rng=rt.rng(), random_bits=nc.random_bits,
-                           per_channel=per_channel)
-    rt.counters.vector(rt.name, rt.op, pass_name, kind, w.numel())
+                           per_channel=per_channel, clip=clip)
+    rt.counters.vector(rt.name, rt.op, pass_name,
+                       f"{kind}_clip" if clip is not None else kind, w.numel())
     return q
 
 
-def quant_grad(rt: LayerRuntime, gy: torch.Tensor) -> QTensor | None:
+def quant_grad(rt: LayerRuntime, gy: torch.Tensor, granularity: str = "per_tensor",
+               copy: bool = False) -> QTensor | None:
+    """dY quantized per tensor, per channel (axis 1: one scale per output channel, applied
+    to the rows of dW) or per sample (axis 0: one per batch row, applied to the rows of dX).
+    ``copy``: the per-tensor copy for the GEMM whose reduction crosses those scales (recorded
+    as ``quantize_grad_copy``; LBT's observer and the clip statistics see the main one)."""
     nc = rt.numerics
-    if rt.grad_observer is not None:
+    if rt.grad_observer is not None and not copy:
         rt.grad_observer(rt.name, gy)
     if nc.gradients.is_float:
         return None
     factor = {"minmax": 1.0, "lbt": rt.gamma, "prc": nc.prc_clip}[nc.grad_interval]
-    q = quantize_symmetric(gy, nc.gradients, rng=rt.rng(), random_bits=nc.random_bits,
-                           clip_factor=factor)
-    rt.counters.vector(rt.name, rt.op, "backward", "quantize_grad", gy.numel())
+    kw = dict(rng=rt.rng(), random_bits=nc.random_bits, clip_factor=factor)
+    if granularity == "per_channel":  # channels to axis 0 and back
+        q = quantize_symmetric(gy.transpose(0, 1), nc.gradients, per_channel=True,
+                               **kw)  # type: ignore[arg-type]
+        q = replace(q, codes=q.codes.transpose(0, 1).contiguous())
+    else:
+        q = quantize_symmetric(gy, nc.gradients, per_channel=granularity == "per_sample",
+                               **kw)  # type: ignore[arg-type]
+    rt.counters.vector(rt.name, rt.op, "backward",
+                       "quantize_grad_copy" if copy else "quantize_grad", gy.numel())
+    if copy:
+        return q
     rt.stats.grad_clipped += q.n_clipped
     rt.stats.grad_elems += gy.numel()
     if rt.stats_cfg.active:
-        rt.stats.add_sqnr("grad", gy.detach().numpy(), q.dequantize().numpy())
+        rt.stats.add_sqnr("grad", gy.detach().numpy(), _dequant_grad(q, granularity).numpy())
     return q
+
+
+def _dequant_grad(q: QTensor, granularity: str) -> torch.Tensor:
+    if granularity != "per_channel":
+        return q.dequantize()
+    c = q.codes.numpy().astype(np.float64)
+    s = q.scale.reshape((1, -1) + (1,) * (c.ndim - 2))
+    return torch.from_numpy((c * s).astype(np.float32))
+
+
+def backward_grads(rt: LayerRuntime, gy: torch.Tensor, need_dx: bool
+                   ) -> tuple[QTensor | None, QTensor | None]:
+    """(dY codes for backward-data, dY codes for backward-weight) by the gradient
+    granularity: per tensor one quantization feeds both; per channel the weight GEMM gets
+    per-channel scales (they factor out of its batch reduction) and backward-data a
+    per-tensor copy; per sample the reverse (see :func:`quant_grad`)."""
+    gran = rt.numerics.gradients.granularity
+    if gran == "per_channel":
+        gw = quant_grad(rt, gy, "per_channel")
+        return (quant_grad(rt, gy, copy=True) if need_dx else None), gw
+    if gran == "per_sample" and need_dx:
+        gd = quant_grad(rt, gy, "per_sample")
+        return gd, quant_grad(rt, gy, copy=True)
+    g = quant_grad(rt, gy)
+    return g, g
+
+
+def row_scaled(acc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """fp32(acc·scale) with ``scale`` broadcast against ``acc`` (product in float64, one
+    rounding; as :func:`~fxpsim.training.qgemm.scaled`)."""
+    with np.errstate(over="ignore"):
+        return (acc.astype(np.float64) * scale).astype(np.float32)
+
+
+def clip_values(clips: torch.Tensor | None) -> tuple[float | None, float | None]:
+    """The learned (s_W, u_A) as floats (their magnitudes, as the authors' ``|s|``)."""
+    if clips is None:
+        return None, None
+    sw, sa = (abs(float(v)) for v in clips.detach())
+    return sw, sa
+
+
+def clip_grads(ctx, dx: torch.Tensor | None, dw: torch.Tensor | None, x: torch.Tensor | None,
+               w: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None,
+                                         torch.Tensor | None]:
+    """STE of the learned clips (see :mod:`fxpsim.training.fwdscales`): masked dX, dW and
+    the gradient of (s_W, u_A); vector work recorded as ``scale_grad`` (backward-weight for
+    W, backward-data for X)."""
+    if ctx.clips is None:
+        return dx, dw, None
+    rt, (sw, sa), xq, wq = ctx.rt, ctx.clips, ctx.xq_fwd, ctx.wq_fwd
+    d = [0.0, 0.0]
+    if dw is not None and wq is not None and sw is not None:
+        dw, d[0] = ste(dw, w, wq.codes, wq.qmax, sw, True)
+        rt.counters.record(rt.name, "backward_weight", "scale_grad", w.numel())
+    if dx is not None and xq is not None and x is not None and sa is not None:
+        dx, d[1] = ste(dx, x, xq.codes, xq.qmax, sa, xq.signed)
+        rt.counters.record(rt.name, "backward_data", "scale_grad", x.numel())
+    return dx, dw, torch.tensor(d, dtype=torch.float32)
 
 
 def requant_clipped(rt: LayerRuntime, t: torch.Tensor, weights: bool = False) -> QTensor:
@@ -199,15 +281,15 @@ class QConv2dFn(torch.autograd.Function):
     backward-weight, whose reduction runs over (b, oh, ow) in order in every layout."""
 
     @staticmethod
-    def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):
-        return QConv2dFn._forward(ctx, x, w, rt, geom)
+    def forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom, clips=None):
+        return QConv2dFn._forward(ctx, x, w, rt, geom, clips)
 
     @staticmethod
     def backward(ctx, gy):
         return QConv2dFn._backward(ctx, gy)
 
     @staticmethod
-    def _forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom):
+    def _forward(ctx, x, w, rt: LayerRuntime, geom: ConvGeom, clips=None):
         nb, c, h, wd = x.shape
         k, cg, kh, kw = w.shape
         (sh, sw), (ph, pw), g = geom.stride, geom.padding, geom.groups
@@ -215,9 +297,12 @@ class QConv2dFn(torch.autograd.Function):
         oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
         nc = rt.numerics
         a_bits, w_bits = nc.activations.bits, nc.weights.bits
-        fast = a_bits is not None and w_bits is not None and a_bits <= 8 and w_bits <= 8 and \
-            static_ok(cg * kh * kw, qmax_of(a_bits), qmax_of(w_bits), nc.array_model)
-        xq, wq = quant_act(rt, x, (ph, pw) if fast else None), quant_weight(rt, w)
+        a_max = code_max(nc.activations) if a_bits is not None else 0
+        fast = a_bits is not None and w_bits is not None and a_max <= 127 and w_bits <= 8 and \
+            static_ok(cg * kh * kw, a_max, qmax_of(w_bits), nc.array_model)
+        clip_w, clip_a = clip_values(clips)
+        xq = quant_act(rt, x, (ph, pw) if fast else None, clip=clip_a)
+        wq = quant_weight(rt, w, clip=clip_w)
         buf, rt.act_buf = rt.act_buf, None
         gemms = _gemms(rt, "conv2d", "forward")
         ctx.cols = None
@@ -234,12 +319,14 @@ class QConv2dFn(torch.autograd.Function):
                                       (oh, ow), rt.take(f"cols{gi}"))
                     w_mat = torch.empty((kh * kw * cg, kg), dtype=wq.codes.dtype)
                     weight_mat(wq.codes.numpy(), gi * kg, (gi + 1) * kg, False, w_mat.numpy())
-                    vals = gemms.run(cols, w_mat, xq.qmax, wq.qmax, out=rt.take(f"mm{gi}"))
+                    vals = gemms.run(cols, w_mat, xq.qmax, wq.qmax, out=rt.take(f"mm{gi}"),
+                                     signed=(xq.signed, True))
                     kept.append(cols)
                 else:
                     cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                   geom.padding, (1, 1), (oh, ow))
-                    vals = gemms.run(w_g.reshape(kg, -1), cols, wq.qmax, xq.qmax, swap=True)
+                    vals = gemms.run(w_g.reshape(kg, -1), cols, wq.qmax, xq.qmax, swap=True,
+                                     signed=(True, xq.signed))
                 accs.append((gi * kg, _pixel_major(vals, fast), vals))  # (k0, acc, buffer)
             # one output stage for the whole layer (per-call kernel overhead dominates the
             # tiny GEMMs of depthwise convs)
@@ -261,7 +348,10 @@ class QConv2dFn(torch.autograd.Function):
                                               g))
         _emit(rt, gemms)
         ctx.rt, ctx.geom, ctx.xq, ctx.wq, ctx.x_shape = rt, geom, xq, wq, x.shape
-        ctx.save_for_backward(x if xq is None or nc.bwd_requant else None, w)
+        ctx.xq_fwd, ctx.wq_fwd, ctx.clips = xq, wq, (clip_w, clip_a) if clips is not None \
+            else None
+        ctx.save_for_backward(x if xq is None or nc.bwd_requant or clips is not None else None,
+                              w)
         return y
 
     @staticmethod
@@ -275,7 +365,7 @@ class QConv2dFn(torch.autograd.Function):
         (sh, sw), (ph, pw), g = geom.stride, geom.padding, geom.groups
         kg, c = k // g, cg * g
         h, wd = ctx.x_shape[2], ctx.x_shape[3]
-        gq = quant_grad(rt, gy)
+        gd, gw = backward_grads(rt, gy, ctx.needs_input_grad[0])
         if nc.bwd_requant and xq is not None and wq is not None:
             xq, wq = requant_clipped(rt, x_f), requant_clipped(rt, w, weights=True)
             if ctx.cols is not None:  # the forward's columns hold the old codes
@@ -289,9 +379,12 @@ class QConv2dFn(torch.autograd.Function):
                 wb = quant_weight(rt, w, per_tensor=True, kind="quantize_weight_bwd",
                                   pass_name="backward")
             gemms = _gemms(rt, "conv2d", "backward_data")
-            if gq is not None and wb is not None:
+            if gd is not None and wb is not None:
+                gq = gd
                 out = np.empty((nb, c, h, wd), dtype=np.float32)
-                scale = _scale_vec(gq.scale * wb.scale, c)
+                per_sample = gq.scale.ndim == 1  # one scale per batch row of dY
+                s_b = gq.scale * wb.scale  # per sample: (B,)
+                scale = _scale_vec(1.0 if per_sample else s_b, c)
                 fast = _fast(kg * kh * kw, gq, wb, nc)
                 # dX: a stride-1 correlation of dY zero-dilated by the stride and padded by
                 # kernel-1-pad with the flipped kernel
@@ -316,8 +409,19 @@ class QConv2dFn(torch.autograd.Function):
                         wf_g = wb.codes[gi * kg:(gi + 1) * kg].flip(2, 3)
                         w_mat = wf_g.permute(1, 0, 2, 3).reshape(cg, kg * kh * kw)
                         vals = gemms.run(w_mat, cols, wb.qmax, gq.qmax, swap=True)
-                        rows_to_nchw(vals.numpy(), scale, gi * cg, out.reshape(nb, c, h * wd))
-                if parts:  # one rescale for all groups (see the forward)
+                        if per_sample:  # (Cg, B·H·W) rows: scale per batch row
+                            acc = vals.numpy().reshape(cg, nb, h * wd)
+                            out[:, gi * cg:(gi + 1) * cg] = row_scaled(
+                                acc, s_b[None, :, None]).transpose(1, 0, 2).reshape(
+                                    nb, cg, h, wd)
+                        else:
+                            rows_to_nchw(vals.numpy(), scale, gi * cg,
+                                         out.reshape(nb, c, h * wd))
+                if parts and per_sample:  # (B·H·W, C) pixel-major: scale per batch row
+                    acc = (parts[0] if g == 1 else np.concatenate(parts, axis=1))
+                    out[:] = row_scaled(acc.reshape(nb, h * wd, c), s_b[:, None, None]
+                                        ).transpose(0, 2, 1).reshape(nb, c, h, wd)
+                elif parts:  # one rescale for all groups (see the forward)
                     pix_to_nchw(parts[0] if g == 1 else np.concatenate(parts, axis=1), scale,
                                 0, out)
                     if g == 1 and vals.dtype == torch.int32:
@@ -325,7 +429,7 @@ class QConv2dFn(torch.autograd.Function):
                 rt.give("dbuf", buf)
                 dx = torch.from_numpy(out)
             else:
-                g_in = gy if gq is None else gq.dequantize()
+                g_in = gy if gd is None else gd.dequantize()
                 w_in = w if wb is None else wb.dequantize()
                 dx = torch.nn.grad.conv2d_input(ctx.x_shape, w_in, g_in, geom.stride,
                                                 geom.padding, 1, g)
@@ -334,24 +438,33 @@ class QConv2dFn(torch.autograd.Function):
             _emit(rt, gemms)
         if ctx.needs_input_grad[1]:
             gemms = _gemms(rt, "conv2d", "backward_weight")
-            if gq is not None and xq is not None:
+            if gw is not None and xq is not None:
+                gq = gw
                 dw_np = np.empty((k, cg, kh, kw), dtype=np.float32)
+                # per-channel dY: one scale per output channel k, i.e. per row of dW
+                s_k = xq.scale * gq.scale
                 for gi in range(g):
+                    s_g = s_k[gi * kg:(gi + 1) * kg] if s_k.ndim == 1 else s_k
                     # dY of the group as (n, B·OH·OW): every sum runs over (b, oh, ow) in order
                     g_mat = gq.codes[:, gi * kg:(gi + 1) * kg].transpose(0, 1).reshape(kg, -1)
                     if ctx.cols is not None:  # pixel-major (B·OH·OW, (i, j, c))
-                        vals = gemms.run(g_mat, ctx.cols[gi], gq.qmax, xq.qmax, swap=True)
-                        scaled_kcij(vals.numpy(), float(xq.scale * gq.scale),
-                                    dw_np[gi * kg:(gi + 1) * kg])
+                        vals = gemms.run(g_mat, ctx.cols[gi], gq.qmax, xq.qmax, swap=True,
+                                         signed=(True, xq.signed))
+                        if s_g.ndim == 0:
+                            scaled_kcij(vals.numpy(), float(s_g), dw_np[gi * kg:(gi + 1) * kg])
+                        else:  # per-channel dY: one scale per row k
+                            dw_g = scaled(vals.numpy(), s_g[:, None]).view(kg, kh, kw, cg)
+                            dw_np[gi * kg:(gi + 1) * kg] = dw_g.permute(0, 3, 1, 2).numpy()
                     else:
                         cols = im2col(xq.codes, gi * cg, (gi + 1) * cg, (kh, kw), geom.stride,
                                       geom.padding, (1, 1), (oh, ow))
-                        vals = gemms.run(cols, g_mat.t(), xq.qmax, gq.qmax)
-                        dw_g = scaled(vals.numpy(), xq.scale * gq.scale).numpy().T
+                        vals = gemms.run(cols, g_mat.t(), xq.qmax, gq.qmax,
+                                         signed=(xq.signed, True))
+                        dw_g = scaled(vals.numpy(), s_g).numpy().T
                         dw_np[gi * kg:(gi + 1) * kg] = dw_g.reshape(kg, cg, kh, kw)
                 dw = torch.from_numpy(dw_np)
             else:
-                g_in = gy if gq is None else gq.dequantize()
+                g_in = gy if gw is None else _dequant_grad(gw, rt.numerics.gradients.granularity)
                 x_in = x_f if xq is None else xq.dequantize()
                 dw = torch.nn.grad.conv2d_weight(x_in, w.shape, g_in, geom.stride,
                                                  geom.padding, 1, g)
@@ -363,7 +476,8 @@ class QConv2dFn(torch.autograd.Function):
         for gi, cols in enumerate(ctx.cols or ()):
             rt.give(f"cols{gi}", cols)
         ctx.cols = None
-        return dx, dw, None, None
+        dx, dw, dclips = clip_grads(ctx, dx, dw, x_f, w)
+        return dx, dw, None, None, dclips
 
 
 # ---- linear --------------------------------------------------------------------------------
@@ -372,22 +486,24 @@ class QLinearFn(torch.autograd.Function):
     """``x @ w.T`` (no bias) through the integer GEMMs; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, x, w, rt: LayerRuntime):
-        return QLinearFn._forward(ctx, x, w, rt)
+    def forward(ctx, x, w, rt: LayerRuntime, clips=None):
+        return QLinearFn._forward(ctx, x, w, rt, clips)
 
     @staticmethod
     def backward(ctx, gy):
         return QLinearFn._backward(ctx, gy)
 
     @staticmethod
-    def _forward(ctx, x, w, rt: LayerRuntime):
+    def _forward(ctx, x, w, rt: LayerRuntime, clips=None):
         b, n_in = x.shape
         n_out = w.shape[0]
-        xq, wq = quant_act(rt, x), quant_weight(rt, w)
+        clip_w, clip_a = clip_values(clips)
+        xq, wq = quant_act(rt, x, clip=clip_a), quant_weight(rt, w, clip=clip_w)
         gemms = _gemms(rt, "linear", "forward")
         if xq is not None and wq is not None:
             nc = rt.numerics
-            acc = gemms.run(xq.codes, wq.codes.t(), xq.qmax, wq.qmax).numpy()
+            acc = gemms.run(xq.codes, wq.codes.t(), xq.qmax, wq.qmax,
+                            signed=(xq.signed, True)).numpy()
             plan = plan_output(acc, _scale_vec(xq.scale * wq.scale, n_out), nc)
             codes = forward_output(plan, acc, nc, rt.rng(), rt.stats, rt.probe)
             y = scaled(codes, plan.delta_y)
@@ -398,7 +514,9 @@ class QLinearFn(torch.autograd.Function):
             gemms.float_gemm(*linear_gemm_shape("forward", b, n_in, n_out))
         _emit(rt, gemms)
         ctx.rt, ctx.xq, ctx.wq = rt, xq, wq
-        ctx.save_for_backward(x if xq is None else None, w)
+        ctx.xq_fwd, ctx.wq_fwd, ctx.clips = xq, wq, (clip_w, clip_a) if clips is not None \
+            else None
+        ctx.save_for_backward(x if xq is None or clips is not None else None, w)
         return y
 
     @staticmethod
@@ -408,7 +526,7 @@ class QLinearFn(torch.autograd.Function):
         gy = gy.contiguous()
         b, n_out = gy.shape
         n_in = w.shape[1]
-        gq = quant_grad(rt, gy)
+        gd, gw = backward_grads(rt, gy, ctx.needs_input_grad[0])
         dx = dw = None
         if ctx.needs_input_grad[0]:
             wb = wq
@@ -416,22 +534,26 @@ class QLinearFn(torch.autograd.Function):
                 wb = quant_weight(rt, w, per_tensor=True, kind="quantize_weight_bwd",
                                   pass_name="backward")
             gemms = _gemms(rt, "linear", "backward_data")
-            if gq is not None and wb is not None:
-                vals = gemms.run(gq.codes, wb.codes, gq.qmax, wb.qmax)
-                dx = scaled(vals.numpy(), gq.scale * wb.scale)
+            if gd is not None and wb is not None:
+                vals = gemms.run(gd.codes, wb.codes, gd.qmax, wb.qmax)
+                s = gd.scale * wb.scale  # per sample: one scale per row of dX
+                dx = scaled(vals.numpy(), s if s.ndim == 0 else s[:, None])
             else:
-                g_in = gy if gq is None else gq.dequantize()
+                g_in = gy if gd is None else gd.dequantize()
                 dx = g_in @ (w if wb is None else wb.dequantize())
                 gemms.float_gemm(*linear_gemm_shape("backward_data", b, n_in, n_out))
             _emit(rt, gemms)
         if ctx.needs_input_grad[1]:
             gemms = _gemms(rt, "linear", "backward_weight")
-            if gq is not None and xq is not None:
-                vals = gemms.run(xq.codes.t(), gq.codes, xq.qmax, gq.qmax)
-                dw = scaled(vals.numpy(), xq.scale * gq.scale).t().contiguous()
+            if gw is not None and xq is not None:
+                vals = gemms.run(xq.codes.t(), gw.codes, xq.qmax, gw.qmax,
+                                 signed=(xq.signed, True))
+                # per-channel dY: one scale per output feature, i.e. per column here
+                dw = scaled(vals.numpy(), xq.scale * gw.scale).t().contiguous()
             else:
-                g_in = gy if gq is None else gq.dequantize()
+                g_in = gy if gw is None else _dequant_grad(gw, rt.numerics.gradients.granularity)
                 dw = g_in.t() @ (x_f if xq is None else xq.dequantize())
                 gemms.float_gemm(*linear_gemm_shape("backward_weight", b, n_in, n_out))
             _emit(rt, gemms)
-        return dx, dw, None
+        dx, dw, dclips = clip_grads(ctx, dx, dw, x_f, w)
+        return dx, dw, None, dclips

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,7 @@ from fxpsim.graph.ir import (
 )
 from fxpsim.training import vector_unit as vu
 from fxpsim.training.formats import NumericsConfig
+from fxpsim.training.fwdscales import initial_clips, nonnegative_nodes
 from fxpsim.training.qlayers import ConvGeom, LayerRuntime, QConv2dFn, QLinearFn
 from fxpsim.training.stats import Counters, LayerStats, LayerStatsSummary, StatsConfig
 from fxpsim.vocab import VECTOR_OPS
@@ -63,9 +65,10 @@ class QConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(node.weight_shape))
         nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu", generator=gen)
         self.bias = nn.Parameter(torch.zeros(a.out_channels)) if a.bias else None
+        _add_clips(self, rt)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = QConv2dFn.apply(x, self.weight, self.rt, self.geom)
+        y = QConv2dFn.apply(x, self.weight, self.rt, self.geom, _clips(self, x))
         if self.bias is not None:
             y = vu.bias_add(self.rt.counters, self.rt.name, y, self.bias, (1, -1, 1, 1))
         return y
@@ -84,12 +87,36 @@ class QLinear(nn.Module):
             bound = 1.0 / math.sqrt(node.weight_shape[1])
             self.bias = nn.Parameter(torch.empty(a.out_features).uniform_(-bound, bound,
                                                                           generator=gen))
+        _add_clips(self, rt)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = QLinearFn.apply(x, self.weight, self.rt)
+        y = QLinearFn.apply(x, self.weight, self.rt, _clips(self, x))
         if self.bias is not None:
             y = vu.bias_add(self.rt.counters, self.rt.name, y, self.bias)
         return y
+
+
+def _add_clips(mod: Any, rt: LayerRuntime) -> None:
+    """Learned forward clips ``(s_W, u_A)`` of a layer (``forward_scales=learned``; see
+    :mod:`fxpsim.training.fwdscales`), set from the first training batch."""
+    nc = rt.numerics
+    if nc.learned_scales and not (nc.weights.is_float and nc.activations.is_float):
+        mod.clips = nn.Parameter(torch.ones(2))
+        mod.register_buffer("clips_ready", torch.tensor(False))
+    else:
+        mod.clips = None
+
+
+def _clips(mod: Any, x: torch.Tensor) -> torch.Tensor | None:
+    clips: torch.Tensor | None = mod.clips
+    if clips is None:
+        return None
+    if not bool(mod.clips_ready):
+        sw, sx = initial_clips(mod.weight, x, mod.rt.numerics.activations.signed)
+        with torch.no_grad():
+            clips.copy_(torch.tensor([sw, sx]))
+            mod.clips_ready.fill_(True)
+    return clips
 
 
 class VectorNode(nn.Module):
@@ -132,6 +159,17 @@ def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
+def _node_numerics(numerics: NumericsConfig, node: Node, nonneg_input: bool) -> NumericsConfig:
+    """A node's numerics: its per-operand overrides, and unsigned activation codes when the
+    run asks for them and the node's input comes from a ReLU (up to 15 bits: 16-bit
+    unsigned codes would not fit the 16-bit code registers, so 16 bits stay signed)."""
+    nc = numerics.for_node(node.formats)
+    a = nc.activations
+    if nc.a_codes == "unsigned" and nonneg_input and a.bits is not None and a.bits <= 15:
+        nc = replace(nc, activations=replace(a, signed=False))
+    return nc
+
+
 class QuantizedNet(Protocol):
     """What the training algorithms use of a :class:`QNet` (its torch module interface plus
     the execution log, statistics switch and step hook)."""
@@ -172,13 +210,15 @@ class QNet(nn.Module):
         self._gemm_index: dict[str, int] = {}
         gen = torch.Generator().manual_seed(self.seed)
         self.layers = nn.ModuleDict()
+        nonneg = nonnegative_nodes(graph)
         for node in graph.nodes[1:]:
             if node.is_gemm:
                 idx = len(self._gemm_index)
                 self._gemm_index[node.name] = idx
                 stats = LayerStats(node.name)
                 self.layer_stats[node.name] = stats
-                rt = LayerRuntime(node.name, node.op, numerics.for_node(node.formats),
+                rt = LayerRuntime(node.name, node.op,
+                                  _node_numerics(numerics, node, node.inputs[0] in nonneg),
                                   self.counters, stats, self.stats_config,
                                   self._rng_getter(idx))
                 self.runtimes[node.name] = rt

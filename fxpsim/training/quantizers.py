@@ -15,13 +15,21 @@ The scaled value ``x/Δ`` is formed in float64 (exact for ``pow2``; one float64 
 kind's rounding mode (stochastic modes draw from the given hardware RNG, one draw per
 element in C order) and overflow ``saturate_symmetric``; the overflow count is the number of
 clipped (saturated) elements. A tensor (or channel) whose ``c`` is 0 gets ``Δ = 1`` and all
-codes 0. All tensor kinds, post-ReLU activations included, use this signed quantizer (the
-simplest faithful choice: one code format for every GEMM operand).
+codes 0.
+
+Unsigned codes (``TensorNumerics.signed`` False; activations whose producer is a ReLU, run
+option ``a_codes=unsigned``): codes ``0 .. 2**b-1`` with ``Δ = c / (2**b-1)``, so a 4-bit
+post-ReLU tensor uses 16 levels instead of the 8 non-negative ones of the signed grid. They
+are computed as the signed grid of magnitude ``2**b-1`` (same rounding kernels) with negative
+codes then clipped to 0 and counted.
+
+Fixed clip (``clip=``): the learned forward scales (LBT's ``s_W``, ``u_A``) give ``c``
+directly, no max reduction; elements beyond it saturate and are counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -52,17 +60,19 @@ class QTensor:
 
     ``codes``: integer tensor shaped like the input (int8 for bits <= 8, else int16).
     ``scale``: float64 numpy Δ, shape ``()`` (per tensor) or ``(C,)`` (per channel, axis 0).
-    ``n_clipped``: elements that saturated at ±(2**(bits-1)-1).
+    ``n_clipped``: elements that saturated at ±(2**(bits-1)-1) (unsigned: at 0 or 2**bits-1).
+    ``signed``: False for unsigned codes ``0 .. 2**bits-1``.
     """
 
     codes: torch.Tensor
     scale: np.ndarray
     bits: int
     n_clipped: int
+    signed: bool = True
 
     @property
     def qmax(self) -> int:
-        return qmax_of(self.bits)
+        return qmax_of(self.bits, self.signed)
 
     def scale_column(self, ndim: int) -> np.ndarray:
         """Δ broadcastable against a tensor of ``ndim`` dims with channels on axis 0."""
@@ -76,9 +86,18 @@ class QTensor:
         return torch.from_numpy((c * self.scale_column(c.ndim)).astype(np.float32))
 
 
-def qmax_of(bits: int) -> int:
-    """Largest code magnitude of ``bits``-bit symmetric codes (1 bit: binary ±1)."""
+def qmax_of(bits: int, signed: bool = True) -> int:
+    """Largest code magnitude of ``bits``-bit symmetric codes (1 bit: binary ±1), or of
+    unsigned ``bits``-bit codes (``2**bits - 1``)."""
+    if not signed:
+        return (1 << bits) - 1
     return 1 if bits == 1 else (1 << (bits - 1)) - 1
+
+
+def code_max(tn: TensorNumerics) -> int:
+    """Largest code magnitude of a quantized tensor kind (see :func:`qmax_of`)."""
+    assert tn.bits is not None
+    return qmax_of(tn.bits, tn.signed)
 
 
 def quantize_binary(x: torch.Tensor, per_channel: bool = False) -> QTensor:
@@ -106,9 +125,10 @@ def code_dtype(bits: int) -> np.dtype:
     return np.dtype(np.int8) if bits <= 8 else np.dtype(np.int16)
 
 
-def scale_from_clip(c: np.ndarray, bits: int, scale_type: str) -> np.ndarray:
+def scale_from_clip(c: np.ndarray, bits: int, scale_type: str, signed: bool = True
+                    ) -> np.ndarray:
     """Δ (float64) for clip values ``c`` (zeros give Δ = 1), see the module docstring."""
-    qmax = (1 << (bits - 1)) - 1
+    qmax = qmax_of(bits, signed) if bits > 1 else 1
     c = np.asarray(c, dtype=np.float64)
     delta = c / qmax
     if scale_type == "pow2":
@@ -141,19 +161,32 @@ def quantize_symmetric(
     random_bits: int = 16,
     per_channel: bool = False,
     clip_factor: float = 1.0,
+    clip: float | None = None,
 ) -> QTensor:
-    """Quantize a float tensor to ``tn.bits`` symmetric codes (see the module docstring).
+    """Quantize a float tensor to ``tn.bits`` codes (see the module docstring), symmetric
+    signed or (``tn.signed`` False) unsigned.
 
-    ``per_channel``: one scale per index of axis 0 (weights' output channels).
+    ``per_channel``: one scale per index of axis 0 (weights' output channels, or the rows the
+    caller put on axis 0).
     ``clip_factor``: c = clip_factor·max|x| (elements beyond c saturate and are counted).
+    ``clip``: c given directly (a learned scale; per tensor only); no max reduction.
     """
     if tn.bits is None:
         raise ValueError("tn.bits: a float (None) tensor kind cannot be quantized")
     bits = tn.bits
     if bits == 1:  # binary weights: sign codes, mean-magnitude scale (no rounding choice)
         return quantize_binary(x, per_channel)
-    amax = absmax(x, per_channel)
-    delta = scale_from_clip(amax * clip_factor, bits, tn.scale)
+    if not tn.signed:
+        return _unsigned(quantize_symmetric(x, replace(tn, bits=bits + 1, signed=True), rng=rng,
+                                            random_bits=random_bits, per_channel=per_channel,
+                                            clip_factor=clip_factor, clip=clip), bits)
+    if clip is not None:
+        if per_channel:
+            raise ValueError("clip: a fixed clip value is per tensor")
+        amax = np.asarray(float(clip))
+    else:
+        amax = absmax(x, per_channel) * clip_factor
+    delta = scale_from_clip(amax, bits, tn.scale)
     xn = x.detach().contiguous().numpy()
     qmax = (1 << (bits - 1)) - 1
     codes = torch.empty(x.shape, dtype=torch.int8 if bits <= 8 else torch.int16)
@@ -184,6 +217,17 @@ def quantize_symmetric(
     return QTensor(codes, delta, bits, int(res.n_overflow))
 
 
+def _unsigned(q: QTensor, bits: int) -> QTensor:
+    """Unsigned ``bits``-bit codes from codes on the signed grid of magnitude 2**bits-1
+    (Δ = c/(2**bits-1), the same): negative codes clip to 0 and are counted."""
+    neg = q.codes < 0
+    n_neg = int(neg.sum())
+    codes = q.codes.masked_fill(neg, 0) if n_neg else q.codes
+    if bits <= 7 and codes.dtype != torch.int8:
+        codes = codes.to(torch.int8)
+    return QTensor(codes, q.scale, bits, q.n_clipped + n_neg, signed=False)
+
+
 def _stochastic_div(flat: np.ndarray, delta: float, qmax: int, rng: object, random_bits: int,
                     out: np.ndarray) -> tuple[int, int]:
     """:func:`~fxpsim.training.qkernels.quantize_stochastic_div` with the random source that
@@ -207,27 +251,37 @@ def _stochastic_div(flat: np.ndarray, delta: float, qmax: int, rng: object, rand
 
 def quantize_padded_nhwc(
     x: torch.Tensor, tn: TensorNumerics, pad: tuple[int, int],
-    buf: torch.Tensor | None = None,
+    buf: torch.Tensor | None = None, clip: float | None = None,
 ) -> tuple[QTensor, torch.Tensor] | None:
     """Per-tensor :func:`quantize_symmetric` of a (B, C, H, W) tensor with codes written into
     a zero int8 NHWC buffer (B, H+2·ph, W+2·pw, C) at offset ``pad``: returns (QTensor whose
     ``codes`` is the NCHW view of the buffer's interior, buffer), or None when this fused
     path does not apply (stochastic or other rounding modes, more than 8 bits). ``buf``:
     reuse a buffer an earlier call returned for the same shapes (only the interior is
-    written, so its border is still zero); one of another shape is ignored."""
+    written, so its border is still zero); one of another shape is ignored. Unsigned codes
+    take this path up to 7 bits (0..127); ``clip``: a fixed clip value (learned scale)."""
     rmode = FIXED_ROUNDINGS.get(tn.rounding)
-    if rmode is None or tn.bits is None or not 2 <= tn.bits <= 8 or x.dim() != 4:
+    if rmode is None or tn.bits is None or not 2 <= tn.bits <= (8 if tn.signed else 7) \
+            or x.dim() != 4:
         return None
     bits = tn.bits
-    delta = scale_from_clip(absmax(x, False), bits, tn.scale)
+    qmax = code_max(tn)
+    cv = absmax(x, False) if clip is None else np.asarray(float(clip))
+    delta = scale_from_clip(cv, bits, tn.scale, tn.signed)
     nb, c, h, w = x.shape
     (ph, pw) = pad
     shape = (nb, h + 2 * ph, w + 2 * pw, c)
     if buf is None or tuple(buf.shape) != shape or buf.dtype != torch.int8:
         buf = torch.zeros(shape, dtype=torch.int8)
     n_bad, n_clip = quantize_nhwc(x.detach().contiguous().numpy(), float(delta), rmode,
-                                  (1 << (bits - 1)) - 1, ph, pw, buf.numpy())
+                                  qmax, ph, pw, buf.numpy())
     if n_bad:
         raise NonFiniteError(f"x: {n_bad} non-finite value(s) (NaN or ±inf) cannot be quantized")
+    if not tn.signed:  # negative codes clip to 0 (none after a ReLU)
+        neg = buf < 0
+        n_neg = int(neg.sum())
+        if n_neg:
+            buf.masked_fill_(neg, 0)
+            n_clip += n_neg
     codes = buf[:, ph:ph + h, pw:pw + w, :].permute(0, 3, 1, 2)
-    return QTensor(codes, delta, bits, int(n_clip)), buf
+    return QTensor(codes, delta, bits, int(n_clip), tn.signed), buf

@@ -25,7 +25,7 @@ from fxpsim.graph.ir import Graph
 from fxpsim.recipes import Recipe, recipe_for
 from fxpsim.training import vector_unit as vu
 from fxpsim.training.algorithms.execlog import MAIN_PASSES, ExecLog, PassNames
-from fxpsim.training.algorithms.optim import ParamGroup, SgdMomentum
+from fxpsim.training.algorithms.optim import Adam, ParamGroup, SgdMomentum
 from fxpsim.training.algorithms.options import AlgoOptions
 from fxpsim.training.qnet import QuantizedNet
 from fxpsim.training.quantizers import quantize_symmetric
@@ -132,6 +132,10 @@ class AlgorithmBase:
         #: per-method series logged per step: name -> [(step, value)] (summary.json)
         self.method_log: dict[str, list[tuple[int, float]]] = {}
         self.init_optimizer()
+        # learned forward clips (forward_scales=learned): their own Adam, as LBT's q_optimizer
+        self.scale_adam = Adam(options.fwd_scale_lr)
+        self._clips = [(g.node, c) for g in self.groups if g.is_gemm and (
+            c := getattr(net.layers[_key(g.node)], "clips", None)) is not None]
 
     def log_value(self, name: str, value: float) -> None:
         """Record ``value`` of series ``name`` at the current step (per-method logs)."""
@@ -143,6 +147,7 @@ class AlgorithmBase:
             opt = getattr(self, attr, None)
             if opt is not None:
                 opt.lr = self.lr * factor
+        self.scale_adam.lr = self.options.fwd_scale_lr * factor
 
     # ---- hooks for subclasses ----------------------------------------------------------
     def init_optimizer(self) -> None:
@@ -157,6 +162,17 @@ class AlgorithmBase:
         for grp in self.groups:
             vu.update(self.log, grp.node, "update", "sgd_update", self.sgd.step, grp.params,
                       [_grad(p) for p in grp.params])
+
+    def update_scales(self) -> None:
+        """Adam step of each layer's learned forward clips (s_W, u_A) with their STE
+        gradients (:mod:`fxpsim.training.fwdscales`); logged as ``fwd_scale_w/a.<layer>``."""
+        for node, clips in self._clips:
+            g = clips.grad if clips.grad is not None else torch.zeros_like(clips)
+            vu.update(self.log, node, "update", "scale_update", self.scale_adam.step, [clips],
+                      [g])
+            sw, sa = clips.detach().abs().tolist()
+            self.log_value(f"fwd_scale_w.{node}", sw)
+            self.log_value(f"fwd_scale_a.{node}", sa)
 
     def prepare(self, batch: Batch) -> None:
         """One-time work before the first step (default: nothing)."""
@@ -186,6 +202,7 @@ class AlgorithmBase:
         self._last_grads = {g.node: _grad(g.weight).detach().reshape(-1)
                             for g in self.groups if g.is_gemm}
         self.update()
+        self.update_scales()
         self.step_index += 1
         return StepStats(loss, correct, int(batch.x.shape[0]), penalty)
 

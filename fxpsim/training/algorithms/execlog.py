@@ -21,7 +21,10 @@ e.g. ``fb_trial_forward``); element counts are never recomputed. A quantizer rec
 the lowering's two ops of a dynamic-range quantization, ``reduce_max`` + ``quantize``:
 
 * ``quantize_grad`` -> in ``grad_quant`` (plus Octo's ``prc_clip`` in ``octo_requant`` when
-  the clip factor is PRC);
+  the clip factor is PRC); ``quantize_grad_copy`` (the per-tensor dY copy of per-channel /
+  per-sample gradient quantization) -> in ``grad_quant``;
+* ``quantize_weight_clip`` (weights under a learned forward clip) -> ``quantize`` alone in
+  ``update`` (the clip is given: no max reduction);
 * ``quantize_weight`` -> in ``update`` (the lowering charges the re-quantization of the
   updated weights at the end of the step; the value plane does it at the next forward: one per
   layer and step either way). For LAQ-style algorithms the projection already produced the
@@ -153,10 +156,15 @@ class ExecLog:
                       names: PassNames) -> None:
         if kind == "quantize_act":
             return
-        if kind == "quantize_weight":
+        if kind in ("quantize_weight", "quantize_weight_clip"):
             if not self.weights_from_projection:
-                self.record(layer, names.update, "reduce_max", elems)
+                if kind == "quantize_weight":  # a learned clip needs no max reduction
+                    self.record(layer, names.update, "reduce_max", elems)
                 self.record(layer, names.update, "quantize", elems)
+            return
+        if kind == "quantize_grad_copy":  # per-tensor dY copy (per-channel/-sample grads)
+            self.record(layer, names.grad_quant, "reduce_max", elems)
+            self.record(layer, names.grad_quant, "quantize", elems)
             return
         if kind in ("requant_x", "requant_w"):  # Octo: clip + re-quantize for the backward
             self.record(layer, "octo_requant", "reduce_max", elems)

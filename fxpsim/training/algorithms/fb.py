@@ -97,6 +97,7 @@ class FbAlgorithm(LaqAlgorithm):
         self.net.train()
         self.net.begin_step(self.step_index)
         loss, correct = self.forward_backward(batch.x, batch.y)
+        clip_grads = [(c, c.grad) for _, c in self._clips]  # the trial's are not used
         params = [p for grp in self.groups for p in grp.params]
         g_cur = {id(p): _grad(p).detach().clone() for p in params}
         saved = {id(p): p.detach().clone() for p in params}
@@ -127,5 +128,8 @@ class FbAlgorithm(LaqAlgorithm):
         self._last_grads = {g.node: blended[id(g.weight)].reshape(-1)
                             for g in self.groups if g.is_gemm}
         self.commit(blended)
+        for c, g in clip_grads:
+            c.grad = g
+        self.update_scales()
         self.step_index += 1
         return StepStats(loss, correct, int(batch.x.shape[0]))

@@ -13,8 +13,12 @@ changed. Calibration (:meth:`LbtAlgorithm.prepare`, once before training): forwa
 backward on the first batch with γ = 1, then per layer γ is lowered from 1 in steps of
 η_γ while an EMA (momentum 0.999, from 0) of r(γ) stays at or below the target; the first γ
 where it exceeds the target is kept (γ_min if none). No update on that batch. Optimizer:
-SGD with momentum (weight decay from the options). The learned forward scales of LBT
-(§3.5) are not modelled: forward quantizers are the QNet's min-max ones.
+SGD with momentum (weight decay from the options). With per-channel (per-sample) gradient
+scales (``granularity.g``) each channel (sample) clips at γ·its own max, so ``r`` counts
+against that max and the calibration normalizes |G| per channel (sample) [our reading].
+LBT's forward protocol (learned forward clips, unsigned post-ReLU codes, float first/last
+layers; §3.5) is in the QNet (:mod:`fxpsim.training.fwdscales`), on by default for
+``algo=lbt`` through the run options.
 """
 
 from __future__ import annotations
@@ -46,8 +50,12 @@ def calibrate_gamma(abs_g: np.ndarray, target: float, eta: float, gamma_min: flo
     return float(gamma_min)
 
 
-def clipped_fraction(g: torch.Tensor, gamma: float) -> float:
-    """``r = mean(|G| > γ·max|G|)`` of ``g = |G|`` (0 when ``G`` is all zero)."""
+def clipped_fraction(g: torch.Tensor, gamma: float, granularity: str = "per_tensor") -> float:
+    """``r = mean(|G| > γ·max|G|)`` of ``g = |G|`` (0 when ``G`` is all zero); with
+    per-channel (per-sample) gradient scales each channel (sample) clips at γ·its own max."""
+    if granularity != "per_tensor":
+        return float((g > gamma * _group_max(g, granularity)).double().mean()) \
+            if g.numel() else 0.0
     amax = float(g.max()) if g.numel() else 0.0
     return float((g > gamma * amax).double().mean()) if amax > 0 else 0.0
 
@@ -56,6 +64,23 @@ def gamma_update(gamma: float, r: float, target: float, eta: float, gamma_min: f
     """``clamp(γ + η·sign(r − target), γ_min, 1)`` (§3.4)."""
     step = eta * (1.0 if r > target else -1.0 if r < target else 0.0)
     return min(max(gamma + step, gamma_min), 1.0)
+
+
+def _group_max(g: torch.Tensor, granularity: str) -> torch.Tensor:
+    """max|dY| per channel (axis 1) or per sample (axis 0), broadcastable against ``g``."""
+    axis = 1 if granularity == "per_channel" else 0
+    other = tuple(d for d in range(g.dim()) if d != axis)
+    return g.amax(dim=other, keepdim=True) if g.numel() else g
+
+
+def _group_normalized(g: torch.Tensor, granularity: str) -> torch.Tensor:
+    """|dY| for the first-batch γ search: as is per tensor (the search divides by the max),
+    else divided by its channel's / sample's max (0 where that max is 0)."""
+    if granularity == "per_tensor" or not g.numel():
+        return g
+    m = _group_max(g, granularity)
+    return torch.where(m > 0, g / torch.where(m > 0, m, torch.ones_like(m)),
+                       torch.zeros_like(g))
 
 
 class LbtAlgorithm(AlgorithmBase):
@@ -78,11 +103,13 @@ class LbtAlgorithm(AlgorithmBase):
 
     def _observe(self, layer: str, dy: torch.Tensor) -> None:
         g = dy.detach().abs()
+        gran = self.net.runtimes[layer].numerics.gradients.granularity  # type: ignore[attr-defined]
         if self._calib is not None:
-            self._calib[layer] = g.numpy().copy()
+            self._calib[layer] = _group_normalized(g, gran).numpy().copy()
             return
-        self._ratio[layer] = vu.run(self.log, layer, "lbt_interval", "lbt_count",
-                                    partial(clipped_fraction, gamma=self.gammas[layer]), g)
+        self._ratio[layer] = vu.run(
+            self.log, layer, "lbt_interval", "lbt_count",
+            partial(clipped_fraction, gamma=self.gammas[layer], granularity=gran), g)
 
     def after_backward(self, batch: Batch) -> float:
         o = self.options

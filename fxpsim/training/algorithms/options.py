@@ -36,6 +36,9 @@ class AlgoOptions:
     per-layer norm) or ``free`` (the hypernetwork may also scale the step).
 
     Octo (§6): ``octo_lambda`` L2 on the compensation tensors μ, o.
+
+    Learned forward scales (``forward_scales=learned``, §3.5): ``fwd_scale_lr`` the Adam
+    learning rate of every layer's (s_W, u_A) (LBT's code: 1e-5, no weight decay).
     """
 
     lr: float | None = None
@@ -56,6 +59,7 @@ class AlgoOptions:
     lbt_eta: float = 1e-3
     lbt_gamma_min: float = 1e-3
     lbt_calibrate: bool = True
+    fwd_scale_lr: float = 1e-5
     bnrect_lambda: float = 1e-4
     bnrect_form: Literal["hinge", "square"] = "hinge"
     bnrect_sigma: Literal["batch", "running"] = "batch"
@@ -67,7 +71,7 @@ class AlgoOptions:
 
     def __post_init__(self) -> None:
         for name in ("sgd_lr", "adam_lr", "metagrad_lr", "lbt_eta", "lbt_alpha", "laq_clip",
-                     "lbt_gamma_min", "adam_eps"):
+                     "lbt_gamma_min", "adam_eps", "fwd_scale_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)!r}")
         if self.lr is not None and not self.lr > 0:
@@ -110,6 +114,7 @@ def options_from_run(run: object, **overrides: object) -> AlgoOptions:
         metagrad_lr=getattr(run, "metagrad_lr", 1e-3),
         metagrad_gain=getattr(run, "metagrad_gain", "keep"),
         octo_lambda=getattr(run, "octo_lambda", 0.1),
+        fwd_scale_lr=getattr(run, "forward_scales_lr", 1e-5),
     )
     base.update(overrides)
     return AlgoOptions(**base)  # type: ignore[arg-type]
