@@ -53,7 +53,10 @@ GROUPS: dict[str, list[tuple[str, list[str], int]]] = {
         ("MetaGrad W8A8G4 nearest", ["algo=metagrad", *G4], 1),
         ("MetaGrad W8A8G4 nearest, metagrad.gain=free", ["algo=metagrad", *G4,
                                                          "metagrad.gain=free"], 1),
-        ("LBT W8A8G4", ["algo=lbt", "g_bits=4"], 1),
+        ("LBT W8A8G4, minmax scales, signed codes, int ends",
+         ["algo=lbt", "g_bits=4", "forward_scales=minmax", "a_codes=signed",
+          "float_ends=false"], 1),
+        ("LBT W8A8G4, authors' protocol", ["algo=lbt", "g_bits=4"], 1),
         ("Octo W8A8G8", ["algo=octo"], 1),
     ],
     "bn": [
