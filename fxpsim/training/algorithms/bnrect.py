@@ -62,12 +62,14 @@ class BnRectAlgorithm(AlgorithmBase):
             self._sigma[name] = torch.sqrt(var + mod.eps)  # type: ignore[operator]
         return hook
 
-    def _rectify(self, gamma: torch.Tensor, sigma: torch.Tensor) -> float:
-        """Add the penalty's gradient to ``γ.grad``; returns the layer's penalty."""
+    def _rectify(self, gamma: torch.Tensor, sigma: torch.Tensor) -> tuple[float, float]:
+        """Add the penalty's gradient to ``γ.grad``; returns the layer's penalty and its
+        largest gain ``|γ|/σ``."""
         o = self.options
         c = gamma.numel()
+        gain = gamma.abs() / sigma
         if o.bnrect_form == "hinge":
-            h = torch.clamp(gamma.abs() / sigma - 1.0, min=0.0)
+            h = torch.clamp(gain - 1.0, min=0.0)
             pen = float(o.bnrect_lambda * (h * h).sum() / c)
             grad = (o.bnrect_lambda / c) * 2.0 * h * torch.sign(gamma) / sigma
         else:
@@ -75,7 +77,7 @@ class BnRectAlgorithm(AlgorithmBase):
             pen = float(o.bnrect_lambda * (ratio * ratio).sum() / c)
             grad = (o.bnrect_lambda / c) * 2.0 * ratio / sigma
         _grad(gamma).add_(grad)
-        return pen
+        return pen, float(gain.max())
 
     @torch.no_grad()
     def after_backward(self, batch: Batch) -> float:
@@ -88,9 +90,10 @@ class BnRectAlgorithm(AlgorithmBase):
                 sigma = torch.sqrt(bn.running_var + bn.eps)
             else:
                 sigma = self._sigma[name]
-            max_gain = max(max_gain, float((bn.weight.abs() / sigma).max()))
-            total += vu.run(self.log, name, "bn_rectify", "bn_rectify",
-                            partial(self._rectify, sigma=sigma), bn.weight)
+            pen, gain = vu.run(self.log, name, "bn_rectify", "bn_rectify",
+                               partial(self._rectify, sigma=sigma), bn.weight)
+            total += pen
+            max_gain = max(max_gain, gain)
         self.log_value("bnrect_penalty", total)
         self.log_value("bnrect_max_gain", max_gain)
         return total
